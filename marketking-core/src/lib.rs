@@ -1,1 +1,43 @@
-//! placeholder
+//! MarketKing: semantic document search on PostgreSQL + pgvector, or on an embedded local file,
+//! with pluggable embedders and caches.
+//!
+//! ```no_run
+//! use marketking_core::{NewDocument, SearchOptions, VectorStore};
+//!
+//! # async fn run() -> marketking_core::Result<()> {
+//! // No DATABASE_URL: an embedded store in ./marketking.db, the offline embedder and an
+//! // in-process cache. With DATABASE_URL / REDIS_URL / OPENAI_API_KEY set, the same code
+//! // runs on PostgreSQL + pgvector, Redis and OpenAI.
+//! let store = VectorStore::builder().from_env()?.build().await?;
+//! store.create(NewDocument::new("Trail shoes", "Light running shoes for rocky trails").with_source("catalog")).await?;
+//! for hit in store.search("running shoes", &SearchOptions::top(5)).await? {
+//!     println!("{:.3} {}", hit.score, hit.document.title);
+//! }
+//! # Ok(()) }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+mod cache;
+mod document;
+mod embedder;
+mod error;
+mod similarity;
+mod store;
+
+pub use backend::{IndexInfo, IndexKind, IndexSpec, SourceCount, StorageStats};
+#[cfg(feature = "redis")]
+pub use cache::RedisCache;
+pub use cache::{Cache, CacheStats, MemoryCache, NoCache};
+pub use document::{
+    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, UpsertOutcome,
+    MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TITLE_CHARS,
+};
+pub use embedder::{Embedder, HashingEmbedder};
+#[cfg(feature = "openai")]
+pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
+pub use error::{Error, Result};
+pub use similarity::cosine_similarity;
+pub use store::{
+    EmbedderStats, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE,
+};

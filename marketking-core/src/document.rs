@@ -1,0 +1,445 @@
+//! Documents, search options and search hits, with their validation rules.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Longest title and source, in characters (the seed schema's `varchar(255)`).
+pub const MAX_TITLE_CHARS: usize = 255;
+/// Longest source, in characters.
+pub const MAX_SOURCE_CHARS: usize = 255;
+/// Longest caller key, in characters.
+pub const MAX_KEY_CHARS: usize = 512;
+/// Largest `k` a search accepts.
+pub const MAX_K: usize = 1000;
+
+/// A document to store. Build with [`NewDocument::new`] and the `with_*` methods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDocument {
+    /// Title, at most 255 characters.
+    pub title: String,
+    /// Content, non-empty.
+    pub content: String,
+    /// Where the document came from, at most 255 characters.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A JSON object; searches can filter on it by containment.
+    #[serde(default = "empty_object")]
+    pub metadata: Value,
+    /// Optional caller key, unique per table; writes with a known key update that document.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A precomputed embedding; when absent the store's embedder computes it.
+    #[serde(default)]
+    pub embedding: Option<Vec<f32>>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+impl NewDocument {
+    /// A document with a title and content, no source, empty metadata and no key.
+    pub fn new(title: impl Into<String>, content: impl Into<String>) -> Self {
+        NewDocument {
+            title: title.into(),
+            content: content.into(),
+            source: None,
+            metadata: empty_object(),
+            key: None,
+            embedding: None,
+        }
+    }
+
+    /// Sets the source.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Sets the metadata (must be a JSON object).
+    pub fn with_metadata(mut self, metadata: Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the caller key.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets a precomputed embedding.
+    pub fn with_embedding(mut self, embedding: Vec<f32>) -> Self {
+        self.embedding = Some(embedding);
+        self
+    }
+
+    /// Checks every field; `dimensions` is the store's vector size.
+    pub fn validate(&self, dimensions: usize) -> Result<()> {
+        validate_title(&self.title)?;
+        validate_content(&self.content)?;
+        if let Some(source) = &self.source {
+            validate_source(source)?;
+        }
+        validate_metadata("metadata", &self.metadata)?;
+        if let Some(key) = &self.key {
+            validate_key(key)?;
+        }
+        if let Some(v) = &self.embedding {
+            validate_vector("embedding", v, dimensions)?;
+        }
+        Ok(())
+    }
+
+    /// The text the embedder sees: title and content.
+    pub(crate) fn embedding_text(&self) -> String {
+        embedding_text(&self.title, &self.content)
+    }
+}
+
+pub(crate) fn embedding_text(title: &str, content: &str) -> String {
+    let mut s = String::with_capacity(title.len() + content.len() + 2);
+    s.push_str(title);
+    s.push_str("\n\n");
+    s.push_str(content);
+    s
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// Store-assigned id.
+    pub id: i64,
+    /// Title.
+    pub title: String,
+    /// Content.
+    pub content: String,
+    /// Source, if any.
+    pub source: Option<String>,
+    /// Metadata object.
+    pub metadata: Value,
+    /// Caller key, if any.
+    pub key: Option<String>,
+    /// When the document was first stored.
+    pub created_at: DateTime<Utc>,
+    /// When the document last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The embedding, only when asked for (it is large).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// A change to a stored document; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DocumentPatch {
+    /// New title (re-embeds).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// New content (re-embeds).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// New source; `Some(None)` clears it.
+    #[serde(default, with = "double_option")]
+    pub source: Option<Option<String>>,
+    /// New metadata object (replaces the old one).
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+impl DocumentPatch {
+    /// Checks the fields that are set.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(t) = &self.title {
+            validate_title(t)?;
+        }
+        if let Some(c) = &self.content {
+            validate_content(c)?;
+        }
+        if let Some(Some(s)) = &self.source {
+            validate_source(s)?;
+        }
+        if let Some(m) = &self.metadata {
+            validate_metadata("metadata", m)?;
+        }
+        Ok(())
+    }
+
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.content.is_none() && self.source.is_none() && self.metadata.is_none()
+    }
+}
+
+/// How a search runs: result count, minimum score and filters.
+///
+/// Scores are cosine similarity, `1 - cosine distance`, in `[-1, 1]` (1 = same direction).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchOptions {
+    /// Number of results, 1..=1000. Default 10.
+    pub k: usize,
+    /// Drop results whose score is below this.
+    pub min_score: Option<f32>,
+    /// Keep only documents whose source is one of these (empty = any source).
+    pub sources: Vec<String>,
+    /// Keep only documents whose metadata contains this JSON object (`@>` semantics).
+    pub metadata: Option<Value>,
+    /// Keep only documents created at or after this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Keep only documents created strictly before this instant.
+    pub created_before: Option<DateTime<Utc>>,
+    /// HNSW `ef_search` for this call (1..=1000); default from the store config.
+    pub ef_search: Option<u32>,
+    /// IVFFlat `probes` for this call (1..=10000); default from the store config.
+    pub probes: Option<u32>,
+    /// Return each hit's embedding too.
+    pub include_embedding: bool,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            k: 10,
+            min_score: None,
+            sources: Vec::new(),
+            metadata: None,
+            created_after: None,
+            created_before: None,
+            ef_search: None,
+            probes: None,
+            include_embedding: false,
+        }
+    }
+}
+
+impl SearchOptions {
+    /// Options returning the top `k`.
+    pub fn top(k: usize) -> Self {
+        SearchOptions {
+            k,
+            ..Default::default()
+        }
+    }
+
+    /// Adds a source filter value.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.sources.push(source.into());
+        self
+    }
+
+    /// Sets the metadata containment filter.
+    pub fn metadata(mut self, contains: Value) -> Self {
+        self.metadata = Some(contains);
+        self
+    }
+
+    /// Sets the minimum score.
+    pub fn min_score(mut self, min: f32) -> Self {
+        self.min_score = Some(min);
+        self
+    }
+
+    /// True when any row filter (source, metadata, dates) is set.
+    pub fn has_filters(&self) -> bool {
+        !self.sources.is_empty()
+            || self.metadata.is_some()
+            || self.created_after.is_some()
+            || self.created_before.is_some()
+    }
+
+    /// Checks every option.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 || self.k > MAX_K {
+            return Err(Error::invalid("k", format!("must be between 1 and {MAX_K}, got {}", self.k)));
+        }
+        if let Some(m) = self.min_score {
+            if !m.is_finite() || !(-1.0..=1.0).contains(&m) {
+                return Err(Error::invalid("min_score", format!("must be a number in [-1, 1], got {m}")));
+            }
+        }
+        for s in &self.sources {
+            validate_source(s).map_err(|_| Error::invalid("sources", "each source must be 1..=255 characters"))?;
+        }
+        if let Some(m) = &self.metadata {
+            validate_metadata("metadata filter", m)?;
+        }
+        if let (Some(a), Some(b)) = (self.created_after, self.created_before) {
+            if a >= b {
+                return Err(Error::invalid("created_before", "must be later than created_after"));
+            }
+        }
+        if let Some(ef) = self.ef_search {
+            if ef == 0 || ef > 1000 {
+                return Err(Error::invalid("ef_search", format!("must be between 1 and 1000, got {ef}")));
+            }
+        }
+        if let Some(p) = self.probes {
+            if p == 0 || p > 10_000 {
+                return Err(Error::invalid("probes", format!("must be between 1 and 10000, got {p}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a document passes the row filters (used by the embedded store and tests).
+    pub fn matches(&self, source: Option<&str>, metadata: &Value, created_at: DateTime<Utc>) -> bool {
+        if !self.sources.is_empty() && !source.is_some_and(|s| self.sources.iter().any(|f| f == s)) {
+            return false;
+        }
+        if let Some(filter) = &self.metadata {
+            if !json_contains(metadata, filter) {
+                return false;
+            }
+        }
+        if self.created_after.is_some_and(|a| created_at < a) {
+            return false;
+        }
+        if self.created_before.is_some_and(|b| created_at >= b) {
+            return false;
+        }
+        true
+    }
+}
+
+/// PostgreSQL `jsonb @>` containment on `serde_json` values.
+pub fn json_contains(doc: &Value, filter: &Value) -> bool {
+    match (doc, filter) {
+        (Value::Object(d), Value::Object(f)) => f
+            .iter()
+            .all(|(k, fv)| d.get(k).is_some_and(|dv| json_contains(dv, fv))),
+        (Value::Array(d), Value::Array(f)) => f.iter().all(|fv| d.iter().any(|dv| json_contains(dv, fv))),
+        // A top-level array contains a primitive that is one of its elements.
+        (Value::Array(d), f) if !f.is_object() => d.iter().any(|dv| dv == f),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// Cosine similarity to the query, `1 - cosine distance`.
+    pub score: f32,
+    /// The document (embedding only when asked for).
+    pub document: Document,
+}
+
+/// What a [`batch`](crate::VectorStore::batch) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReport {
+    /// Ids of the input documents, in input order.
+    pub ids: Vec<i64>,
+    /// Documents inserted.
+    pub created: usize,
+    /// Keyed documents that existed and changed.
+    pub updated: usize,
+    /// Keyed documents that existed and did not change (no embedder call).
+    pub unchanged: usize,
+    /// Texts sent to the embedder.
+    pub embedded: usize,
+}
+
+/// Outcome of a single upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpsertOutcome {
+    /// A new document was inserted.
+    Created,
+    /// An existing document changed.
+    Updated,
+    /// The document existed with the same title, content, source and metadata.
+    Unchanged,
+}
+
+pub(crate) fn validate_title(title: &str) -> Result<()> {
+    if title.trim().is_empty() {
+        return Err(Error::invalid("title", "must not be empty"));
+    }
+    let n = title.chars().count();
+    if n > MAX_TITLE_CHARS {
+        return Err(Error::invalid("title", format!("must be at most {MAX_TITLE_CHARS} characters, got {n}")));
+    }
+    check_nul("title", title)
+}
+
+pub(crate) fn validate_content(content: &str) -> Result<()> {
+    if content.trim().is_empty() {
+        return Err(Error::invalid("content", "must not be empty"));
+    }
+    check_nul("content", content)
+}
+
+pub(crate) fn validate_source(source: &str) -> Result<()> {
+    if source.is_empty() {
+        return Err(Error::invalid("source", "must not be empty when given"));
+    }
+    let n = source.chars().count();
+    if n > MAX_SOURCE_CHARS {
+        return Err(Error::invalid("source", format!("must be at most {MAX_SOURCE_CHARS} characters, got {n}")));
+    }
+    check_nul("source", source)
+}
+
+pub(crate) fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("key", "must not be empty when given"));
+    }
+    let n = key.chars().count();
+    if n > MAX_KEY_CHARS {
+        return Err(Error::invalid("key", format!("must be at most {MAX_KEY_CHARS} characters, got {n}")));
+    }
+    check_nul("key", key)
+}
+
+pub(crate) fn validate_metadata(field: &str, metadata: &Value) -> Result<()> {
+    if !metadata.is_object() {
+        return Err(Error::invalid(field, "must be a JSON object"));
+    }
+    // PostgreSQL text and jsonb cannot hold NUL characters.
+    if metadata.to_string().contains("\\u0000") {
+        return Err(Error::invalid(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// Checks a vector's length and that every value is finite and it is not all zeros.
+pub(crate) fn validate_vector(field: &str, v: &[f32], dimensions: usize) -> Result<()> {
+    if v.len() != dimensions {
+        return Err(Error::DimensionMismatch {
+            expected: dimensions,
+            actual: v.len(),
+        });
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::invalid(field, format!("value at index {i} is not finite ({})", v[i])));
+    }
+    if v.iter().all(|x| *x == 0.0) {
+        return Err(Error::invalid(field, "must not be all zeros (cosine similarity is undefined)"));
+    }
+    Ok(())
+}
+
+fn check_nul(field: &str, s: &str) -> Result<()> {
+    if s.contains('\0') {
+        return Err(Error::invalid(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}

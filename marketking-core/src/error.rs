@@ -1,0 +1,199 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// A `Result` whose error defaults to [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in MarketKing.
+///
+/// Callers can act on the variants: bad input names the field, a dimension mismatch carries both
+/// numbers, a rate limit carries the server's retry-after and not-found carries the id.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A field of the input is invalid; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The offending field, for example `title` or `options.k`.
+        field: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A vector has the wrong number of dimensions.
+    #[error("dimension mismatch: expected {expected} dimensions, got {actual}")]
+    DimensionMismatch {
+        /// What the store (or embedder) is configured for.
+        expected: usize,
+        /// What was given.
+        actual: usize,
+    },
+
+    /// No document has this id.
+    #[error("document {id} not found")]
+    NotFound {
+        /// The id that was asked for.
+        id: i64,
+    },
+
+    /// No document has this caller key.
+    #[error("document with key {key:?} not found")]
+    KeyNotFound {
+        /// The key that was asked for.
+        key: String,
+    },
+
+    /// The write conflicts with existing data (for example a duplicate key inside one batch).
+    #[error("conflict: {reason}")]
+    Conflict {
+        /// What conflicted.
+        reason: String,
+    },
+
+    /// The configuration is invalid.
+    #[error("invalid configuration {field}: {reason}")]
+    Config {
+        /// The setting, for example `table` or `DATABASE_URL`.
+        field: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The table was created for another embedding model or dimension count.
+    #[error(
+        "table {table} was created for model {stored_model:?} with {stored_dimensions} dimensions, \
+         but the embedder is {model:?} with {dimensions} dimensions; use another table or re-embed"
+    )]
+    SchemaMismatch {
+        /// The table name.
+        table: String,
+        /// Model recorded in the table's metadata.
+        stored_model: String,
+        /// Dimensions recorded in the table's metadata.
+        stored_dimensions: usize,
+        /// Model of the configured embedder.
+        model: String,
+        /// Dimensions of the configured embedder.
+        dimensions: usize,
+    },
+
+    /// The pgvector extension is not available on the server.
+    #[error(
+        "the PostgreSQL `vector` extension (pgvector) is not installed on the server: {detail}. \
+         Install it (for example `bash scripts/install-pgvector.sh`, or your distribution's \
+         postgresql-NN-pgvector package) and run `CREATE EXTENSION vector` as a superuser"
+    )]
+    ExtensionMissing {
+        /// What the server said.
+        detail: String,
+    },
+
+    /// The embedding service asked us to slow down and retries were exhausted.
+    #[error("embedding service rate-limited the request{}", retry_after.map(|d| format!(" (retry after {:.1}s)", d.as_secs_f64())).unwrap_or_default())]
+    RateLimited {
+        /// How long the service asked us to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+
+    /// The embedder failed (network, protocol, authentication, malformed response...).
+    #[error("embedder error: {message}")]
+    Embedder {
+        /// What went wrong, without secrets.
+        message: String,
+        /// HTTP status, when the embedder is remote and answered.
+        status: Option<u16>,
+    },
+
+    /// A database error.
+    #[error("database error: {message}")]
+    Database {
+        /// The server's or driver's message.
+        message: String,
+        /// SQLSTATE code, when the server sent one.
+        code: Option<String>,
+    },
+
+    /// No connection could be taken from the pool in time.
+    #[error("connection pool error: {0}")]
+    Pool(String),
+
+    /// A cache backend failed. The store never returns this from a call (cache failures are
+    /// logged and counted); it is returned by [`Cache`](crate::Cache) implementations.
+    #[error("cache error: {0}")]
+    Cache(String),
+
+    /// Local file or I/O error (embedded store).
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Config`].
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True for errors caused by the caller's input (4xx in HTTP terms).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidInput { .. }
+                | Error::DimensionMismatch { .. }
+                | Error::NotFound { .. }
+                | Error::KeyNotFound { .. }
+                | Error::Conflict { .. }
+        )
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => {
+                if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+                    return Error::Conflict {
+                        reason: db.detail().unwrap_or(db.message()).to_string(),
+                    };
+                }
+                Error::Database {
+                    message: db.message().to_string(),
+                    code: Some(db.code().code().to_string()),
+                }
+            }
+            None => Error::Database {
+                message: e.to_string(),
+                code: None,
+            },
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<bb8::RunError<tokio_postgres::Error>> for Error {
+    fn from(e: bb8::RunError<tokio_postgres::Error>) -> Self {
+        match e {
+            bb8::RunError::User(e) => e.into(),
+            bb8::RunError::TimedOut => Error::Pool("timed out waiting for a connection".into()),
+        }
+    }
+}
+
+#[cfg(feature = "embedded")]
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,99 @@
+//! Vector math shared by the stores.
+
+/// Cosine similarity of two vectors, in `[-1, 1]`.
+///
+/// Returns `None` when the lengths differ or either vector has zero norm. The sums are kept in
+/// several independent lanes so the compiler can vectorise the loop without `unsafe`.
+///
+/// ```
+/// let s = marketking_core::cosine_similarity(&[1.0, 0.0], &[1.0, 1.0]).unwrap();
+/// assert!((s - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+/// ```
+pub fn cosine_similarity(a: &[f32], b: &[f32]) -> Option<f32> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let (dot, na, nb) = dot_norms(a, b);
+    if na == 0.0 || nb == 0.0 {
+        return None;
+    }
+    Some((dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0) as f32)
+}
+
+/// Dot product of two equal-length vectors (8 lanes, vectorisable).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// L2 norm of a vector.
+pub(crate) fn norm(a: &[f32]) -> f32 {
+    dot(a, a).sqrt()
+}
+
+fn dot_norms(a: &[f32], b: &[f32]) -> (f64, f64, f64) {
+    let mut d = [0.0f32; 8];
+    let mut x2 = [0.0f32; 8];
+    let mut y2 = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            d[i] += x[i] * y[i];
+            x2[i] += x[i] * x[i];
+            y2[i] += y[i] * y[i];
+        }
+    }
+    let mut dot: f64 = d.iter().map(|v| *v as f64).sum();
+    let mut na: f64 = x2.iter().map(|v| *v as f64).sum();
+    let mut nb: f64 = y2.iter().map(|v| *v as f64).sum();
+    for (x, y) in ra.iter().zip(rb) {
+        dot += (*x as f64) * (*y as f64);
+        na += (*x as f64) * (*x as f64);
+        nb += (*y as f64) * (*y as f64);
+    }
+    (dot, na, nb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        assert_eq!(cosine_similarity(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]).map(|s| (s * 1e5).round()), Some(1e5));
+        assert_eq!(cosine_similarity(&[1.0, 0.0], &[0.0, 1.0]), Some(0.0));
+        assert_eq!(cosine_similarity(&[1.0, 0.0], &[-1.0, 0.0]), Some(-1.0));
+        assert_eq!(cosine_similarity(&[1.0], &[1.0, 2.0]), None);
+        assert_eq!(cosine_similarity(&[0.0, 0.0], &[1.0, 2.0]), None);
+        assert_eq!(cosine_similarity(&[], &[]), None);
+    }
+
+    #[test]
+    fn long_vectors_match_naive() {
+        let a: Vec<f32> = (0..1537).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+        let b: Vec<f32> = (0..1537).map(|i| ((i * 104729) % 97) as f32 - 48.0).collect();
+        let naive = {
+            let d: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            d / (na * nb)
+        };
+        assert!((cosine_similarity(&a, &b).unwrap() as f64 - naive).abs() < 1e-5);
+        assert!((dot(&a, &b) as f64 - a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>()).abs() < 1.0);
+    }
+}

@@ -1,0 +1,349 @@
+//! [`VectorStoreBuilder`]: configuration from code and from the environment.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::{Cache, MemoryCache};
+use crate::embedder::{Embedder, HashingEmbedder};
+use crate::error::{Error, Result};
+
+use super::VectorStore;
+
+/// Where documents live.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageConfig {
+    /// PostgreSQL + pgvector.
+    Postgres {
+        /// Connection URL or key=value string (`postgres://user:pass@host/db?sslmode=require`).
+        url: String,
+        /// Table name (validated identifier, optionally `schema.table`).
+        table: String,
+        /// Pool size, 1..=100.
+        pool_size: u32,
+    },
+    /// The embedded single-file store.
+    Embedded {
+        /// Path of the database file.
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never print the URL: it may hold a password.
+            StorageConfig::Postgres { table, pool_size, .. } => f
+                .debug_struct("Postgres")
+                .field("url", &"<redacted>")
+                .field("table", table)
+                .field("pool_size", pool_size)
+                .finish(),
+            StorageConfig::Embedded { path } => f.debug_struct("Embedded").field("path", path).finish(),
+        }
+    }
+}
+
+/// Default embedded database file.
+pub const DEFAULT_DB_PATH: &str = "marketking.db";
+/// Default table name (the seed design's).
+pub const DEFAULT_TABLE: &str = "embeddings";
+/// Default pool size: small, since each search holds a connection for about a millisecond.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) database_url: Option<String>,
+    pub(crate) db_path: Option<PathBuf>,
+    pub(crate) table: String,
+    pub(crate) pool_size: u32,
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    pub(crate) cache: Option<Arc<dyn Cache>>,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) openai_key: Option<String>,
+    pub(crate) openai_base_url: Option<String>,
+    pub(crate) openai_model: Option<String>,
+    pub(crate) openai_dimensions: Option<usize>,
+    pub(crate) ef_search: u32,
+    pub(crate) probes: u32,
+    pub(crate) result_ttl: Duration,
+    pub(crate) cache_results: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            db_path: None,
+            table: DEFAULT_TABLE.into(),
+            pool_size: DEFAULT_POOL_SIZE,
+            embedder: None,
+            cache: None,
+            redis_url: None,
+            openai_key: None,
+            openai_base_url: None,
+            openai_model: None,
+            openai_dimensions: None,
+            ef_search: 100,
+            probes: 10,
+            result_ttl: Duration::from_secs(300),
+            cache_results: true,
+        }
+    }
+}
+
+/// Builds a [`VectorStore`]. `build()` validates everything and connects.
+///
+/// With nothing set the store is embedded (`./marketking.db`), embeds with the offline
+/// [`HashingEmbedder`] and caches in process: no services, no key.
+#[derive(Default)]
+pub struct VectorStoreBuilder {
+    pub(crate) config: Config,
+}
+
+impl std::fmt::Debug for VectorStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.config;
+        f.debug_struct("VectorStoreBuilder")
+            .field("database_url", &c.database_url.as_ref().map(|_| "<redacted>"))
+            .field("db_path", &c.db_path)
+            .field("table", &c.table)
+            .field("pool_size", &c.pool_size)
+            .field("embedder", &c.embedder)
+            .field("cache", &c.cache)
+            .field("redis_url", &c.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("openai_key", &c.openai_key.as_ref().map(|_| "<redacted>"))
+            .field("openai_base_url", &c.openai_base_url)
+            .field("ef_search", &c.ef_search)
+            .field("probes", &c.probes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match env(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::config(name, format!("{v:?} is not valid: {e}"))),
+    }
+}
+
+impl VectorStoreBuilder {
+    /// Reads the environment: `DATABASE_URL`, `REDIS_URL`, `OPENAI_API_KEY`, `OPENAI_BASE_URL`,
+    /// `MARKETKING_TABLE`, `MARKETKING_POOL_SIZE`, `MARKETKING_DB_PATH`,
+    /// `MARKETKING_EMBEDDING_MODEL`, `MARKETKING_EMBEDDING_DIMENSIONS`, `MARKETKING_EF_SEARCH`,
+    /// `MARKETKING_PROBES`, `MARKETKING_CACHE_TTL_SECS` and `MARKETKING_CACHE`
+    /// (`redis`, `memory` or `none`). Values already set on the builder win over the environment.
+    pub fn from_env(mut self) -> Result<Self> {
+        let c = &mut self.config;
+        if c.database_url.is_none() {
+            c.database_url = env("DATABASE_URL");
+        }
+        if c.redis_url.is_none() {
+            c.redis_url = env("REDIS_URL");
+        }
+        if c.openai_key.is_none() {
+            c.openai_key = env("OPENAI_API_KEY");
+        }
+        if c.openai_base_url.is_none() {
+            c.openai_base_url = env("OPENAI_BASE_URL");
+        }
+        if c.openai_model.is_none() {
+            c.openai_model = env("MARKETKING_EMBEDDING_MODEL");
+        }
+        if c.openai_dimensions.is_none() {
+            c.openai_dimensions = env_parse("MARKETKING_EMBEDDING_DIMENSIONS")?;
+        }
+        if c.db_path.is_none() {
+            c.db_path = env("MARKETKING_DB_PATH").map(PathBuf::from);
+        }
+        if let Some(t) = env("MARKETKING_TABLE") {
+            c.table = t;
+        }
+        if let Some(p) = env_parse("MARKETKING_POOL_SIZE")? {
+            c.pool_size = p;
+        }
+        if let Some(e) = env_parse("MARKETKING_EF_SEARCH")? {
+            c.ef_search = e;
+        }
+        if let Some(p) = env_parse("MARKETKING_PROBES")? {
+            c.probes = p;
+        }
+        if let Some(t) = env_parse::<u64>("MARKETKING_CACHE_TTL_SECS")? {
+            c.result_ttl = Duration::from_secs(t);
+        }
+        if c.cache.is_none() {
+            match env("MARKETKING_CACHE").as_deref() {
+                None => {}
+                Some("none") => c.cache = Some(Arc::new(crate::cache::NoCache)),
+                Some("memory") => c.cache = Some(Arc::new(MemoryCache::default())),
+                Some("redis") if c.redis_url.is_some() => {}
+                Some("redis") => return Err(Error::config("MARKETKING_CACHE", "is redis but REDIS_URL is not set")),
+                Some(other) => {
+                    return Err(Error::config(
+                        "MARKETKING_CACHE",
+                        format!("must be redis, memory or none, got {other:?}"),
+                    ))
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Uses PostgreSQL at `url` (key=value or URL form; `sslmode=require` turns on TLS).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.config.database_url = Some(url.into());
+        self
+    }
+
+    /// Uses the embedded store at `path` (ignored when a database URL is set).
+    pub fn db_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.db_path = Some(path.into());
+        self
+    }
+
+    /// Table name (default `embeddings`); letters, digits and `_`, optionally `schema.table`.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.config.table = table.into();
+        self
+    }
+
+    /// Connection pool size (1..=100, default 8).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.config.pool_size = size;
+        self
+    }
+
+    /// Uses this embedder (default: OpenAI when a key or base URL is set, else [`HashingEmbedder`]).
+    pub fn embedder(mut self, embedder: impl Embedder + 'static) -> Self {
+        self.config.embedder = Some(Arc::new(embedder));
+        self
+    }
+
+    /// Uses this cache (default: Redis when a URL is set, else [`MemoryCache`]).
+    pub fn cache(mut self, cache: impl Cache + 'static) -> Self {
+        self.config.cache = Some(Arc::new(cache));
+        self
+    }
+
+    /// Uses Redis at `url` as the cache.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = Some(url.into());
+        self
+    }
+
+    /// Default HNSW `ef_search` (1..=1000, default 100).
+    pub fn ef_search(mut self, ef: u32) -> Self {
+        self.config.ef_search = ef;
+        self
+    }
+
+    /// Default IVFFlat `probes` (1..=10000, default 10).
+    pub fn probes(mut self, probes: u32) -> Self {
+        self.config.probes = probes;
+        self
+    }
+
+    /// How long cached search results live (default 5 minutes). Writes invalidate them sooner.
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.config.result_ttl = ttl;
+        self
+    }
+
+    /// Whether search results are cached (default true). Query embeddings are always cached.
+    pub fn cache_results(mut self, on: bool) -> Self {
+        self.config.cache_results = on;
+        self
+    }
+
+    /// The storage this builder will use.
+    pub fn storage(&self) -> StorageConfig {
+        let c = &self.config;
+        match &c.database_url {
+            Some(url) => StorageConfig::Postgres {
+                url: url.clone(),
+                table: c.table.clone(),
+                pool_size: c.pool_size,
+            },
+            None => StorageConfig::Embedded {
+                path: c.db_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)),
+            },
+        }
+    }
+
+    /// Validates the configuration, connects (or opens the file), runs migrations and returns
+    /// the store.
+    pub async fn build(self) -> Result<VectorStore> {
+        let c = &self.config;
+        if c.pool_size == 0 || c.pool_size > 100 {
+            return Err(Error::config("pool_size", format!("must be between 1 and 100, got {}", c.pool_size)));
+        }
+        if c.ef_search == 0 || c.ef_search > 1000 {
+            return Err(Error::config("ef_search", format!("must be between 1 and 1000, got {}", c.ef_search)));
+        }
+        if c.probes == 0 || c.probes > 10_000 {
+            return Err(Error::config("probes", format!("must be between 1 and 10000, got {}", c.probes)));
+        }
+        let embedder = self.make_embedder()?;
+        let cache = self.make_cache()?;
+        VectorStore::open(self.config.clone(), self.storage(), embedder, cache).await
+    }
+
+    fn make_embedder(&self) -> Result<Arc<dyn Embedder>> {
+        let c = &self.config;
+        if let Some(e) = &c.embedder {
+            return Ok(e.clone());
+        }
+        if c.openai_key.is_some() || c.openai_base_url.is_some() {
+            #[cfg(feature = "openai")]
+            {
+                let mut b = crate::OpenAiEmbedder::builder();
+                if let Some(k) = &c.openai_key {
+                    b = b.api_key(k.clone());
+                }
+                if let Some(u) = &c.openai_base_url {
+                    b = b.base_url(u.clone());
+                }
+                if let Some(m) = &c.openai_model {
+                    b = b.model(m.clone());
+                }
+                if let Some(d) = c.openai_dimensions {
+                    b = b.dimensions(d);
+                }
+                return Ok(Arc::new(b.build()?));
+            }
+            #[cfg(not(feature = "openai"))]
+            return Err(Error::config("OPENAI_API_KEY", "is set but the `openai` feature is off"));
+        }
+        let dims = c.openai_dimensions.unwrap_or(1536);
+        Ok(Arc::new(HashingEmbedder::new(dims)?))
+    }
+
+    fn make_cache(&self) -> Result<Arc<dyn Cache>> {
+        let c = &self.config;
+        if let Some(cache) = &c.cache {
+            return Ok(cache.clone());
+        }
+        if let Some(url) = &c.redis_url {
+            #[cfg(feature = "redis")]
+            return Ok(Arc::new(crate::RedisCache::new(url)?));
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = url;
+                return Err(Error::config("REDIS_URL", "is set but the `redis` feature is off"));
+            }
+        }
+        Ok(Arc::new(MemoryCache::default()))
+    }
+}

@@ -1,0 +1,467 @@
+//! [`VectorStore`]: the public API over a backend, an embedder and a cache.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::backend::{Backend, IndexInfo, IndexSpec, StorageStats};
+use crate::cache::{Cache, CacheCounters, CacheStats};
+use crate::document::{
+    validate_key, validate_vector, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions,
+    UpsertOutcome,
+};
+use crate::embedder::{embed_checked, Embedder};
+use crate::error::{Error, Result};
+
+mod builder;
+mod counted;
+
+pub use builder::{StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
+pub use counted::EmbedderStats;
+use builder::Config;
+use counted::Counted;
+
+/// Everything `stats` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Storage counts and sizes.
+    pub storage: StorageStats,
+    /// Embedding model id.
+    pub model: String,
+    /// Vector dimensions.
+    pub dimensions: usize,
+    /// Cache counters of this store instance.
+    pub cache: CacheStats,
+    /// Embedder counters of this store instance.
+    pub embedder: EmbedderStats,
+}
+
+/// A document store with semantic search. Cheap to clone (shared inside an `Arc`).
+///
+/// Scores are cosine similarity (`1 - cosine distance`), from -1 to 1, higher is closer.
+#[derive(Clone, Debug)]
+pub struct VectorStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Box<dyn Backend>,
+    embedder: Counted,
+    cache: Arc<dyn Cache>,
+    counters: CacheCounters,
+    /// Cache key prefix: names the storage and the model, so stores on other tables, databases
+    /// or models that share one Redis never read each other's entries.
+    namespace: String,
+    ef_search: u32,
+    probes: u32,
+    result_ttl: Duration,
+    cache_results: bool,
+}
+
+/// Query embeddings change only with the model, so they live long.
+const EMBEDDING_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl VectorStore {
+    /// A builder; see [`VectorStoreBuilder`].
+    pub fn builder() -> VectorStoreBuilder {
+        VectorStoreBuilder::default()
+    }
+
+    pub(crate) async fn open(
+        config: Config,
+        storage: StorageConfig,
+        embedder: Arc<dyn Embedder>,
+        cache: Arc<dyn Cache>,
+    ) -> Result<Self> {
+        let dims = embedder.dimensions();
+        let model = embedder.model_id().to_string();
+        let backend: Box<dyn Backend> = match storage {
+            #[cfg(feature = "postgres")]
+            StorageConfig::Postgres { url, table, pool_size } => Box::new(
+                crate::backend::postgres::PgBackend::connect(&url, &table, pool_size, &model, dims).await?,
+            ),
+            #[cfg(not(feature = "postgres"))]
+            StorageConfig::Postgres { .. } => {
+                return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"))
+            }
+            #[cfg(feature = "embedded")]
+            StorageConfig::Embedded { path } => {
+                Box::new(crate::backend::embedded::EmbeddedBackend::open(&path, &model, dims).await?)
+            }
+            #[cfg(not(feature = "embedded"))]
+            StorageConfig::Embedded { .. } => {
+                return Err(Error::config(
+                    "DATABASE_URL",
+                    "is not set and the `embedded` feature is off: set DATABASE_URL",
+                ))
+            }
+        };
+        let namespace = format!(
+            "mk:{:016x}",
+            xxh3_128(format!("{}|{}|{}", backend.identity(), model, dims).as_bytes()) as u64
+        );
+        Ok(VectorStore {
+            inner: Arc::new(Inner {
+                backend,
+                embedder: Counted::new(embedder),
+                cache,
+                counters: CacheCounters::default(),
+                namespace,
+                ef_search: config.ef_search,
+                probes: config.probes,
+                result_ttl: config.result_ttl,
+                cache_results: config.cache_results,
+            }),
+        })
+    }
+
+    /// The embedder's vector size.
+    pub fn dimensions(&self) -> usize {
+        self.inner.embedder.dimensions()
+    }
+
+    /// The embedder's model id.
+    pub fn model(&self) -> &str {
+        self.inner.embedder.model_id()
+    }
+
+    /// `postgres` or `embedded`.
+    pub fn backend_kind(&self) -> &'static str {
+        self.inner.backend.kind()
+    }
+
+    /// The embedder (wrapped in this store's counters).
+    pub fn embedder(&self) -> &dyn Embedder {
+        &self.inner.embedder
+    }
+
+    /// Stores one document and returns it as stored. With a key, behaves like [`upsert`](Self::upsert).
+    pub async fn create(&self, doc: NewDocument) -> Result<Document> {
+        let report = self.batch(vec![doc]).await?;
+        self.get(report.ids[0]).await
+    }
+
+    /// Stores many documents in one transaction (all or nothing), embedding in chunks of the
+    /// embedder's batch size and writing with the backend's bulk path. Keyed documents upsert;
+    /// unchanged ones cost no embedder call. Field errors name the document's index,
+    /// e.g. `documents[3].title`.
+    pub async fn batch(&self, docs: Vec<NewDocument>) -> Result<BatchReport> {
+        if docs.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        let dims = self.dimensions();
+        for (i, d) in docs.iter().enumerate() {
+            d.validate(dims).map_err(|e| index_field(e, i))?;
+        }
+        let report = self.inner.backend.write_batch(docs, &self.inner.embedder).await?;
+        self.invalidate().await;
+        Ok(report)
+    }
+
+    /// Inserts or updates the document with `doc.key` (required). Unchanged title and content
+    /// make no embedder call.
+    pub async fn upsert(&self, doc: NewDocument) -> Result<(Document, UpsertOutcome)> {
+        match &doc.key {
+            None => return Err(Error::invalid("key", "is required for upsert")),
+            Some(k) => validate_key(k)?,
+        }
+        let report = self.batch(vec![doc]).await?;
+        let outcome = if report.created == 1 {
+            UpsertOutcome::Created
+        } else if report.updated == 1 {
+            UpsertOutcome::Updated
+        } else {
+            UpsertOutcome::Unchanged
+        };
+        Ok((self.get(report.ids[0]).await?, outcome))
+    }
+
+    /// The document with this id (without its embedding).
+    pub async fn get(&self, id: i64) -> Result<Document> {
+        self.inner.backend.get(id, false).await?.ok_or(Error::NotFound { id })
+    }
+
+    /// The document with this id, with its embedding.
+    pub async fn get_with_embedding(&self, id: i64) -> Result<Document> {
+        self.inner.backend.get(id, true).await?.ok_or(Error::NotFound { id })
+    }
+
+    /// The document with this caller key.
+    pub async fn get_by_key(&self, key: &str) -> Result<Document> {
+        validate_key(key)?;
+        self.inner
+            .backend
+            .get_by_key(key, false)
+            .await?
+            .ok_or_else(|| Error::KeyNotFound { key: key.to_string() })
+    }
+
+    /// Changes a document; re-embeds only when the title or content change.
+    pub async fn update(&self, id: i64, patch: DocumentPatch) -> Result<Document> {
+        patch.validate()?;
+        let current = self.get(id).await?;
+        if patch.is_empty() {
+            return Ok(current);
+        }
+        let title = patch.title.as_deref().unwrap_or(&current.title);
+        let content = patch.content.as_deref().unwrap_or(&current.content);
+        let embedding = if title != current.title || content != current.content {
+            let text = crate::document::embedding_text(title, content);
+            Some(embed_checked(&self.inner.embedder, &[text]).await?.remove(0))
+        } else {
+            None
+        };
+        let doc = self.inner.backend.update(id, &patch, embedding).await?.ok_or(Error::NotFound { id })?;
+        self.invalidate().await;
+        Ok(doc)
+    }
+
+    /// Deletes a document; [`Error::NotFound`] if there is none with this id.
+    pub async fn delete(&self, id: i64) -> Result<()> {
+        if !self.inner.backend.delete(id).await? {
+            return Err(Error::NotFound { id });
+        }
+        self.invalidate().await;
+        Ok(())
+    }
+
+    /// Documents most similar to a text query, best first.
+    pub async fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        opts.validate()?;
+        if query.trim().is_empty() {
+            return Err(Error::invalid("query", "must not be empty"));
+        }
+        let generation = self.generation().await;
+        let result_key = generation.map(|g| self.result_key(g, b"q", query.as_bytes(), opts));
+        if let Some(hits) = self.cached_results(result_key.as_deref()).await {
+            return Ok(hits);
+        }
+        let vector = self.query_embedding(query).await?;
+        let hits = self.inner.backend.search(&vector, &self.resolve(opts), None).await?;
+        self.store_results(result_key.as_deref(), &hits).await;
+        Ok(hits)
+    }
+
+    /// Documents most similar to a vector, best first.
+    pub async fn search_by_vector(&self, vector: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        opts.validate()?;
+        validate_vector("vector", vector, self.dimensions())?;
+        let generation = self.generation().await;
+        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let result_key = generation.map(|g| self.result_key(g, b"v", &bytes, opts));
+        if let Some(hits) = self.cached_results(result_key.as_deref()).await {
+            return Ok(hits);
+        }
+        let hits = self.inner.backend.search(vector, &self.resolve(opts), None).await?;
+        self.store_results(result_key.as_deref(), &hits).await;
+        Ok(hits)
+    }
+
+    /// Documents most similar to document `id`, excluding it.
+    pub async fn find_similar(&self, id: i64, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        opts.validate()?;
+        let doc = self.get_with_embedding(id).await?;
+        let vector = doc.embedding.ok_or(Error::NotFound { id })?;
+        let generation = self.generation().await;
+        let result_key = generation.map(|g| self.result_key(g, b"s", &id.to_le_bytes(), opts));
+        if let Some(hits) = self.cached_results(result_key.as_deref()).await {
+            return Ok(hits);
+        }
+        let hits = self.inner.backend.search(&vector, &self.resolve(opts), Some(id)).await?;
+        self.store_results(result_key.as_deref(), &hits).await;
+        Ok(hits)
+    }
+
+    /// Documents with id greater than `after_id`, ascending, at most `limit` (1..=10000):
+    /// pages through the whole store (export).
+    pub async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
+        if limit == 0 || limit > 10_000 {
+            return Err(Error::invalid("limit", format!("must be between 1 and 10000, got {limit}")));
+        }
+        self.inner.backend.list(after_id, limit, with_embedding).await
+    }
+
+    /// Counts, sizes, index, cache and embedder counters.
+    pub async fn stats(&self) -> Result<Stats> {
+        Ok(Stats {
+            storage: self.inner.backend.stats().await?,
+            model: self.model().to_string(),
+            dimensions: self.dimensions(),
+            cache: self.inner.counters.snapshot(self.inner.cache.kind()),
+            embedder: self.inner.embedder.snapshot(),
+        })
+    }
+
+    /// Builds (or replaces) the vector index, then refreshes planner statistics.
+    pub async fn create_index(&self, spec: IndexSpec) -> Result<IndexInfo> {
+        spec.kind.validate()?;
+        let info = self.inner.backend.create_index(&spec).await?;
+        self.inner.backend.analyze().await?;
+        self.invalidate().await;
+        Ok(info)
+    }
+
+    /// Drops the vector index; false when there was none.
+    pub async fn drop_index(&self) -> Result<bool> {
+        let dropped = self.inner.backend.drop_index().await?;
+        self.invalidate().await;
+        Ok(dropped)
+    }
+
+    /// Rebuilds the existing vector index.
+    pub async fn rebuild_index(&self, concurrently: bool) -> Result<IndexInfo> {
+        let info = self.inner.backend.rebuild_index(concurrently).await?;
+        self.invalidate().await;
+        Ok(info)
+    }
+
+    /// Refreshes planner statistics (`ANALYZE`); run after bulk loads.
+    pub async fn analyze(&self) -> Result<()> {
+        self.inner.backend.analyze().await
+    }
+
+    /// Checks the storage is reachable and migrated.
+    pub async fn ping(&self) -> Result<()> {
+        self.inner.backend.ping().await
+    }
+
+    /// Checks the cache answers (a counter read). The store works without it.
+    pub async fn ping_cache(&self) -> Result<()> {
+        self.inner.cache.counter(&self.generation_key()).await.map(|_| ())
+    }
+
+    // ---- caching -------------------------------------------------------------------------
+
+    fn generation_key(&self) -> String {
+        format!("{}:gen", self.inner.namespace)
+    }
+
+    /// The invalidation generation, `None` when result caching is off or the cache failed
+    /// (then results are neither read from nor written to the cache).
+    async fn generation(&self) -> Option<u64> {
+        if !self.inner.cache_results {
+            return None;
+        }
+        match self.inner.cache.counter(&self.generation_key()).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                self.cache_error("read generation", &e);
+                None
+            }
+        }
+    }
+
+    /// Bumps the generation after a committed write, so every process sharing the cache stops
+    /// reading results cached before it. If the cache is down, the results TTL bounds staleness.
+    async fn invalidate(&self) {
+        if let Err(e) = self.inner.cache.incr(&self.generation_key()).await {
+            self.cache_error("invalidate", &e);
+        }
+    }
+
+    fn result_key(&self, generation: u64, kind: &[u8], query: &[u8], opts: &SearchOptions) -> String {
+        // Everything that changes the answer goes into the hash: the query, every option and
+        // the store defaults that apply when the options leave them unset.
+        let mut buf = Vec::with_capacity(query.len() + 256);
+        buf.extend_from_slice(kind);
+        buf.extend_from_slice(&(query.len() as u64).to_le_bytes());
+        buf.extend_from_slice(query);
+        buf.extend_from_slice(serde_json::to_string(opts).unwrap_or_default().as_bytes());
+        buf.extend_from_slice(&self.inner.ef_search.to_le_bytes());
+        buf.extend_from_slice(&self.inner.probes.to_le_bytes());
+        format!("{}:r:{generation}:{:032x}", self.inner.namespace, xxh3_128(&buf))
+    }
+
+    async fn cached_results(&self, key: Option<&str>) -> Option<Vec<SearchHit>> {
+        let key = key?;
+        match self.inner.cache.get(key).await {
+            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(hits) => {
+                    self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    Some(hits)
+                }
+                Err(e) => {
+                    self.cache_error("decode results", &Error::Cache(e.to_string()));
+                    None
+                }
+            },
+            Ok(None) => {
+                self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => {
+                self.cache_error("read results", &e);
+                None
+            }
+        }
+    }
+
+    async fn store_results(&self, key: Option<&str>, hits: &[SearchHit]) {
+        let Some(key) = key else { return };
+        let bytes = match serde_json::to_vec(hits) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        if let Err(e) = self.inner.cache.set(key, &bytes, Some(self.inner.result_ttl)).await {
+            self.cache_error("write results", &e);
+        }
+    }
+
+    async fn query_embedding(&self, text: &str) -> Result<Vec<f32>> {
+        let e = &self.inner.embedder;
+        let key = format!(
+            "{}:e:{}:{}:{:032x}",
+            self.inner.namespace,
+            e.model_id(),
+            e.dimensions(),
+            xxh3_128(text.as_bytes())
+        );
+        match self.inner.cache.get(&key).await {
+            Ok(Some(bytes)) if bytes.len() == 4 * e.dimensions() => {
+                self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect());
+            }
+            Ok(_) => {
+                self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => self.cache_error("read embedding", &err),
+        }
+        let v = embed_checked(e, &[text.to_string()]).await?.remove(0);
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        if let Err(err) = self.inner.cache.set(&key, &bytes, Some(EMBEDDING_TTL)).await {
+            self.cache_error("write embedding", &err);
+        }
+        Ok(v)
+    }
+
+    fn cache_error(&self, what: &str, e: &Error) {
+        self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(cache = self.inner.cache.kind(), error = %e, "cache {what} failed; continuing without it");
+    }
+
+    /// The options with the store's default ef_search and probes filled in.
+    fn resolve(&self, opts: &SearchOptions) -> SearchOptions {
+        let mut o = opts.clone();
+        o.ef_search.get_or_insert(self.inner.ef_search);
+        o.probes.get_or_insert(self.inner.probes);
+        o
+    }
+}
+
+/// Prefixes a field error with the document's position in a batch.
+fn index_field(e: Error, i: usize) -> Error {
+    match e {
+        Error::InvalidInput { field, reason } => Error::InvalidInput {
+            field: format!("documents[{i}].{field}"),
+            reason,
+        },
+        other => other,
+    }
+}
