@@ -140,6 +140,12 @@ pub(crate) trait Backend: Send + Sync + Debug {
     /// and `min_score` honoured; `exclude` leaves one id out (find_similar).
     async fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>>;
 
+    /// The query plan `search` would use, as text (EXPLAIN); backends without a planner
+    /// describe their scan.
+    async fn explain(&self, _query: &[f32], _opts: &SearchOptions) -> Result<String> {
+        Ok("exact scan over all stored vectors".into())
+    }
+
     /// Documents with id > `after_id`, ascending, at most `limit` (for export).
     async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>>;
 

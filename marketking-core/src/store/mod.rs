@@ -276,6 +276,14 @@ impl VectorStore {
         Ok(hits)
     }
 
+    /// The plan a search with these options would run, as text (PostgreSQL: `EXPLAIN` of the
+    /// exact statement and settings a search uses). For checking that an index is used.
+    pub async fn explain_search(&self, vector: &[f32], opts: &SearchOptions) -> Result<String> {
+        opts.validate()?;
+        validate_vector("vector", vector, self.dimensions())?;
+        self.inner.backend.explain(vector, &self.resolve(opts)).await
+    }
+
     /// Documents with id greater than `after_id`, ascending, at most `limit` (1..=10000):
     /// pages through the whole store (export).
     pub async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {

@@ -1,0 +1,154 @@
+//! Indexes and statistics.
+
+use tokio_postgres::Client;
+
+use super::PgBackend;
+use crate::backend::{IndexInfo, IndexKind, IndexSpec, SourceCount, StorageStats};
+use crate::error::{Error, Result};
+
+const INDEX_SUFFIX: &str = "embedding_idx";
+
+impl PgBackend {
+    /// The vector index on the table, if any (any hnsw/ivfflat index on it counts).
+    async fn index_info(&self, conn: &Client) -> Result<Option<IndexInfo>> {
+        let row = conn
+            .query_opt(
+                "SELECT c.relname::text, am.amname::text, coalesce(c.reloptions, '{}')::text[], pg_relation_size(c.oid) \
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam \
+                 WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat') \
+                 ORDER BY i.indisvalid DESC, c.relname LIMIT 1",
+                &[&self.sql.table],
+            )
+            .await?;
+        Ok(row.map(|r| {
+            let am: String = r.get(1);
+            let opts: Vec<String> = r.get(2);
+            let opt = |name: &str, default: u32| {
+                opts.iter()
+                    .find_map(|o| o.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
+                    .unwrap_or(default)
+            };
+            let kind = if am == "hnsw" {
+                IndexKind::Hnsw {
+                    m: opt("m", 16),
+                    ef_construction: opt("ef_construction", 64),
+                }
+            } else {
+                IndexKind::IvfFlat {
+                    lists: Some(opt("lists", 100)),
+                }
+            };
+            IndexInfo {
+                name: r.get(0),
+                kind,
+                bytes: r.get::<_, i64>(3).max(0) as u64,
+            }
+        }))
+    }
+
+    pub(crate) async fn stats_impl(&self) -> Result<StorageStats> {
+        let conn = self.pool.get().await?;
+        let t = &self.sql.table;
+        let count: i64 = conn.query_one(&format!("SELECT count(*) FROM {t}"), &[]).await?.get(0);
+        let sources = conn
+            .query(
+                &format!(
+                    "SELECT source::text, count(*) FROM {t} GROUP BY source ORDER BY count(*) DESC, source NULLS LAST LIMIT 20"
+                ),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| SourceCount {
+                source: r.get(0),
+                count: r.get::<_, i64>(1) as u64,
+            })
+            .collect();
+        let bytes: i64 = conn
+            .query_one("SELECT pg_total_relation_size(to_regclass($1))", &[t])
+            .await?
+            .get(0);
+        Ok(StorageStats {
+            backend: "postgres".into(),
+            location: self.table.display(),
+            documents: count as u64,
+            sources,
+            table_bytes: bytes.max(0) as u64,
+            index: self.index_info(&conn).await?,
+        })
+    }
+
+    pub(crate) async fn create_index_impl(&self, spec: &IndexSpec) -> Result<IndexInfo> {
+        let conn = self.pool.get().await?;
+        let t = &self.sql.table;
+        let (method, with) = match spec.kind {
+            IndexKind::Hnsw { m, ef_construction } => ("hnsw", format!("m = {m}, ef_construction = {ef_construction}")),
+            IndexKind::IvfFlat { lists } => {
+                let lists = match lists {
+                    Some(l) => l,
+                    None => {
+                        let n: i64 = conn.query_one(&format!("SELECT count(*) FROM {t}"), &[]).await?.get(0);
+                        ((n / 1000) as u32).max(1)
+                    }
+                };
+                ("ivfflat", format!("lists = {lists}"))
+            }
+        };
+        // Replacing: drop whatever vector index exists first (a failed CONCURRENTLY build leaves
+        // an invalid one behind, which this also clears).
+        if let Some(old) = self.index_info(&conn).await? {
+            conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name)))
+                .await?;
+        }
+        let concurrently = if spec.concurrently { "CONCURRENTLY " } else { "" };
+        // The build is much faster when the graph fits in maintenance_work_mem; one parallel
+        // worker plus the leader uses both cores of a small machine.
+        conn.batch_execute(&format!(
+            "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1; \
+             CREATE INDEX {concurrently}{name} ON {t} USING {method} (embedding vector_cosine_ops) WITH ({with}); \
+             RESET maintenance_work_mem; RESET max_parallel_maintenance_workers;",
+            name = self.table.sibling(INDEX_SUFFIX)
+        ))
+        .await?;
+        self.index_info(&conn)
+            .await?
+            .ok_or_else(|| Error::Storage("index was created but cannot be found".into()))
+    }
+
+    fn quoted_index(&self, name: &str) -> String {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        match &self.table.schema {
+            Some(s) => format!("{}.{}", q(s), q(name)),
+            None => q(name),
+        }
+    }
+
+    pub(crate) async fn drop_index_impl(&self) -> Result<bool> {
+        let conn = self.pool.get().await?;
+        match self.index_info(&conn).await? {
+            None => Ok(false),
+            Some(old) => {
+                conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name)))
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub(crate) async fn rebuild_index_impl(&self, concurrently: bool) -> Result<IndexInfo> {
+        let conn = self.pool.get().await?;
+        let Some(old) = self.index_info(&conn).await? else {
+            return Err(Error::invalid("index", "there is no vector index to rebuild; create one first"));
+        };
+        let c = if concurrently { "CONCURRENTLY " } else { "" };
+        conn.batch_execute(&format!(
+            "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1; \
+             REINDEX INDEX {c}{}; RESET maintenance_work_mem; RESET max_parallel_maintenance_workers;",
+            self.quoted_index(&old.name)
+        ))
+        .await?;
+        self.index_info(&conn)
+            .await?
+            .ok_or_else(|| Error::Storage("index disappeared during rebuild".into()))
+    }
+}

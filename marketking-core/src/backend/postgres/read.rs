@@ -1,0 +1,220 @@
+//! Reads: get, list, search, and the single-row update.
+
+use chrono::{DateTime, Utc};
+use pgvector::Vector;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Row;
+
+use super::{PgBackend, TableName};
+use crate::backend::finish_hits;
+use crate::document::{Document, DocumentPatch, SearchHit, SearchOptions};
+use crate::error::Result;
+
+/// Columns of a document, in the order [`row_to_document`] reads them.
+const COLS: &str = "id, title, content, source, metadata, key, created_at, updated_at";
+
+/// SQL text built once per table (the table name is validated and quoted).
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) table: String,
+    pub(crate) get: String,
+    pub(crate) get_emb: String,
+    pub(crate) get_key: String,
+    pub(crate) get_key_emb: String,
+    pub(crate) list: String,
+    pub(crate) list_emb: String,
+    pub(crate) delete: String,
+    pub(crate) ping: String,
+}
+
+impl Statements {
+    pub(crate) fn new(table: &TableName) -> Self {
+        let t = table.quoted();
+        Statements {
+            get: format!("SELECT {COLS} FROM {t} WHERE id = $1"),
+            get_emb: format!("SELECT {COLS}, embedding FROM {t} WHERE id = $1"),
+            get_key: format!("SELECT {COLS} FROM {t} WHERE key = $1"),
+            get_key_emb: format!("SELECT {COLS}, embedding FROM {t} WHERE key = $1"),
+            list: format!("SELECT {COLS} FROM {t} WHERE id > $1 ORDER BY id LIMIT $2"),
+            list_emb: format!("SELECT {COLS}, embedding FROM {t} WHERE id > $1 ORDER BY id LIMIT $2"),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            ping: format!("SELECT 1 FROM {t} LIMIT 1"),
+            table: t,
+        }
+    }
+}
+
+/// Reads a row selected with [`COLS`] (plus `embedding` at index 8 when `with_embedding`).
+pub(crate) fn row_to_document(row: &Row, with_embedding: bool) -> Document {
+    Document {
+        id: row.get(0),
+        title: row.get(1),
+        content: row.get(2),
+        source: row.get(3),
+        metadata: row.get(4),
+        key: row.get(5),
+        created_at: row.get::<_, DateTime<Utc>>(6),
+        updated_at: row.get::<_, DateTime<Utc>>(7),
+        embedding: with_embedding.then(|| row.get::<_, Vector>(8).to_vec()),
+    }
+}
+
+impl PgBackend {
+    pub(crate) async fn get_impl(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
+        let conn = self.pool.get().await?;
+        let sql = if with_embedding { &self.sql.get_emb } else { &self.sql.get };
+        let row = conn.query_opt(sql, &[&id]).await?;
+        Ok(row.map(|r| row_to_document(&r, with_embedding)))
+    }
+
+    pub(crate) async fn get_by_key_impl(&self, key: &str, with_embedding: bool) -> Result<Option<Document>> {
+        let conn = self.pool.get().await?;
+        let sql = if with_embedding { &self.sql.get_key_emb } else { &self.sql.get_key };
+        let row = conn.query_opt(sql, &[&key]).await?;
+        Ok(row.map(|r| row_to_document(&r, with_embedding)))
+    }
+
+    pub(crate) async fn list_impl(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
+        let conn = self.pool.get().await?;
+        let sql = if with_embedding { &self.sql.list_emb } else { &self.sql.list };
+        let rows = conn.query(sql, &[&after_id, &(limit as i64)]).await?;
+        Ok(rows.iter().map(|r| row_to_document(r, with_embedding)).collect())
+    }
+
+    pub(crate) async fn update_impl(
+        &self,
+        id: i64,
+        patch: &DocumentPatch,
+        embedding: Option<Vec<f32>>,
+    ) -> Result<Option<Document>> {
+        let mut sets = vec!["updated_at = now()".to_string()];
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&id, Type::INT8)];
+        let source_value;
+        let vector;
+        if let Some(t) = &patch.title {
+            params.push((t, Type::VARCHAR));
+            sets.push(format!("title = ${}", params.len()));
+        }
+        if let Some(c) = &patch.content {
+            params.push((c, Type::TEXT));
+            sets.push(format!("content = ${}", params.len()));
+        }
+        if let Some(s) = &patch.source {
+            source_value = s.clone();
+            params.push((&source_value, Type::VARCHAR));
+            sets.push(format!("source = ${}", params.len()));
+        }
+        if let Some(m) = &patch.metadata {
+            params.push((m, Type::JSONB));
+            sets.push(format!("metadata = ${}", params.len()));
+        }
+        if let Some(v) = embedding {
+            vector = Vector::from(v);
+            params.push((&vector, self.vector_type.clone()));
+            sets.push(format!("embedding = ${}", params.len()));
+        }
+        let sql = format!(
+            "UPDATE {} SET {} WHERE id = $1 RETURNING {COLS}",
+            self.sql.table,
+            sets.join(", ")
+        );
+        let conn = self.pool.get().await?;
+        let rows = conn.query_typed(&sql, &params).await?;
+        Ok(rows.first().map(|r| row_to_document(r, false)))
+    }
+
+    pub(crate) async fn search_impl(
+        &self,
+        query: &[f32],
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
+        let rows = self.run_search(query, opts, exclude, false).await?;
+        let dist_col = if opts.include_embedding { 9 } else { 8 };
+        let hits = rows
+            .iter()
+            .map(|r| SearchHit {
+                score: (1.0 - r.get::<_, f64>(dist_col)) as f32,
+                document: row_to_document(r, opts.include_embedding),
+            })
+            .collect();
+        Ok(finish_hits(hits, opts))
+    }
+
+    pub(crate) async fn explain_impl(&self, query: &[f32], opts: &SearchOptions) -> Result<String> {
+        let rows = self.run_search(query, opts, None, true).await?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n"))
+    }
+
+    /// Runs the search query (or, with `explain`, the same query under EXPLAIN with the same
+    /// parameters and settings, so the plan shown is the plan used).
+    async fn run_search(
+        &self,
+        query: &[f32],
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+        explain: bool,
+    ) -> Result<Vec<Row>> {
+        let vector = Vector::from(query.to_vec());
+        let limit = opts.k as i64;
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
+            vec![(&vector, self.vector_type.clone()), (&limit, Type::INT8)];
+        let mut filters: Vec<String> = Vec::new();
+        if !opts.sources.is_empty() {
+            params.push((&opts.sources, Type::TEXT_ARRAY));
+            filters.push(format!("source = ANY(${})", params.len()));
+        }
+        if let Some(m) = &opts.metadata {
+            params.push((m, Type::JSONB));
+            filters.push(format!("metadata @> ${}", params.len()));
+        }
+        if let Some(a) = &opts.created_after {
+            params.push((a, Type::TIMESTAMPTZ));
+            filters.push(format!("created_at >= ${}", params.len()));
+        }
+        if let Some(b) = &opts.created_before {
+            params.push((b, Type::TIMESTAMPTZ));
+            filters.push(format!("created_at < ${}", params.len()));
+        }
+        if let Some(id) = &exclude {
+            params.push((id, Type::INT8));
+            filters.push(format!("id <> ${}", params.len()));
+        }
+        let where_clause = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
+        let emb = if opts.include_embedding { ", embedding" } else { "" };
+        // ORDER BY the same expression we select, so exact scans compute each distance once and
+        // the planner can use the cosine index: `ORDER BY embedding <=> $1 LIMIT k`.
+        let sql = format!(
+            "{}SELECT {COLS}{emb}, embedding <=> $1 AS distance FROM {} {where_clause} ORDER BY embedding <=> $1 LIMIT $2",
+            if explain { "EXPLAIN " } else { "" },
+            self.sql.table
+        );
+        // Filtered searches need iterative index scans, or an approximate scan that finds fewer
+        // than k matching rows among its candidates returns fewer than k rows. Relaxed order is
+        // the fast mode; hits are re-sorted below.
+        let iterative = if self.iterative_scans && (opts.has_filters() || exclude.is_some()) {
+            "relaxed_order"
+        } else {
+            "off"
+        };
+        let mut settings = format!(
+            "SET hnsw.ef_search = {}; SET ivfflat.probes = {};",
+            opts.ef_search.unwrap_or(40),
+            opts.probes.unwrap_or(1)
+        );
+        if self.iterative_scans {
+            settings.push_str(&format!(
+                " SET hnsw.iterative_scan = {iterative}; SET ivfflat.iterative_scan = {iterative};"
+            ));
+        }
+        let conn = self.pool.get().await?;
+        // Pipelined: the SETs and the query go out together and cost one round trip.
+        let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query_typed(&sql, &params));
+        set?;
+        Ok(rows?)
+    }
+}

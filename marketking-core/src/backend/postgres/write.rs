@@ -1,0 +1,185 @@
+//! Batch writes: key lookup, embedding in chunks, binary COPY, all in one transaction.
+
+use std::collections::HashMap;
+
+use futures_util::future::try_join_all;
+use pgvector::Vector;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::PgBackend;
+use crate::backend::{fill_embeddings, plan_batch, Action, Existing};
+use crate::document::{BatchReport, NewDocument};
+use crate::embedder::Embedder;
+use crate::error::{Error, Result};
+
+impl PgBackend {
+    pub(crate) async fn write_batch_impl(
+        &self,
+        mut docs: Vec<NewDocument>,
+        embedder: &dyn Embedder,
+    ) -> Result<BatchReport> {
+        let t = &self.sql.table;
+        let mut conn = self.pool.get().await?;
+        // Dropping `tx` without commit rolls back: any error below leaves no row behind.
+        let tx = conn.transaction().await?;
+
+        let keys: Vec<&str> = docs.iter().filter_map(|d| d.key.as_deref()).collect();
+        let mut existing = HashMap::new();
+        if !keys.is_empty() {
+            // FOR UPDATE: a concurrent upsert of the same keys waits for us instead of racing.
+            let rows = tx
+                .query(
+                    &format!("SELECT id, key, title, content, source, metadata FROM {t} WHERE key = ANY($1) FOR UPDATE"),
+                    &[&keys],
+                )
+                .await?;
+            for r in rows {
+                existing.insert(
+                    r.get::<_, String>(1),
+                    Existing {
+                        id: r.get(0),
+                        title: r.get(2),
+                        content: r.get(3),
+                        source: r.get(4),
+                        metadata: r.get(5),
+                    },
+                );
+            }
+        }
+        let actions = plan_batch(&docs, &existing)?;
+        drop(existing);
+
+        let inserts = actions.iter().filter(|a| **a == Action::Insert).count();
+        let mut new_ids = if inserts > 0 {
+            tx.query(
+                "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+                &[&self.sql.table, &(inserts as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect::<Vec<_>>()
+            .into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+
+        let mut report = BatchReport {
+            ids: Vec::with_capacity(docs.len()),
+            ..Default::default()
+        };
+        for a in &actions {
+            report.ids.push(match a {
+                Action::Insert => {
+                    report.created += 1;
+                    new_ids.next().expect("one id per insert")
+                }
+                Action::Touch { id, changed } => {
+                    if *changed {
+                        report.updated += 1;
+                    } else {
+                        report.unchanged += 1;
+                    }
+                    *id
+                }
+                Action::Rewrite { id } => {
+                    report.updated += 1;
+                    *id
+                }
+            });
+        }
+
+        let chunk = embedder.max_batch_size().max(1);
+
+        // 1. Existing keys: updates, pipelined on the connection, chunk by chunk.
+        let update_idx: Vec<usize> = (0..docs.len())
+            .filter(|&i| matches!(actions[i], Action::Rewrite { .. } | Action::Touch { changed: true, .. }))
+            .collect();
+        if !update_idx.is_empty() {
+            let rewrite = tx
+                .prepare_typed(
+                    &format!(
+                        "UPDATE {t} SET title = $2, content = $3, source = $4, metadata = $5, embedding = $6, \
+                         updated_at = now() WHERE id = $1"
+                    ),
+                    &[Type::INT8, Type::VARCHAR, Type::TEXT, Type::VARCHAR, Type::JSONB, self.vector_type.clone()],
+                )
+                .await?;
+            let touch = tx
+                .prepare_typed(
+                    &format!("UPDATE {t} SET source = $2, metadata = $3, updated_at = now() WHERE id = $1"),
+                    &[Type::INT8, Type::VARCHAR, Type::JSONB],
+                )
+                .await?;
+            for idx in update_idx.chunks(chunk) {
+                let mut group: Vec<NewDocument> = idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
+                let group_actions: Vec<Action> = idx.iter().map(|&i| actions[i]).collect();
+                report.embedded += fill_embeddings(embedder, &mut group, &group_actions).await?;
+                let vectors: Vec<Option<Vector>> = group.iter_mut().map(|d| d.embedding.take().map(Vector::from)).collect();
+                let futures = idx.iter().zip(&group).zip(&vectors).map(|((&i, d), v)| {
+                    let id = &report.ids[i];
+                    let (rewrite, touch, tx) = (&rewrite, &touch, &tx);
+                    async move {
+                        match v {
+                            Some(v) => {
+                                tx.execute(rewrite, &[id, &d.title, &d.content, &d.source, &d.metadata, v])
+                                    .await
+                            }
+                            None => tx.execute(touch, &[id, &d.source, &d.metadata]).await,
+                        }
+                    }
+                });
+                try_join_all(futures).await?;
+            }
+        }
+
+        // 2. New rows: one binary COPY stream; each chunk is embedded, written and dropped,
+        //    so memory holds one chunk of vectors at a time.
+        if inserts > 0 {
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY {t} (id, title, content, source, metadata, key, embedding) FROM STDIN (FORMAT binary)"
+                ))
+                .await?;
+            let types = [
+                Type::INT8,
+                Type::VARCHAR,
+                Type::TEXT,
+                Type::VARCHAR,
+                Type::JSONB,
+                Type::TEXT,
+                self.vector_type.clone(),
+            ];
+            let writer = BinaryCopyInWriter::new(sink, &types);
+            futures_util::pin_mut!(writer);
+            let insert_idx: Vec<usize> = (0..docs.len()).filter(|&i| actions[i] == Action::Insert).collect();
+            for idx in insert_idx.chunks(chunk) {
+                let mut group: Vec<NewDocument> = idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
+                let group_actions = vec![Action::Insert; group.len()];
+                report.embedded += fill_embeddings(embedder, &mut group, &group_actions).await?;
+                for (&i, d) in idx.iter().zip(group) {
+                    let v = Vector::from(d.embedding.ok_or_else(|| Error::Storage("missing embedding".into()))?);
+                    let row: [&(dyn ToSql + Sync); 7] =
+                        [&report.ids[i], &d.title, &d.content, &d.source, &d.metadata, &d.key, &v];
+                    writer.as_mut().write(&row).await?;
+                }
+            }
+            writer.finish().await?;
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+/// An empty document left behind when one is moved out of the input vector.
+fn placeholder() -> NewDocument {
+    NewDocument {
+        title: String::new(),
+        content: String::new(),
+        source: None,
+        metadata: serde_json::Value::Null,
+        key: None,
+        embedding: None,
+    }
+}
