@@ -7,6 +7,10 @@ use crate::backend::{IndexInfo, IndexKind, IndexSpec, SourceCount, StorageStats}
 use crate::error::{Error, Result};
 
 const INDEX_SUFFIX: &str = "embedding_idx";
+/// An index build is much faster when the graph fits in maintenance_work_mem; one parallel
+/// worker plus the leader uses both cores of a small machine.
+const BUILD_SETTINGS: &str = "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1";
+const RESET_SETTINGS: &str = "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers";
 
 impl PgBackend {
     /// The vector index on the table, if any (any hnsw/ivfflat index on it counts).
@@ -101,15 +105,17 @@ impl PgBackend {
                 .await?;
         }
         let concurrently = if spec.concurrently { "CONCURRENTLY " } else { "" };
-        // The build is much faster when the graph fits in maintenance_work_mem; one parallel
-        // worker plus the leader uses both cores of a small machine.
-        conn.batch_execute(&format!(
-            "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1; \
-             CREATE INDEX {concurrently}{name} ON {t} USING {method} (embedding vector_cosine_ops) WITH ({with}); \
-             RESET maintenance_work_mem; RESET max_parallel_maintenance_workers;",
-            name = self.table.sibling(INDEX_SUFFIX)
-        ))
-        .await?;
+        // Separate statements: several in one simple query form an implicit transaction, where
+        // CONCURRENTLY is not allowed.
+        conn.batch_execute(BUILD_SETTINGS).await?;
+        let built = conn
+            .batch_execute(&format!(
+                "CREATE INDEX {concurrently}{name} ON {t} USING {method} (embedding vector_cosine_ops) WITH ({with})",
+                name = self.table.sibling(INDEX_SUFFIX)
+            ))
+            .await;
+        conn.batch_execute(RESET_SETTINGS).await?;
+        built?;
         self.index_info(&conn)
             .await?
             .ok_or_else(|| Error::Storage("index was created but cannot be found".into()))
@@ -141,12 +147,12 @@ impl PgBackend {
             return Err(Error::invalid("index", "there is no vector index to rebuild; create one first"));
         };
         let c = if concurrently { "CONCURRENTLY " } else { "" };
-        conn.batch_execute(&format!(
-            "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1; \
-             REINDEX INDEX {c}{}; RESET maintenance_work_mem; RESET max_parallel_maintenance_workers;",
-            self.quoted_index(&old.name)
-        ))
-        .await?;
+        conn.batch_execute(BUILD_SETTINGS).await?;
+        let built = conn
+            .batch_execute(&format!("REINDEX INDEX {c}{}", self.quoted_index(&old.name)))
+            .await;
+        conn.batch_execute(RESET_SETTINGS).await?;
+        built?;
         self.index_info(&conn)
             .await?
             .ok_or_else(|| Error::Storage("index disappeared during rebuild".into()))

@@ -57,13 +57,10 @@ impl TableName {
         }
     }
 
-    /// A quoted name for a relation next to the table, e.g. its index.
+    /// A quoted, unqualified name for a relation next to the table, e.g. its index
+    /// (`CREATE INDEX` puts an index in its table's schema and takes no schema in the name).
     pub(crate) fn sibling(&self, suffix: &str) -> String {
-        let name = format!("{}_{suffix}", self.table);
-        match &self.schema {
-            Some(s) => format!("{}.{}", Self::q(s), Self::q(&name)),
-            None => Self::q(&name),
-        }
+        Self::q(&format!("{}_{suffix}", self.table))
     }
 
     /// The metadata table, in the same schema.
@@ -91,7 +88,7 @@ mod tests {
     fn accepts_and_quotes() {
         assert_eq!(TableName::parse("embeddings").unwrap().quoted(), "\"embeddings\"");
         assert_eq!(TableName::parse("app.Docs_2").unwrap().quoted(), "\"app\".\"Docs_2\"");
-        assert_eq!(TableName::parse("app.docs").unwrap().sibling("embedding_idx"), "\"app\".\"docs_embedding_idx\"");
+        assert_eq!(TableName::parse("app.docs").unwrap().sibling("embedding_idx"), "\"docs_embedding_idx\"");
     }
 
     #[test]

@@ -62,8 +62,15 @@ impl PgBackend {
             return Err(Error::config("dimensions", format!("pgvector supports 1..=16000 dimensions, got {dims}")));
         }
         // The URL is never echoed back: it may hold a password.
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::config("DATABASE_URL", format!("is not a valid PostgreSQL connection string ({e})")))?;
+        // TLS only when asked for with `sslmode=require`, and then the server certificate is
+        // verified against the webpki roots (managed Postgres). The driver's default `prefer`
+        // would try TLS against local servers' self-signed certificates and fail, so anything
+        // but `require` means plain TCP.
+        if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
         let identity = format!(
             "postgres:{}:{}/{}/{}",
             config
@@ -80,15 +87,16 @@ impl PgBackend {
             table.display()
         );
         let manager = PostgresConnectionManager::new(config, tls_connector()?);
+        // One connection made by hand first: a pool only reports "timed out" when the server is
+        // unreachable, while this gives the real reason (refused, auth failed, no database...).
+        let mut first = bb8::ManageConnection::connect(&manager).await?;
+        let info = schema::migrate(&mut first, &table, model, dims).await?;
+        drop(first);
         let pool = bb8::Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .await?;
-        let info = {
-            let mut conn = pool.get().await?;
-            schema::migrate(&mut conn, &table, model, dims).await?
-        };
         let vector_type = Type::new("vector".into(), info.vector_oid, Kind::Simple, info.vector_schema.clone());
         let iterative_scans = info.extension_version >= (0, 8);
         if !iterative_scans {
@@ -108,8 +116,8 @@ impl PgBackend {
     }
 }
 
-/// TLS through rustls with the webpki roots; used when the connection string asks for it
-/// (`sslmode=prefer` tries TLS and falls back, `require` insists, `disable` never tries).
+/// TLS through rustls with the webpki roots; used when the connection string has
+/// `sslmode=require`.
 fn tls_connector() -> Result<MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

@@ -26,13 +26,10 @@ const MAX_PLAIN_DIMS: usize = 1800;
 /// existing table was made for this model and dimension count.
 pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str, dims: usize) -> Result<SchemaInfo> {
     let tx = client.transaction().await?;
-    // One advisory lock per table serialises concurrent migrations (CREATE EXTENSION / TABLE
-    // IF NOT EXISTS can still race on the catalog without it).
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('marketking:' || $1, 0))",
-        &[&table.display()],
-    )
-    .await?;
+    // One advisory lock serialises concurrent migrations, across tables too: CREATE EXTENSION
+    // and CREATE TABLE IF NOT EXISTS still race on the catalog without it. Held to commit.
+    tx.batch_execute("SELECT pg_advisory_xact_lock(hashtextextended('marketking:migrate', 0))")
+        .await?;
 
     let ext = tx
         .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[])

@@ -53,7 +53,7 @@ impl PgBackend {
         let inserts = actions.iter().filter(|a| **a == Action::Insert).count();
         let mut new_ids = if inserts > 0 {
             tx.query(
-                "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+                "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1::bigint, $2::bigint)",
                 &[&self.sql.table, &(inserts as i64)],
             )
             .await?

@@ -1,0 +1,157 @@
+//! Fixtures: a private schema per test, counting and failing embedders.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use marketking_core::{Cache, Embedder, Error, HashingEmbedder, NoCache, Result, VectorStore};
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// A name unique to this test run and call.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+}
+
+/// A table in a schema of its own; `cleanup` drops the schema (a failing test keeps it).
+pub struct PgTable {
+    pub schema: String,
+    pub table: String,
+}
+
+impl PgTable {
+    pub fn new() -> Self {
+        let schema = unique("mkt");
+        PgTable {
+            table: format!("{schema}.docs"),
+            schema,
+        }
+    }
+
+    pub async fn store(&self, embedder: impl Embedder + 'static, cache: impl Cache + 'static) -> Result<VectorStore> {
+        VectorStore::builder()
+            .database_url(database_url())
+            .table(&self.table)
+            .pool_size(4)
+            .embedder(embedder)
+            .cache(cache)
+            .build()
+            .await
+    }
+
+    pub async fn plain(&self, dims: usize) -> VectorStore {
+        self.store(HashingEmbedder::new(dims).unwrap(), NoCache).await.unwrap()
+    }
+
+    pub async fn sql(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.simple_query("SELECT 1").await.unwrap();
+        client.query(sql, &[]).await.unwrap()
+    }
+
+    pub async fn cleanup(self) {
+        let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
+            .await
+            .unwrap();
+    }
+}
+
+/// Wraps the hashing embedder: counts calls and texts, fails on the Nth call when asked.
+#[derive(Debug, Clone)]
+pub struct TestEmbedder {
+    inner: HashingEmbedder,
+    pub calls: Arc<AtomicUsize>,
+    pub texts: Arc<AtomicUsize>,
+    fail_on_call: Option<usize>,
+    batch: usize,
+}
+
+impl TestEmbedder {
+    pub fn new(dims: usize) -> Self {
+        TestEmbedder {
+            inner: HashingEmbedder::new(dims).unwrap(),
+            calls: Default::default(),
+            texts: Default::default(),
+            fail_on_call: None,
+            batch: 64,
+        }
+    }
+
+    pub fn failing_on_call(mut self, n: usize) -> Self {
+        self.fail_on_call = Some(n);
+        self
+    }
+
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch = n;
+        self
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn texts(&self) -> usize {
+        self.texts.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Embedder for TestEmbedder {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_on_call == Some(n) {
+            return Err(Error::Embedder {
+                message: format!("test embedder fails on call {n}"),
+                status: Some(503),
+            });
+        }
+        self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        self.inner.embed(texts).await
+    }
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+    fn max_batch_size(&self) -> usize {
+        self.batch
+    }
+}
+
+/// Deterministic pseudo-random unit vectors (xorshift), clustered around `clusters` centres.
+pub fn random_vectors(n: usize, dims: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+    };
+    let centres: Vec<Vec<f32>> = (0..clusters.max(1)).map(|_| (0..dims).map(|_| next()).collect()).collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % centres.len()];
+            let mut v: Vec<f32> = c.iter().map(|x| x + 0.3 * next()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            v
+        })
+        .collect()
+}

@@ -1,0 +1,7 @@
+//! Integration tests against the real PostgreSQL + pgvector and Redis of the machine
+//! (`DATABASE_URL`, `REDIS_URL`; defaults are the local services). A missing service fails the
+//! tests; nothing is skipped.
+#![allow(missing_docs, unreachable_pub)]
+
+mod common;
+mod postgres;
