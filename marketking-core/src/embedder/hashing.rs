@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(pinned, PINNED_HELLO_WORLD.to_vec());
     }
 
-    const PINNED_HELLO_WORLD: [f32; 8] = [0.0; 8];
+    const PINNED_HELLO_WORLD: [f32; 8] = [0.0, 0.459, 0.459, 0.0, 0.688, -0.229, 0.0, -0.229];
 
     #[test]
     fn no_features_is_an_error() {
