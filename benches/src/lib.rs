@@ -1,1 +1,1 @@
-//! benches
+//! Benchmarks for MarketKing: criterion suites under `benches/`.

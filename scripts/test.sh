@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one test command: sets up the services (PostgreSQL + pgvector, Redis) when needed, then
+# runs every test of the workspace against them. A missing service fails; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/services.sh
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc
