@@ -35,10 +35,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!("stored: {} created, {} updated, {} unchanged", report.created, report.updated, report.unchanged);
 
-    for (query, opts) in [
-        ("running shoes", SearchOptions::top(3)),
-        ("how do I return shoes", SearchOptions::top(2).source("help")),
-    ] {
+    for (query, opts) in
+        [("running shoes", SearchOptions::top(3)), ("how do I return shoes", SearchOptions::top(2).source("help"))]
+    {
         println!("\nsearch {query:?}:");
         for hit in store.search(query, &opts).await? {
             println!("  {:.3}  {:<22} [{}]", hit.score, hit.document.title, hit.document.source.unwrap_or_default());

@@ -1,6 +1,7 @@
 //! Run with: `cargo bench -p marketking-benches --bench similarity`
 //!
 //! `cosine_similarity` at 384, 1536 and 3072 dimensions (no network, no database).
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use marketking_core::cosine_similarity;

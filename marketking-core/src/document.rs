@@ -233,10 +233,7 @@ impl Default for SearchOptions {
 impl SearchOptions {
     /// Options returning the top `k`.
     pub fn top(k: usize) -> Self {
-        SearchOptions {
-            k,
-            ..Default::default()
-        }
+        SearchOptions { k, ..Default::default() }
     }
 
     /// Adds a source filter value.
@@ -322,9 +319,9 @@ impl SearchOptions {
 /// PostgreSQL `jsonb @>` containment on `serde_json` values.
 pub fn json_contains(doc: &Value, filter: &Value) -> bool {
     match (doc, filter) {
-        (Value::Object(d), Value::Object(f)) => f
-            .iter()
-            .all(|(k, fv)| d.get(k).is_some_and(|dv| json_contains(dv, fv))),
+        (Value::Object(d), Value::Object(f)) => {
+            f.iter().all(|(k, fv)| d.get(k).is_some_and(|dv| json_contains(dv, fv)))
+        }
         (Value::Array(d), Value::Array(f)) => f.iter().all(|fv| d.iter().any(|dv| json_contains(dv, fv))),
         // A top-level array contains a primitive that is one of its elements.
         (Value::Array(d), f) if !f.is_object() => d.iter().any(|dv| dv == f),
@@ -423,10 +420,7 @@ pub(crate) fn validate_metadata(field: &str, metadata: &Value) -> Result<()> {
 /// Checks a vector's length and that every value is finite and it is not all zeros.
 pub(crate) fn validate_vector(field: &str, v: &[f32], dimensions: usize) -> Result<()> {
     if v.len() != dimensions {
-        return Err(Error::DimensionMismatch {
-            expected: dimensions,
-            actual: v.len(),
-        });
+        return Err(Error::DimensionMismatch { expected: dimensions, actual: v.len() });
     }
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(Error::invalid(field, format!("value at index {i} is not finite ({})", v[i])));

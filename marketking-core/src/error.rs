@@ -131,18 +131,12 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidInput {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Error::InvalidInput { field: field.into(), reason: reason.into() }
     }
 
     /// Shorthand for [`Error::Config`].
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Config {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Error::Config { field: field.into(), reason: reason.into() }
     }
 
     /// True for errors caused by the caller's input (4xx in HTTP terms).
@@ -164,19 +158,11 @@ impl From<tokio_postgres::Error> for Error {
         match e.as_db_error() {
             Some(db) => {
                 if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
-                    return Error::Conflict {
-                        reason: db.detail().unwrap_or(db.message()).to_string(),
-                    };
+                    return Error::Conflict { reason: db.detail().unwrap_or(db.message()).to_string() };
                 }
-                Error::Database {
-                    message: db.message().to_string(),
-                    code: Some(db.code().code().to_string()),
-                }
+                Error::Database { message: db.message().to_string(), code: Some(db.code().code().to_string()) }
             }
-            None => Error::Database {
-                message: e.to_string(),
-                code: None,
-            },
+            None => Error::Database { message: e.to_string(), code: None },
         }
     }
 }

@@ -30,8 +30,8 @@ pub use backend::{IndexInfo, IndexKind, IndexSpec, SourceCount, StorageStats};
 pub use cache::RedisCache;
 pub use cache::{Cache, CacheStats, MemoryCache, NoCache};
 pub use document::{
-    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, UpsertOutcome,
-    MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TITLE_CHARS,
+    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, UpsertOutcome, MAX_K,
+    MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TITLE_CHARS,
 };
 pub use embedder::{Embedder, HashingEmbedder};
 #[cfg(feature = "openai")]
@@ -39,5 +39,10 @@ pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 pub use error::{Error, Result};
 pub use similarity::cosine_similarity;
 pub use store::{
-    EmbedderStats, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE,
+    EmbedderStats, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE,
+    DEFAULT_TABLE,
 };
+
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

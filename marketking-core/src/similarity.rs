@@ -21,6 +21,7 @@ pub fn cosine_similarity(a: &[f32], b: &[f32]) -> Option<f32> {
 }
 
 /// Dot product of two equal-length vectors (8 lanes, vectorisable).
+#[allow(dead_code)] // used by the embedded store
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0.0f32; 8];
@@ -40,6 +41,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// L2 norm of a vector.
+#[allow(dead_code)] // used by the embedded store
 pub(crate) fn norm(a: &[f32]) -> f32 {
     dot(a, a).sqrt()
 }

@@ -67,12 +67,8 @@ impl Server {
 
 /// A deterministic vector, different for each text.
 fn vector_for(text: &str, dims: usize) -> Vec<f32> {
-    let h = text
-        .bytes()
-        .fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (0..dims)
-        .map(|i| ((h >> ((i % 4) * 8)) & 0xff) as f32 + i as f32 / 8.0)
-        .collect()
+    let h = text.bytes().fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (0..dims).map(|i| ((h >> ((i % 4) * 8)) & 0xff) as f32 + i as f32 / 8.0).collect()
 }
 
 fn expected(texts: &[String], dims: usize) -> Vec<Vec<f32>> {
@@ -85,13 +81,8 @@ fn texts(n: usize) -> Vec<String> {
 
 async fn handle(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).expect("the client sends JSON");
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap().to_string());
-    server.requests.lock().unwrap().push(Recorded {
-        auth,
-        body: body.clone(),
-    });
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap().to_string());
+    server.requests.lock().unwrap().push(Recorded { auth, body: body.clone() });
     let reply = server.script.lock().unwrap().pop_front().unwrap_or(Reply::Ok);
 
     let now = server.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -111,10 +102,7 @@ async fn respond(reply: Reply, body: &Value) -> Response {
         .iter()
         .map(|v| v.as_str().expect("inputs are strings").to_string())
         .collect();
-    let requested = body
-        .get("dimensions")
-        .and_then(Value::as_u64)
-        .map_or(1536, |d| d as usize);
+    let requested = body.get("dimensions").and_then(Value::as_u64).map_or(1536, |d| d as usize);
     let items = |dims: usize| -> Vec<Value> {
         inputs
             .iter()
@@ -153,20 +141,14 @@ async fn respond(reply: Reply, body: &Value) -> Response {
 
 /// Starts a server answering with `script` (then `Reply::Ok`); returns its base URL.
 async fn start(script: Vec<Reply>) -> (String, Arc<Server>) {
-    start_server(Server {
-        script: Mutex::new(script.into()),
-        ..Server::default()
-    })
-    .await
+    start_server(Server { script: Mutex::new(script.into()), ..Server::default() }).await
 }
 
 async fn start_server(server: Server) -> (String, Arc<Server>) {
     let server = Arc::new(server);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/v1/embeddings", post(handle))
-        .with_state(server.clone());
+    let app = Router::new().route("/v1/embeddings", post(handle)).with_state(server.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}/v1"), server)
 }
@@ -188,9 +170,7 @@ fn openai_error(message: &str) -> String {
 
 /// Runs `fut`, failing the test if it takes more than `secs` seconds.
 async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .expect("took too long")
+    tokio::time::timeout(Duration::from_secs(secs), fut).await.expect("took too long")
 }
 
 #[tokio::test]
@@ -230,12 +210,8 @@ async fn reversed_indices_are_put_back_in_input_order() {
 
 #[tokio::test]
 async fn rate_limit_with_retry_after_zero_is_retried_without_backoff() {
-    let (base, server) = start(vec![Reply::Status(
-        429,
-        vec![("retry-after", "0")],
-        openai_error("Rate limit reached"),
-    )])
-    .await;
+    let (base, server) =
+        start(vec![Reply::Status(429, vec![("retry-after", "0")], openai_error("Rate limit reached"))]).await;
     // A backoff of a minute: only the server's `Retry-After: 0` lets this finish quickly.
     let embedder = builder(&base).base_backoff(Duration::from_secs(60)).build().unwrap();
     let input = texts(2);
@@ -284,9 +260,7 @@ async fn persistent_server_error_gives_up_with_the_server_message() {
 #[tokio::test]
 async fn unauthorized_fails_at_once_without_leaking_the_key() {
     // OpenAI quotes (part of) the key back; this server quotes all of it.
-    let body = openai_error(&format!(
-        "Incorrect API key provided: {KEY}. You can find your API key at ..."
-    ));
+    let body = openai_error(&format!("Incorrect API key provided: {KEY}. You can find your API key at ..."));
     let (base, server) = start(vec![Reply::Status(401, vec![], body)]).await;
     let embedder = builder(&base).api_key(KEY).build().unwrap();
 
@@ -341,10 +315,7 @@ async fn rate_limited_error_carries_the_servers_retry_after() {
 
     let err = embedder.embed(&texts(1)).await.unwrap_err();
 
-    assert!(
-        matches!(err, Error::RateLimited { retry_after: Some(d) } if d.is_zero()),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::RateLimited { retry_after: Some(d) } if d.is_zero()), "{err:?}");
     assert_eq!(server.requests(), 2);
 }
 
@@ -356,10 +327,7 @@ async fn exhausted_quota_is_not_retried() {
 
     let err = embedder.embed(&texts(1)).await.unwrap_err();
 
-    assert!(
-        matches!(&err, Error::Embedder { status: Some(429), message } if message.contains("quota")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::Embedder { status: Some(429), message } if message.contains("quota")), "{err:?}");
     assert_eq!(server.requests(), 1);
 }
 
@@ -370,10 +338,7 @@ async fn malformed_json_is_an_error_and_not_retried() {
 
     let err = embedder.embed(&texts(2)).await.unwrap_err();
 
-    assert!(
-        matches!(&err, Error::Embedder { message, .. } if message.contains("not valid")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::Embedder { message, .. } if message.contains("not valid")), "{err:?}");
     assert_eq!(server.requests(), 1);
 }
 
@@ -384,10 +349,7 @@ async fn wrong_dimension_count_is_a_dimension_mismatch() {
 
     let err = embedder.embed(&texts(2)).await.unwrap_err();
 
-    assert!(
-        matches!(err, Error::DimensionMismatch { expected: 4, actual: 3 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::DimensionMismatch { expected: 4, actual: 3 }), "{err:?}");
     assert_eq!(server.requests(), 1);
 }
 
@@ -401,12 +363,8 @@ async fn missing_or_duplicate_index_is_an_error() {
         {"index": 0, "embedding": [0.0, 0.0, 0.0, 0.0]},
         {"index": 2, "embedding": [1.0, 1.0, 1.0, 1.0]},
     ]});
-    let (base, _server) = start(vec![
-        Reply::DropIndex(1),
-        Reply::Raw(duplicate.to_string()),
-        Reply::Raw(out_of_range.to_string()),
-    ])
-    .await;
+    let (base, _server) =
+        start(vec![Reply::DropIndex(1), Reply::Raw(duplicate.to_string()), Reply::Raw(out_of_range.to_string())]).await;
     let embedder = builder(&base).build().unwrap();
 
     let missing = embedder.embed(&texts(3)).await.unwrap_err();
@@ -415,15 +373,9 @@ async fn missing_or_duplicate_index_is_an_error() {
         "{missing:?}"
     );
     let dup = embedder.embed(&texts(2)).await.unwrap_err();
-    assert!(
-        matches!(&dup, Error::Embedder { message, .. } if message.contains("twice")),
-        "{dup:?}"
-    );
+    assert!(matches!(&dup, Error::Embedder { message, .. } if message.contains("twice")), "{dup:?}");
     let oob = embedder.embed(&texts(2)).await.unwrap_err();
-    assert!(
-        matches!(&oob, Error::Embedder { message, .. } if message.contains("index 2")),
-        "{oob:?}"
-    );
+    assert!(matches!(&oob, Error::Embedder { message, .. } if message.contains("index 2")), "{oob:?}");
 }
 
 #[tokio::test]
@@ -447,11 +399,7 @@ async fn large_calls_are_split_and_keep_order() {
 
     assert_eq!(out, expected(&input, DIMS));
     assert_eq!(embedder.max_batch_size(), 3);
-    let mut sizes: Vec<usize> = server
-        .bodies()
-        .iter()
-        .map(|b| b["input"].as_array().unwrap().len())
-        .collect();
+    let mut sizes: Vec<usize> = server.bodies().iter().map(|b| b["input"].as_array().unwrap().len()).collect();
     sizes.sort_unstable();
     assert_eq!(sizes, vec![1, 3, 3, 3]);
 }
@@ -460,11 +408,8 @@ async fn large_calls_are_split_and_keep_order() {
 async fn split_requests_run_concurrently_up_to_the_limit() {
     // Each request waits until two are in flight: this only finishes if the client sends two
     // at a time, and the server sees no more than two at once.
-    let (base, server) = start_server(Server {
-        barrier: Some(tokio::sync::Barrier::new(2)),
-        ..Server::default()
-    })
-    .await;
+    let (base, server) =
+        start_server(Server { barrier: Some(tokio::sync::Barrier::new(2)), ..Server::default() }).await;
     let embedder = builder(&base).max_batch_size(2).max_concurrency(2).build().unwrap();
     let input = texts(8);
 
@@ -477,11 +422,7 @@ async fn split_requests_run_concurrently_up_to_the_limit() {
 
 #[tokio::test]
 async fn failure_of_one_split_request_fails_the_call() {
-    let (base, _server) = start(vec![
-        Reply::Ok,
-        Reply::Status(400, vec![], openai_error("input too long")),
-    ])
-    .await;
+    let (base, _server) = start(vec![Reply::Ok, Reply::Status(400, vec![], openai_error("input too long"))]).await;
     let embedder = builder(&base).max_batch_size(2).max_concurrency(1).build().unwrap();
 
     let err = embedder.embed(&texts(4)).await.unwrap_err();
@@ -517,21 +458,9 @@ async fn dimensions_are_sent_only_when_configured() {
 async fn authorization_header_is_sent_only_with_a_key() {
     let (base, server) = start(vec![]).await;
 
-    builder(&base)
-        .api_key(KEY)
-        .build()
-        .unwrap()
-        .embed(&texts(1))
-        .await
-        .unwrap();
+    builder(&base).api_key(KEY).build().unwrap().embed(&texts(1)).await.unwrap();
     builder(&base).build().unwrap().embed(&texts(1)).await.unwrap();
-    builder(&base)
-        .api_key("")
-        .build()
-        .unwrap()
-        .embed(&texts(1))
-        .await
-        .unwrap();
+    builder(&base).api_key("").build().unwrap().embed(&texts(1)).await.unwrap();
 
     assert_eq!(server.auths(), vec![Some(format!("Bearer {KEY}")), None, None]);
 }
@@ -563,18 +492,11 @@ async fn timeouts_are_retried() {
 #[tokio::test]
 async fn persistent_timeout_is_reported() {
     let (base, server) = start(vec![Reply::Hang; 10]).await;
-    let embedder = builder(&base)
-        .timeout(Duration::from_millis(100))
-        .max_retries(1)
-        .build()
-        .unwrap();
+    let embedder = builder(&base).timeout(Duration::from_millis(100)).max_retries(1).build().unwrap();
 
     let err = within(10, embedder.embed(&texts(1))).await.unwrap_err();
 
-    assert!(
-        matches!(&err, Error::Embedder { status: None, message } if message.contains("timed out")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::Embedder { status: None, message } if message.contains("timed out")), "{err:?}");
     assert_eq!(server.requests(), 2);
 }
 
@@ -619,15 +541,9 @@ fn defaults_and_known_models() {
     assert_eq!(e.model_id(), "openai:text-embedding-3-small:1536");
     assert_eq!(e.max_batch_size(), 256);
 
-    let large = OpenAiEmbedder::builder()
-        .model("text-embedding-3-large")
-        .build()
-        .unwrap();
+    let large = OpenAiEmbedder::builder().model("text-embedding-3-large").build().unwrap();
     assert_eq!(large.dimensions(), 3072);
-    let ada = OpenAiEmbedder::builder()
-        .model("text-embedding-ada-002")
-        .build()
-        .unwrap();
+    let ada = OpenAiEmbedder::builder().model("text-embedding-ada-002").build().unwrap();
     assert_eq!(ada.dimensions(), 1536);
     let short = OpenAiEmbedder::builder().dimensions(512).build().unwrap();
     assert_eq!(short.model_id(), "openai:text-embedding-3-small:512");

@@ -203,16 +203,13 @@ pub(crate) fn plan_batch(docs: &[NewDocument], existing: &HashMap<String, Existi
         .map(|d| {
             let Some(key) = &d.key else { return Ok(Action::Insert) };
             if !seen.insert(key.as_str()) {
-                return Err(Error::Conflict {
-                    reason: format!("key {key:?} appears more than once in the batch"),
-                });
+                return Err(Error::Conflict { reason: format!("key {key:?} appears more than once in the batch") });
             }
             Ok(match existing.get(key) {
                 None => Action::Insert,
-                Some(e) if d.embedding.is_none() && e.title == d.title && e.content == d.content => Action::Touch {
-                    id: e.id,
-                    changed: e.source != d.source || e.metadata != d.metadata,
-                },
+                Some(e) if d.embedding.is_none() && e.title == d.title && e.content == d.content => {
+                    Action::Touch { id: e.id, changed: e.source != d.source || e.metadata != d.metadata }
+                }
                 Some(e) => Action::Rewrite { id: e.id },
             })
         })
@@ -263,20 +260,14 @@ mod tests {
         let mut existing = HashMap::new();
         existing.insert(
             "a".to_string(),
-            Existing {
-                id: 1,
-                title: "t".into(),
-                content: "c".into(),
-                source: None,
-                metadata: serde_json::json!({}),
-            },
+            Existing { id: 1, title: "t".into(), content: "c".into(), source: None, metadata: serde_json::json!({}) },
         );
         let same = NewDocument::new("t", "c").with_key("a");
         let meta = NewDocument::new("t", "c").with_key("a").with_source("s");
         let text = NewDocument::new("t", "c2").with_key("a");
         let fresh = NewDocument::new("t", "c").with_key("b");
         assert_eq!(
-            plan_batch(&[same.clone()], &existing).unwrap(),
+            plan_batch(std::slice::from_ref(&same), &existing).unwrap(),
             vec![Action::Touch { id: 1, changed: false }]
         );
         assert_eq!(plan_batch(&[meta], &existing).unwrap(), vec![Action::Touch { id: 1, changed: true }]);

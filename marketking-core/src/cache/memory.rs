@@ -22,7 +22,12 @@ pub struct MemoryCache {
 struct PerEntryTtl;
 
 impl Expiry<String, (Vec<u8>, Option<Duration>)> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &String, value: &(Vec<u8>, Option<Duration>), _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &(Vec<u8>, Option<Duration>),
+        _now: Instant,
+    ) -> Option<Duration> {
         value.1
     }
     fn expire_after_update(
@@ -48,13 +53,12 @@ impl MemoryCache {
     pub fn new(max_bytes: u64) -> Self {
         let inner = Moka::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &String, v: &(Vec<u8>, Option<Duration>)| (k.len() + v.0.len() + 32).min(u32::MAX as usize) as u32)
+            .weigher(|k: &String, v: &(Vec<u8>, Option<Duration>)| {
+                (k.len() + v.0.len() + 32).min(u32::MAX as usize) as u32
+            })
             .expire_after(PerEntryTtl)
             .build();
-        MemoryCache {
-            inner,
-            counters: Default::default(),
-        }
+        MemoryCache { inner, counters: Default::default() }
     }
 }
 

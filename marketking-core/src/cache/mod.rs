@@ -14,9 +14,9 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use memory::MemoryCache;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisCache;
+pub use memory::MemoryCache;
 
 /// A byte-oriented key/value cache with counters, shared by every store that uses it.
 ///

@@ -39,16 +39,8 @@ impl RedisCache {
     pub fn new(url: &str) -> Result<Self> {
         let manager = RedisConnectionManager::new(url).map_err(|e| Error::config("REDIS_URL", e.to_string()))?;
         let timeout = Duration::from_millis(250);
-        let pool = bb8::Pool::builder()
-            .max_size(16)
-            .connection_timeout(timeout)
-            .build_unchecked(manager);
-        Ok(RedisCache {
-            pool,
-            timeout,
-            default_ttl: Duration::from_secs(3600),
-            target: redact_url(url),
-        })
+        let pool = bb8::Pool::builder().max_size(16).connection_timeout(timeout).build_unchecked(manager);
+        Ok(RedisCache { pool, timeout, default_ttl: Duration::from_secs(3600), target: redact_url(url) })
     }
 
     /// Sets the per-operation timeout.
@@ -99,33 +91,24 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut *c).await })
-            .await
+        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut *c).await }).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         let ttl_ms = ttl.unwrap_or(self.default_ttl).as_millis().max(1) as u64;
         self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async(&mut *c)
-                .await
+            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut *c).await
         })
         .await
     }
 
     async fn incr(&self, key: &str) -> Result<u64> {
-        self.run(|mut c| async move { redis::cmd("INCR").arg(key).query_async(&mut *c).await })
-            .await
+        self.run(|mut c| async move { redis::cmd("INCR").arg(key).query_async(&mut *c).await }).await
     }
 
     async fn counter(&self, key: &str) -> Result<u64> {
-        let v: Option<u64> = self
-            .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut *c).await })
-            .await?;
+        let v: Option<u64> =
+            self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut *c).await }).await?;
         Ok(v.unwrap_or(0))
     }
 

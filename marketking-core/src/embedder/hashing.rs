@@ -39,20 +39,14 @@ impl HashingEmbedder {
         if !(2..=16_000).contains(&dimensions) {
             return Err(Error::config("dimensions", format!("must be between 2 and 16000, got {dimensions}")));
         }
-        Ok(HashingEmbedder {
-            dimensions,
-            model_id: format!("marketking-hash-v{RECIPE_VERSION}-{dimensions}"),
-        })
+        Ok(HashingEmbedder { dimensions, model_id: format!("marketking-hash-v{RECIPE_VERSION}-{dimensions}") })
     }
 
     /// Embeds one text synchronously.
     pub fn embed_sync(&self, text: &str) -> Result<Vec<f32>> {
         let mut features: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
-        let words: Vec<String> = text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(|w| w.to_lowercase())
-            .collect();
+        let words: Vec<String> =
+            text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect();
         for (i, w) in words.iter().enumerate() {
             *features.entry(hash_feature(b'w', w.as_bytes(), b"")).or_default() += 1;
             if let Some(next) = words.get(i + 1) {

@@ -98,16 +98,10 @@ pub(crate) async fn embed_checked(embedder: &dyn Embedder, texts: &[String]) -> 
         }
         for v in &vectors {
             if v.len() != dims {
-                return Err(Error::DimensionMismatch {
-                    expected: dims,
-                    actual: v.len(),
-                });
+                return Err(Error::DimensionMismatch { expected: dims, actual: v.len() });
             }
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Embedder {
-                    message: "embedder returned a non-finite value".into(),
-                    status: None,
-                });
+                return Err(Error::Embedder { message: "embedder returned a non-finite value".into(), status: None });
             }
         }
         out.extend(vectors);

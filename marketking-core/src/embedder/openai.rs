@@ -285,10 +285,7 @@ impl OpenAiEmbedderBuilder {
         if !matches!(base_url.scheme(), "http" | "https") {
             return Err(Error::config(
                 "base_url",
-                format!(
-                    "must start with http:// or https://, got scheme {:?}",
-                    base_url.scheme()
-                ),
+                format!("must start with http:// or https://, got scheme {:?}", base_url.scheme()),
             ));
         }
         if base_url.host_str().is_none_or(str::is_empty) {
@@ -318,10 +315,7 @@ impl OpenAiEmbedderBuilder {
 
         let dimensions = match c.dimensions {
             Some(d) if !(1..=MAX_DIMENSIONS).contains(&d) => {
-                return Err(Error::config(
-                    "dimensions",
-                    format!("must be between 1 and {MAX_DIMENSIONS}, got {d}"),
-                ));
+                return Err(Error::config("dimensions", format!("must be between 1 and {MAX_DIMENSIONS}, got {d}")));
             }
             Some(d) => d,
             None => known_dimensions(&model).ok_or_else(|| {
@@ -426,27 +420,20 @@ impl OpenAiEmbedder {
             encoding_format: "float",
             dimensions: self.request_dimensions,
         })
-        .map_err(|e| Error::Embedder {
-            message: format!("cannot encode the embeddings request: {e}"),
-            status: None,
-        })?;
+        .map_err(|e| Error::Embedder { message: format!("cannot encode the embeddings request: {e}"), status: None })?;
 
         // Held for the whole chunk, retries included, so backoff also slows this client down.
-        let _permit = self.semaphore.acquire().await.map_err(|_| Error::Embedder {
-            message: "embedder is shutting down".into(),
-            status: None,
-        })?;
+        let _permit = self
+            .semaphore
+            .acquire()
+            .await
+            .map_err(|_| Error::Embedder { message: "embedder is shutting down".into(), status: None })?;
 
         let mut attempt: u32 = 0;
         loop {
             match self.attempt(&body, texts.len()).await {
                 Attempt::Done(result) => return result,
-                Attempt::Retry {
-                    error,
-                    status,
-                    retry_after,
-                    reason,
-                } => {
+                Attempt::Retry { error, status, retry_after, reason } => {
                     if attempt >= self.max_retries {
                         return Err(match error {
                             Error::Embedder { message, status } if self.max_retries > 0 => Error::Embedder {
@@ -512,18 +499,13 @@ impl OpenAiEmbedder {
         }
 
         let code = status.as_u16();
-        let detail = server_message(&bytes)
-            .map(|m| format!(": {}", self.redact(&m)))
-            .unwrap_or_default();
+        let detail = server_message(&bytes).map(|m| format!(": {}", self.redact(&m))).unwrap_or_default();
         let message = format!("{} returned HTTP {status}{detail}", self.display_endpoint);
 
         if status == StatusCode::TOO_MANY_REQUESTS {
             if is_quota_error(&bytes) {
                 // Out of credit: waiting will not help.
-                return Attempt::Done(Err(Error::Embedder {
-                    message,
-                    status: Some(code),
-                }));
+                return Attempt::Done(Err(Error::Embedder { message, status: Some(code) }));
             }
             return Attempt::Retry {
                 error: Error::RateLimited { retry_after },
@@ -534,19 +516,13 @@ impl OpenAiEmbedder {
         }
         if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
             return Attempt::Retry {
-                error: Error::Embedder {
-                    message,
-                    status: Some(code),
-                },
+                error: Error::Embedder { message, status: Some(code) },
                 status: Some(code),
                 retry_after,
                 reason: format!("HTTP {code}"),
             };
         }
-        Attempt::Done(Err(Error::Embedder {
-            message,
-            status: Some(code),
-        }))
+        Attempt::Done(Err(Error::Embedder { message, status: Some(code) }))
     }
 
     /// Classifies a reqwest error (no response, or the body could not be read).
@@ -555,32 +531,17 @@ impl OpenAiEmbedder {
         let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
         let is_connect = e.is_connect();
         let (message, reason) = if e.is_timeout() {
-            (
-                format!(
-                    "request to {} timed out after {:?}",
-                    self.display_endpoint, self.timeout
-                ),
-                "timeout".to_string(),
-            )
+            (format!("request to {} timed out after {:?}", self.display_endpoint, self.timeout), "timeout".to_string())
         } else {
             let chain = self.redact(&error_chain(&e.without_url()));
             (
                 format!("request to {} failed: {chain}", self.display_endpoint),
-                if is_connect {
-                    format!("connection error: {chain}")
-                } else {
-                    chain
-                },
+                if is_connect { format!("connection error: {chain}") } else { chain },
             )
         };
         let error = Error::Embedder { message, status };
         if retryable {
-            Attempt::Retry {
-                error,
-                status,
-                retry_after: None,
-                reason,
-            }
+            Attempt::Retry { error, status, retry_after: None, reason }
         } else {
             Attempt::Done(Err(error))
         }
@@ -588,15 +549,9 @@ impl OpenAiEmbedder {
 
     /// Decodes and checks a successful response: one vector per input, in input order.
     fn parse_response(&self, bytes: &[u8], expected: usize, status: StatusCode) -> Result<Vec<Vec<f32>>> {
-        let fail = |message: String| Error::Embedder {
-            message,
-            status: Some(status.as_u16()),
-        };
+        let fail = |message: String| Error::Embedder { message, status: Some(status.as_u16()) };
         let response: EmbeddingResponse = serde_json::from_slice(bytes).map_err(|e| {
-            fail(format!(
-                "the response from {} was not valid embeddings JSON: {e}",
-                self.display_endpoint
-            ))
+            fail(format!("the response from {} was not valid embeddings JSON: {e}", self.display_endpoint))
         })?;
         let data = response.data;
         if data.len() != expected {
@@ -608,10 +563,7 @@ impl OpenAiEmbedder {
         }
         let with_index = data.iter().filter(|item| item.index.is_some()).count();
         if with_index != 0 && with_index != data.len() {
-            return Err(fail(format!(
-                "{} returned some embeddings without an index",
-                self.display_endpoint
-            )));
+            return Err(fail(format!("{} returned some embeddings without an index", self.display_endpoint)));
         }
 
         let mut slots: Vec<Option<Vec<f32>>> = vec![None; expected];
@@ -619,25 +571,16 @@ impl OpenAiEmbedder {
             // Servers that omit every index return the vectors in input order.
             let index = item.index.unwrap_or(position);
             let slot = slots.get_mut(index).ok_or_else(|| {
-                fail(format!(
-                    "{} returned index {index} for {expected} inputs",
-                    self.display_endpoint
-                ))
+                fail(format!("{} returned index {index} for {expected} inputs", self.display_endpoint))
             })?;
             if slot.is_some() {
                 return Err(fail(format!("{} returned index {index} twice", self.display_endpoint)));
             }
             if item.embedding.len() != self.dimensions {
-                return Err(Error::DimensionMismatch {
-                    expected: self.dimensions,
-                    actual: item.embedding.len(),
-                });
+                return Err(Error::DimensionMismatch { expected: self.dimensions, actual: item.embedding.len() });
             }
             if item.embedding.iter().any(|x| !x.is_finite()) {
-                return Err(fail(format!(
-                    "{} returned a non-finite value at index {index}",
-                    self.display_endpoint
-                )));
+                return Err(fail(format!("{} returned a non-finite value at index {index}", self.display_endpoint)));
             }
             *slot = Some(item.embedding);
         }
@@ -727,14 +670,9 @@ fn server_message(body: &[u8]) -> Option<String> {
 
 /// OpenAI answers 429 with `insufficient_quota` when the account is out of credit.
 fn is_quota_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").cloned())
-        .is_some_and(|e| {
-            ["code", "type"]
-                .iter()
-                .any(|k| e.get(*k).and_then(|x| x.as_str()) == Some("insufficient_quota"))
-        })
+    serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v.get("error").cloned()).is_some_and(|e| {
+        ["code", "type"].iter().any(|k| e.get(*k).and_then(|x| x.as_str()) == Some("insufficient_quota"))
+    })
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
@@ -766,9 +704,7 @@ fn parse_http_date(value: &str) -> Option<SystemTime> {
     let [_weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
         return None;
     };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
     let day: i64 = day.parse().ok()?;
     let year: i64 = year.parse().ok()?;
@@ -822,15 +758,9 @@ mod tests {
             server_message(br#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#).as_deref(),
             Some("bad key")
         );
-        assert_eq!(
-            server_message(br#"{"error":"model not found"}"#).as_deref(),
-            Some("model not found")
-        );
+        assert_eq!(server_message(br#"{"error":"model not found"}"#).as_deref(), Some("model not found"));
         assert_eq!(server_message(b"  \n ").as_deref(), None);
         let long = "x".repeat(1000);
-        assert_eq!(
-            server_message(long.as_bytes()).unwrap().chars().count(),
-            MAX_SERVER_MESSAGE_CHARS + 1
-        );
+        assert_eq!(server_message(long.as_bytes()).unwrap().chars().count(), MAX_SERVER_MESSAGE_CHARS + 1);
     }
 }

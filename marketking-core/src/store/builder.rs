@@ -131,11 +131,7 @@ where
 {
     match env(name) {
         None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| Error::config(name, format!("{v:?} is not valid: {e}"))),
+        Some(v) => v.trim().parse().map(Some).map_err(|e| Error::config(name, format!("{v:?} is not valid: {e}"))),
     }
 }
 
@@ -271,14 +267,10 @@ impl VectorStoreBuilder {
     pub fn storage(&self) -> StorageConfig {
         let c = &self.config;
         match &c.database_url {
-            Some(url) => StorageConfig::Postgres {
-                url: url.clone(),
-                table: c.table.clone(),
-                pool_size: c.pool_size,
-            },
-            None => StorageConfig::Embedded {
-                path: c.db_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)),
-            },
+            Some(url) => StorageConfig::Postgres { url: url.clone(), table: c.table.clone(), pool_size: c.pool_size },
+            None => {
+                StorageConfig::Embedded { path: c.db_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)) }
+            }
         }
     }
 

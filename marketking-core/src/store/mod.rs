@@ -19,10 +19,10 @@ use crate::error::{Error, Result};
 mod builder;
 mod counted;
 
-pub use builder::{StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
-pub use counted::EmbedderStats;
 use builder::Config;
+pub use builder::{StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
 use counted::Counted;
+pub use counted::EmbedderStats;
 
 /// Everything `stats` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,9 +81,9 @@ impl VectorStore {
         let model = embedder.model_id().to_string();
         let backend: Box<dyn Backend> = match storage {
             #[cfg(feature = "postgres")]
-            StorageConfig::Postgres { url, table, pool_size } => Box::new(
-                crate::backend::postgres::PgBackend::connect(&url, &table, pool_size, &model, dims).await?,
-            ),
+            StorageConfig::Postgres { url, table, pool_size } => {
+                Box::new(crate::backend::postgres::PgBackend::connect(&url, &table, pool_size, &model, dims).await?)
+            }
             #[cfg(not(feature = "postgres"))]
             StorageConfig::Postgres { .. } => {
                 return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"))
@@ -100,10 +100,8 @@ impl VectorStore {
                 ))
             }
         };
-        let namespace = format!(
-            "mk:{:016x}",
-            xxh3_128(format!("{}|{}|{}", backend.identity(), model, dims).as_bytes()) as u64
-        );
+        let namespace =
+            format!("mk:{:016x}", xxh3_128(format!("{}|{}|{}", backend.identity(), model, dims).as_bytes()) as u64);
         Ok(VectorStore {
             inner: Arc::new(Inner {
                 backend,
@@ -193,11 +191,7 @@ impl VectorStore {
     /// The document with this caller key.
     pub async fn get_by_key(&self, key: &str) -> Result<Document> {
         validate_key(key)?;
-        self.inner
-            .backend
-            .get_by_key(key, false)
-            .await?
-            .ok_or_else(|| Error::KeyNotFound { key: key.to_string() })
+        self.inner.backend.get_by_key(key, false).await?.ok_or_else(|| Error::KeyNotFound { key: key.to_string() })
     }
 
     /// Changes a document; re-embeds only when the title or content change.
@@ -431,10 +425,7 @@ impl VectorStore {
         match self.inner.cache.get(&key).await {
             Ok(Some(bytes)) if bytes.len() == 4 * e.dimensions() => {
                 self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect());
+                return Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
             }
             Ok(_) => {
                 self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -466,10 +457,9 @@ impl VectorStore {
 /// Prefixes a field error with the document's position in a batch.
 fn index_field(e: Error, i: usize) -> Error {
     match e {
-        Error::InvalidInput { field, reason } => Error::InvalidInput {
-            field: format!("documents[{i}].{field}"),
-            reason,
-        },
+        Error::InvalidInput { field, reason } => {
+            Error::InvalidInput { field: format!("documents[{i}].{field}"), reason }
+        }
         other => other,
     }
 }

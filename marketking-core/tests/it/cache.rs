@@ -52,6 +52,7 @@ struct PrivateRedis {
 impl PrivateRedis {
     fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        #[allow(clippy::zombie_processes)] // waited for in Drop
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())

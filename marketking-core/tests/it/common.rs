@@ -17,10 +17,7 @@ pub fn redis_url() -> String {
 /// A name unique to this test run and call.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
 }
 
@@ -33,10 +30,7 @@ pub struct PgTable {
 impl PgTable {
     pub fn new() -> Self {
         let schema = unique("mkt");
-        PgTable {
-            table: format!("{schema}.docs"),
-            schema,
-        }
+        PgTable { table: format!("{schema}.docs"), schema }
     }
 
     pub async fn store(&self, embedder: impl Embedder + 'static, cache: impl Cache + 'static) -> Result<VectorStore> {
@@ -64,10 +58,7 @@ impl PgTable {
     pub async fn cleanup(self) {
         let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema)).await.unwrap();
     }
 }
 
@@ -116,10 +107,7 @@ impl Embedder for TestEmbedder {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if self.fail_on_call == Some(n) {
-            return Err(Error::Embedder {
-                message: format!("test embedder fails on call {n}"),
-                status: Some(503),
-            });
+            return Err(Error::Embedder { message: format!("test embedder fails on call {n}"), status: Some(503) });
         }
         self.texts.fetch_add(texts.len(), Ordering::SeqCst);
         self.inner.embed(texts).await

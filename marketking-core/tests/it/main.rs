@@ -3,6 +3,6 @@
 //! tests; nothing is skipped.
 #![allow(missing_docs, unreachable_pub)]
 
-mod common;
 mod cache;
+mod common;
 mod postgres;

@@ -10,8 +10,11 @@ use crate::common::{database_url, random_vectors, PgTable, TestEmbedder};
 fn docs(n: usize, prefix: &str) -> Vec<NewDocument> {
     (0..n)
         .map(|i| {
-            NewDocument::new(format!("{prefix} title {i}"), format!("{prefix} content number {i} about topic {}", i % 7))
-                .with_source(if i % 2 == 0 { "even" } else { "odd" })
+            NewDocument::new(
+                format!("{prefix} title {i}"),
+                format!("{prefix} content number {i} about topic {}", i % 7),
+            )
+            .with_source(if i % 2 == 0 { "even" } else { "odd" })
         })
         .collect()
 }
@@ -56,10 +59,7 @@ async fn create_get_update_delete_round_trip() {
     let after = store.get_with_embedding(doc.id).await.unwrap();
     assert_ne!(after.embedding, with.embedding, "new content, new vector");
     // Clearing the source.
-    let cleared = store
-        .update(doc.id, DocumentPatch { source: Some(None), ..Default::default() })
-        .await
-        .unwrap();
+    let cleared = store.update(doc.id, DocumentPatch { source: Some(None), ..Default::default() }).await.unwrap();
     assert_eq!(cleared.source, None);
 
     store.delete(doc.id).await.unwrap();
@@ -73,11 +73,8 @@ async fn batch_upserts_by_key_and_skips_unchanged_embeddings() {
     let t = PgTable::new();
     let emb = TestEmbedder::new(32).batch_size(16);
     let store = t.store(emb.clone(), NoCache).await.unwrap();
-    let keyed: Vec<NewDocument> = docs(100, "k")
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| d.with_key(format!("key-{i}")))
-        .collect();
+    let keyed: Vec<NewDocument> =
+        docs(100, "k").into_iter().enumerate().map(|(i, d)| d.with_key(format!("key-{i}"))).collect();
     let r = store.batch(keyed.clone()).await.unwrap();
     assert_eq!((r.created, r.updated, r.unchanged, r.embedded), (100, 0, 0, 100));
     assert_eq!(r.ids.len(), 100);
@@ -103,7 +100,9 @@ async fn batch_upserts_by_key_and_skips_unchanged_embeddings() {
     assert_eq!(outcome, marketking_core::UpsertOutcome::Created);
     let (again, outcome) = store.upsert(NewDocument::new("new", "brand new").with_key("key-new")).await.unwrap();
     assert_eq!((again.id, outcome), (doc.id, marketking_core::UpsertOutcome::Unchanged));
-    assert!(matches!(store.upsert(NewDocument::new("a", "b")).await, Err(Error::InvalidInput { ref field, .. }) if field == "key"));
+    assert!(
+        matches!(store.upsert(NewDocument::new("a", "b")).await, Err(Error::InvalidInput { ref field, .. }) if field == "key")
+    );
     assert!(matches!(store.get_by_key("nope").await, Err(Error::KeyNotFound { .. })));
 
     let dup = vec![NewDocument::new("a", "b").with_key("d"), NewDocument::new("c", "d").with_key("d")];
@@ -157,16 +156,10 @@ async fn search_filters_min_score_and_find_similar() {
     let help = store.search("running shoes", &SearchOptions::top(5).source("help")).await.unwrap();
     assert_eq!(help.iter().map(|h| h.document.id).collect::<Vec<_>>().first(), Some(&ids[2]));
     assert!(help.iter().all(|h| h.document.source.as_deref() == Some("help")));
-    let both = store
-        .search("running shoes", &SearchOptions::top(10).source("help").source("catalog"))
-        .await
-        .unwrap();
+    let both = store.search("running shoes", &SearchOptions::top(10).source("help").source("catalog")).await.unwrap();
     assert_eq!(both.len(), 5);
 
-    let red = store
-        .search("running shoes", &SearchOptions::top(5).metadata(json!({"color": "red"})))
-        .await
-        .unwrap();
+    let red = store.search("running shoes", &SearchOptions::top(5).metadata(json!({"color": "red"}))).await.unwrap();
     assert_eq!(red.iter().map(|h| h.document.id).collect::<Vec<_>>(), vec![ids[0]]);
 
     let strict = store.search("running shoes", &SearchOptions::top(5).min_score(0.3)).await.unwrap();
@@ -185,10 +178,8 @@ async fn search_filters_min_score_and_find_similar() {
     assert_eq!(similar[0].document.id, ids[1]);
     assert!(matches!(store.find_similar(999_999, &SearchOptions::top(2)).await, Err(Error::NotFound { id: 999_999 })));
 
-    let with_vec = store
-        .search("tent", &SearchOptions { include_embedding: true, ..SearchOptions::top(1) })
-        .await
-        .unwrap();
+    let with_vec =
+        store.search("tent", &SearchOptions { include_embedding: true, ..SearchOptions::top(1) }).await.unwrap();
     assert_eq!(with_vec[0].document.embedding.as_ref().map(Vec::len), Some(256));
     t.cleanup().await;
 }
@@ -205,14 +196,14 @@ async fn search_by_vector_matches_exact_cosine_order() {
         .collect();
     let ids = store.batch(input).await.unwrap().ids;
     let query = &random_vectors(1, 48, 3, 99)[0];
-    let mut expected: Vec<(f32, i64)> = vectors
-        .iter()
-        .zip(&ids)
-        .map(|(v, id)| (marketking_core::cosine_similarity(v, query).unwrap(), *id))
-        .collect();
+    let mut expected: Vec<(f32, i64)> =
+        vectors.iter().zip(&ids).map(|(v, id)| (marketking_core::cosine_similarity(v, query).unwrap(), *id)).collect();
     expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let hits = store.search_by_vector(query, &SearchOptions::top(20)).await.unwrap();
-    assert_eq!(hits.iter().map(|h| h.document.id).collect::<Vec<_>>(), expected[..20].iter().map(|e| e.1).collect::<Vec<_>>());
+    assert_eq!(
+        hits.iter().map(|h| h.document.id).collect::<Vec<_>>(),
+        expected[..20].iter().map(|e| e.1).collect::<Vec<_>>()
+    );
     for (h, e) in hits.iter().zip(&expected) {
         assert!((h.score - e.0).abs() < 1e-5);
     }
@@ -245,10 +236,7 @@ async fn hnsw_index_is_used_and_filtered_search_returns_k() {
     let plan = store.explain_search(q, &SearchOptions::top(10)).await.unwrap();
     assert!(plan.contains("docs_embedding_idx"), "unfiltered search uses the HNSW index:\n{plan}");
 
-    for opts in [
-        SearchOptions::top(10).source("rare"),
-        SearchOptions::top(10).metadata(json!({"rare": true})),
-    ] {
+    for opts in [SearchOptions::top(10).source("rare"), SearchOptions::top(10).metadata(json!({"rare": true}))] {
         let plan = store.explain_search(q, &opts).await.unwrap();
         let hits = store.search_by_vector(q, &opts).await.unwrap();
         assert_eq!(hits.len(), 10, "1% filter still returns k rows; plan:\n{plan}");
@@ -261,10 +249,8 @@ async fn hnsw_index_is_used_and_filtered_search_returns_k() {
     assert_eq!(stats.storage.sources[0].source.as_deref(), Some("common"));
     assert_eq!(stats.storage.sources[0].count, 4950);
 
-    let ivf = store
-        .create_index(IndexSpec { kind: IndexKind::IvfFlat { lists: None }, concurrently: true })
-        .await
-        .unwrap();
+    let ivf =
+        store.create_index(IndexSpec { kind: IndexKind::IvfFlat { lists: None }, concurrently: true }).await.unwrap();
     assert_eq!(ivf.kind, IndexKind::IvfFlat { lists: Some(5) }, "rows/1000 lists by default");
     let hits = store
         .search_by_vector(q, &SearchOptions { probes: Some(5), ..SearchOptions::top(10).source("rare") })
@@ -295,7 +281,10 @@ async fn bad_input_gets_typed_errors_and_writes_nothing() {
     );
     let mut nan = vec![0.5f32; 16];
     nan[3] = f32::NAN;
-    assert_eq!(field(store.create(NewDocument::new("t", "c").with_embedding(nan)).await.unwrap_err()), "documents[0].embedding");
+    assert_eq!(
+        field(store.create(NewDocument::new("t", "c").with_embedding(nan)).await.unwrap_err()),
+        "documents[0].embedding"
+    );
     let mut inf = vec![0.5f32; 16];
     inf[0] = f32::INFINITY;
     assert!(store.search_by_vector(&inf, &SearchOptions::top(1)).await.is_err());

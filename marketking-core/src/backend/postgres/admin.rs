@@ -33,20 +33,11 @@ impl PgBackend {
                     .unwrap_or(default)
             };
             let kind = if am == "hnsw" {
-                IndexKind::Hnsw {
-                    m: opt("m", 16),
-                    ef_construction: opt("ef_construction", 64),
-                }
+                IndexKind::Hnsw { m: opt("m", 16), ef_construction: opt("ef_construction", 64) }
             } else {
-                IndexKind::IvfFlat {
-                    lists: Some(opt("lists", 100)),
-                }
+                IndexKind::IvfFlat { lists: Some(opt("lists", 100)) }
             };
-            IndexInfo {
-                name: r.get(0),
-                kind,
-                bytes: r.get::<_, i64>(3).max(0) as u64,
-            }
+            IndexInfo { name: r.get(0), kind, bytes: r.get::<_, i64>(3).max(0) as u64 }
         }))
     }
 
@@ -68,10 +59,7 @@ impl PgBackend {
                 count: r.get::<_, i64>(1) as u64,
             })
             .collect();
-        let bytes: i64 = conn
-            .query_one("SELECT pg_total_relation_size(to_regclass($1))", &[t])
-            .await?
-            .get(0);
+        let bytes: i64 = conn.query_one("SELECT pg_total_relation_size(to_regclass($1))", &[t]).await?.get(0);
         Ok(StorageStats {
             backend: "postgres".into(),
             location: self.table.display(),
@@ -101,8 +89,7 @@ impl PgBackend {
         // Replacing: drop whatever vector index exists first (a failed CONCURRENTLY build leaves
         // an invalid one behind, which this also clears).
         if let Some(old) = self.index_info(&conn).await? {
-            conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name)))
-                .await?;
+            conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name))).await?;
         }
         let concurrently = if spec.concurrently { "CONCURRENTLY " } else { "" };
         // Separate statements: several in one simple query form an implicit transaction, where
@@ -116,9 +103,7 @@ impl PgBackend {
             .await;
         conn.batch_execute(RESET_SETTINGS).await?;
         built?;
-        self.index_info(&conn)
-            .await?
-            .ok_or_else(|| Error::Storage("index was created but cannot be found".into()))
+        self.index_info(&conn).await?.ok_or_else(|| Error::Storage("index was created but cannot be found".into()))
     }
 
     fn quoted_index(&self, name: &str) -> String {
@@ -134,8 +119,7 @@ impl PgBackend {
         match self.index_info(&conn).await? {
             None => Ok(false),
             Some(old) => {
-                conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name)))
-                    .await?;
+                conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name))).await?;
                 Ok(true)
             }
         }
@@ -148,13 +132,9 @@ impl PgBackend {
         };
         let c = if concurrently { "CONCURRENTLY " } else { "" };
         conn.batch_execute(BUILD_SETTINGS).await?;
-        let built = conn
-            .batch_execute(&format!("REINDEX INDEX {c}{}", self.quoted_index(&old.name)))
-            .await;
+        let built = conn.batch_execute(&format!("REINDEX INDEX {c}{}", self.quoted_index(&old.name))).await;
         conn.batch_execute(RESET_SETTINGS).await?;
         built?;
-        self.index_info(&conn)
-            .await?
-            .ok_or_else(|| Error::Storage("index disappeared during rebuild".into()))
+        self.index_info(&conn).await?.ok_or_else(|| Error::Storage("index disappeared during rebuild".into()))
     }
 }

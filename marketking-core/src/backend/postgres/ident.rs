@@ -38,10 +38,7 @@ impl TableName {
         if !valid_ident(table) || schema.is_some_and(|sc| !valid_ident(sc)) {
             return Err(err());
         }
-        Ok(TableName {
-            schema: schema.map(str::to_string),
-            table: table.to_string(),
-        })
+        Ok(TableName { schema: schema.map(str::to_string), table: table.to_string() })
     }
 
     fn q(s: &str) -> String {

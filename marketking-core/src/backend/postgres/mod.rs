@@ -92,11 +92,8 @@ impl PgBackend {
         let mut first = bb8::ManageConnection::connect(&manager).await?;
         let info = schema::migrate(&mut first, &table, model, dims).await?;
         drop(first);
-        let pool = bb8::Pool::builder()
-            .max_size(pool_size)
-            .connection_timeout(Duration::from_secs(10))
-            .build(manager)
-            .await?;
+        let pool =
+            bb8::Pool::builder().max_size(pool_size).connection_timeout(Duration::from_secs(10)).build(manager).await?;
         let vector_type = Type::new("vector".into(), info.vector_oid, Kind::Simple, info.vector_schema.clone());
         let iterative_scans = info.extension_version >= (0, 8);
         if !iterative_scans {
@@ -105,14 +102,7 @@ impl PgBackend {
                 "pgvector older than 0.8: filtered approximate searches may return fewer than k rows"
             );
         }
-        Ok(PgBackend {
-            pool,
-            sql: read::Statements::new(&table),
-            table,
-            vector_type,
-            iterative_scans,
-            identity,
-        })
+        Ok(PgBackend { pool, sql: read::Statements::new(&table), table, vector_type, iterative_scans, identity })
     }
 }
 

@@ -113,11 +113,7 @@ impl PgBackend {
             params.push((&vector, self.vector_type.clone()));
             sets.push(format!("embedding = ${}", params.len()));
         }
-        let sql = format!(
-            "UPDATE {} SET {} WHERE id = $1 RETURNING {COLS}",
-            self.sql.table,
-            sets.join(", ")
-        );
+        let sql = format!("UPDATE {} SET {} WHERE id = $1 RETURNING {COLS}", self.sql.table, sets.join(", "));
         let conn = self.pool.get().await?;
         let rows = conn.query_typed(&sql, &params).await?;
         Ok(rows.first().map(|r| row_to_document(r, false)))
@@ -180,11 +176,7 @@ impl PgBackend {
             params.push((id, Type::INT8));
             filters.push(format!("id <> ${}", params.len()));
         }
-        let where_clause = if filters.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", filters.join(" AND "))
-        };
+        let where_clause = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
         let emb = if opts.include_embedding { ", embedding" } else { "" };
         // ORDER BY the same expression we select, so exact scans compute each distance once and
         // the planner can use the cosine index: `ORDER BY embedding <=> $1 LIMIT k`.
@@ -196,11 +188,8 @@ impl PgBackend {
         // Filtered searches need iterative index scans, or an approximate scan that finds fewer
         // than k matching rows among its candidates returns fewer than k rows. Relaxed order is
         // the fast mode; hits are re-sorted below.
-        let iterative = if self.iterative_scans && (opts.has_filters() || exclude.is_some()) {
-            "relaxed_order"
-        } else {
-            "off"
-        };
+        let iterative =
+            if self.iterative_scans && (opts.has_filters() || exclude.is_some()) { "relaxed_order" } else { "off" };
         let mut settings = format!(
             "SET hnsw.ef_search = {}; SET ivfflat.probes = {};",
             opts.ef_search.unwrap_or(40),

@@ -28,22 +28,17 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
     let tx = client.transaction().await?;
     // One advisory lock serialises concurrent migrations, across tables too: CREATE EXTENSION
     // and CREATE TABLE IF NOT EXISTS still race on the catalog without it. Held to commit.
-    tx.batch_execute("SELECT pg_advisory_xact_lock(hashtextextended('marketking:migrate', 0))")
-        .await?;
+    tx.batch_execute("SELECT pg_advisory_xact_lock(hashtextextended('marketking:migrate', 0))").await?;
 
-    let ext = tx
-        .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[])
-        .await?;
+    let ext = tx.query_opt("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).await?;
     if ext.is_none() {
         if let Err(e) = tx.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").await {
             let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
             return Err(Error::ExtensionMissing { detail });
         }
     }
-    let version: String = tx
-        .query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[])
-        .await?
-        .get(0);
+    let version: String =
+        tx.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).await?.get(0);
     let row = tx
         .query_one(
             "SELECT t.oid, n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
@@ -55,8 +50,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
     let vector_schema: String = row.get(1);
 
     if let Some(schema) = &table.schema {
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\"")))
-            .await?;
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\""))).await?;
     }
     let meta = table.meta_table();
     tx.batch_execute(&format!(
@@ -103,10 +97,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         }
         None => {
             let t = table.quoted();
-            let exists: bool = tx
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])
-                .await?
-                .get(0);
+            let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t]).await?.get(0);
             if exists {
                 return Err(Error::config(
                     "table",
@@ -145,17 +136,12 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         }
     }
     tx.commit().await.map_err(|e| match e.code() {
-        Some(c) if c == &SqlState::T_R_SERIALIZATION_FAILURE => Error::Database {
-            message: "concurrent migration; retry".into(),
-            code: Some(c.code().into()),
-        },
+        Some(c) if c == &SqlState::T_R_SERIALIZATION_FAILURE => {
+            Error::Database { message: "concurrent migration; retry".into(), code: Some(c.code().into()) }
+        }
         _ => e.into(),
     })?;
-    Ok(SchemaInfo {
-        vector_oid,
-        vector_schema,
-        extension_version: parse_version(&version),
-    })
+    Ok(SchemaInfo { vector_oid, vector_schema, extension_version: parse_version(&version) })
 }
 
 fn quote(s: &str) -> String {

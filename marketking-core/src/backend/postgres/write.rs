@@ -30,20 +30,16 @@ impl PgBackend {
             // FOR UPDATE: a concurrent upsert of the same keys waits for us instead of racing.
             let rows = tx
                 .query(
-                    &format!("SELECT id, key, title, content, source, metadata FROM {t} WHERE key = ANY($1) FOR UPDATE"),
+                    &format!(
+                        "SELECT id, key, title, content, source, metadata FROM {t} WHERE key = ANY($1) FOR UPDATE"
+                    ),
                     &[&keys],
                 )
                 .await?;
             for r in rows {
                 existing.insert(
                     r.get::<_, String>(1),
-                    Existing {
-                        id: r.get(0),
-                        title: r.get(2),
-                        content: r.get(3),
-                        source: r.get(4),
-                        metadata: r.get(5),
-                    },
+                    Existing { id: r.get(0), title: r.get(2), content: r.get(3), source: r.get(4), metadata: r.get(5) },
                 );
             }
         }
@@ -65,10 +61,7 @@ impl PgBackend {
             Vec::new().into_iter()
         };
 
-        let mut report = BatchReport {
-            ids: Vec::with_capacity(docs.len()),
-            ..Default::default()
-        };
+        let mut report = BatchReport { ids: Vec::with_capacity(docs.len()), ..Default::default() };
         for a in &actions {
             report.ids.push(match a {
                 Action::Insert => {
@@ -113,18 +106,19 @@ impl PgBackend {
                 )
                 .await?;
             for idx in update_idx.chunks(chunk) {
-                let mut group: Vec<NewDocument> = idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
+                let mut group: Vec<NewDocument> =
+                    idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
                 let group_actions: Vec<Action> = idx.iter().map(|&i| actions[i]).collect();
                 report.embedded += fill_embeddings(embedder, &mut group, &group_actions).await?;
-                let vectors: Vec<Option<Vector>> = group.iter_mut().map(|d| d.embedding.take().map(Vector::from)).collect();
+                let vectors: Vec<Option<Vector>> =
+                    group.iter_mut().map(|d| d.embedding.take().map(Vector::from)).collect();
                 let futures = idx.iter().zip(&group).zip(&vectors).map(|((&i, d), v)| {
                     let id = &report.ids[i];
                     let (rewrite, touch, tx) = (&rewrite, &touch, &tx);
                     async move {
                         match v {
                             Some(v) => {
-                                tx.execute(rewrite, &[id, &d.title, &d.content, &d.source, &d.metadata, v])
-                                    .await
+                                tx.execute(rewrite, &[id, &d.title, &d.content, &d.source, &d.metadata, v]).await
                             }
                             None => tx.execute(touch, &[id, &d.source, &d.metadata]).await,
                         }
@@ -155,7 +149,8 @@ impl PgBackend {
             futures_util::pin_mut!(writer);
             let insert_idx: Vec<usize> = (0..docs.len()).filter(|&i| actions[i] == Action::Insert).collect();
             for idx in insert_idx.chunks(chunk) {
-                let mut group: Vec<NewDocument> = idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
+                let mut group: Vec<NewDocument> =
+                    idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
                 let group_actions = vec![Action::Insert; group.len()];
                 report.embedded += fill_embeddings(embedder, &mut group, &group_actions).await?;
                 for (&i, d) in idx.iter().zip(group) {
