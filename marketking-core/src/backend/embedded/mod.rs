@@ -46,12 +46,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 
 use crate::backend::{
-    fill_embeddings, finish_hits, plan_batch, Action, Backend, Existing, IndexInfo, IndexSpec,
-    SourceCount, StorageStats,
+    fill_embeddings, finish_hits, plan_batch, Action, Backend, Existing, IndexInfo, IndexSpec, SourceCount,
+    StorageStats,
 };
-use crate::document::{
-    BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions,
-};
+use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::similarity::dot;
@@ -100,10 +98,7 @@ impl std::fmt::Debug for EmbeddedBackend {
         f.debug_struct("EmbeddedBackend")
             .field("path", &self.shared.path)
             .field("dims", &self.shared.dims)
-            .field(
-                "documents",
-                &self.shared.mem.try_read().map(|m| m.len()).ok(),
-            )
+            .field("documents", &self.shared.mem.try_read().map(|m| m.len()).ok())
             .finish_non_exhaustive()
     }
 }
@@ -130,10 +125,7 @@ impl EmbeddedBackend {
         let path = path.to_path_buf();
         let model = model.to_string();
         let shared = blocking(move || Shared::open(&path, &model, dims)).await?;
-        Ok(EmbeddedBackend {
-            shared: Arc::new(shared),
-            writer: tokio::sync::Mutex::new(()),
-        })
+        Ok(EmbeddedBackend { shared: Arc::new(shared), writer: tokio::sync::Mutex::new(()) })
     }
 
     /// Runs `f` on the blocking pool with the shared state.
@@ -156,9 +148,7 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::Storage(format!(
-            "embedded store task was cancelled: {e}"
-        ))),
+        Err(e) => Err(Error::Storage(format!("embedded store task was cancelled: {e}"))),
     }
 }
 
@@ -173,8 +163,7 @@ fn now_micros() -> i64 {
 }
 
 fn from_micros(m: i64) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(m)
-        .ok_or_else(|| conversion(format!("timestamp {m} is out of range")))
+    DateTime::from_timestamp_micros(m).ok_or_else(|| conversion(format!("timestamp {m} is out of range")))
 }
 
 fn conversion(msg: String) -> rusqlite::Error {
@@ -191,22 +180,13 @@ fn decode_vector(bytes: &[u8], dims: usize) -> Option<Vec<f32>> {
     if bytes.len() != 4 * dims {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    )
+    Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 /// The vector scaled to unit length (norm computed in f64). Callers pass validated, non-zero
 /// vectors; a zero vector stays zero (and then scores 0 against everything).
 fn normalize(v: &[f32]) -> Vec<f32> {
-    let n = v
-        .iter()
-        .map(|x| f64::from(*x) * f64::from(*x))
-        .sum::<f64>()
-        .sqrt();
+    let n = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
     if n == 0.0 {
         return v.to_vec();
     }
@@ -244,10 +224,7 @@ fn read_document(row: &Row<'_>, with_embedding: bool, dims: usize) -> rusqlite::
 }
 
 fn bad_blob(id: i64, len: usize, dims: usize) -> rusqlite::Error {
-    conversion(format!(
-        "document {id} has a {len}-byte embedding, expected {} ({dims} f32)",
-        4 * dims
-    ))
+    conversion(format!("document {id} has a {len}-byte embedding, expected {} ({dims} f32)", 4 * dims))
 }
 
 /// `SELECT` of the document columns (and the embedding when asked) with a `WHERE` clause.
@@ -272,18 +249,11 @@ fn acquire_lock(path: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .open(&lock_path)
-        .map_err(|e| {
-            storage(format!(
-                "cannot open lock file {}: {e}",
-                lock_path.display()
-            ))
-        })?;
+        .map_err(|e| storage(format!("cannot open lock file {}: {e}", lock_path.display())))?;
     match file.try_lock() {
         Ok(()) => {
             // Best effort: the pid only improves the error message of a second opener.
-            let _ = file
-                .set_len(0)
-                .and_then(|()| writeln!(file, "{}", std::process::id()));
+            let _ = file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id()));
             Ok(file)
         }
         Err(TryLockError::WouldBlock) => {
@@ -303,9 +273,7 @@ fn acquire_lock(path: &Path) -> Result<File> {
                 lock_path.display()
             )))
         }
-        Err(TryLockError::Error(e)) => {
-            Err(storage(format!("cannot lock {}: {e}", lock_path.display())))
-        }
+        Err(TryLockError::Error(e)) => Err(storage(format!("cannot lock {}: {e}", lock_path.display()))),
     }
 }
 
@@ -323,21 +291,15 @@ fn configure(conn: &Connection) -> Result<()> {
 /// Creates or migrates the schema and checks (or records) the model and dimensions.
 fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usize) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS marketking_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)")?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS marketking_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    )?;
     let get = |k: &str| -> Result<Option<String>> {
-        Ok(tx
-            .query_row(
-                "SELECT value FROM marketking_meta WHERE key = ?1",
-                [k],
-                |r| r.get(0),
-            )
-            .optional()?)
+        Ok(tx.query_row("SELECT value FROM marketking_meta WHERE key = ?1", [k], |r| r.get(0)).optional()?)
     };
     let version: i64 = match get("schema_version")? {
         None => 0,
-        Some(v) => v
-            .parse()
-            .map_err(|_| storage(format!("{}: invalid schema_version {v:?}", path.display())))?,
+        Some(v) => v.parse().map_err(|_| storage(format!("{}: invalid schema_version {v:?}", path.display())))?,
     };
     if version > SCHEMA_VERSION {
         return Err(storage(format!(
@@ -348,12 +310,9 @@ fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usize) -> Resu
     }
     match (get("model")?, get("dimensions")?) {
         (Some(stored_model), Some(stored_dims)) => {
-            let stored_dimensions: usize = stored_dims.parse().map_err(|_| {
-                storage(format!(
-                    "{}: invalid dimensions {stored_dims:?}",
-                    path.display()
-                ))
-            })?;
+            let stored_dimensions: usize = stored_dims
+                .parse()
+                .map_err(|_| storage(format!("{}: invalid dimensions {stored_dims:?}", path.display())))?;
             if stored_model != model || stored_dimensions != dims {
                 return Err(Error::SchemaMismatch {
                     table: path.display().to_string(),
@@ -405,36 +364,18 @@ struct Pending {
 impl Shared {
     fn open(path: &Path, model: &str, dims: usize) -> Result<Shared> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                storage(format!("cannot create directory {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| storage(format!("cannot create directory {}: {e}", parent.display())))?;
         }
         let lock = acquire_lock(path)?;
-        let mut conn = Connection::open(path).map_err(|e| {
-            storage(format!(
-                "cannot open embedded store {}: {e}",
-                path.display()
-            ))
-        })?;
-        configure(&conn).map_err(|e| {
-            storage(format!(
-                "cannot open embedded store {}: {e}",
-                path.display()
-            ))
-        })?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
+        configure(&conn).map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
         migrate(&mut conn, path, model, dims)?;
-        let canonical = path
-            .canonicalize()
-            .map_err(|e| storage(format!("cannot resolve {}: {e}", path.display())))?;
+        let canonical = path.canonicalize().map_err(|e| storage(format!("cannot resolve {}: {e}", path.display())))?;
         let mem = load(&conn, dims)?;
         tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
-        Ok(Shared {
-            path: canonical,
-            dims,
-            conn: Mutex::new(conn),
-            mem: RwLock::new(mem),
-            _lock: lock,
-        })
+        Ok(Shared { path: canonical, dims, conn: Mutex::new(conn), mem: RwLock::new(mem), _lock: lock })
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (the
@@ -454,9 +395,8 @@ impl Shared {
     /// The stored rows of these keys.
     fn existing(&self, keys: &[String]) -> Result<HashMap<String, Existing>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, title, content, source, metadata FROM documents WHERE key = ?1",
-        )?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, title, content, source, metadata FROM documents WHERE key = ?1")?;
         let mut out = HashMap::new();
         for key in keys {
             let found = stmt
@@ -482,10 +422,7 @@ impl Shared {
         let mut conn = self.conn();
         let now = now_micros();
         let now_dt = from_micros(now)?;
-        let mut report = BatchReport {
-            ids: Vec::with_capacity(docs.len()),
-            ..Default::default()
-        };
+        let mut report = BatchReport { ids: Vec::with_capacity(docs.len()), ..Default::default() };
         let mut pending = Vec::with_capacity(docs.len());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -493,9 +430,8 @@ impl Shared {
                 "INSERT INTO documents (title, content, source, metadata, key, embedding, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
             )?;
-            let mut touch = tx.prepare_cached(
-                "UPDATE documents SET source = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
-            )?;
+            let mut touch =
+                tx.prepare_cached("UPDATE documents SET source = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1")?;
             let mut rewrite = tx.prepare_cached(
                 "UPDATE documents SET title = ?2, content = ?3, source = ?4, metadata = ?5, embedding = ?6,
                  updated_at = ?7 WHERE id = ?1",
@@ -546,13 +482,7 @@ impl Shared {
                     }
                 };
                 report.ids.push(id);
-                pending.push(Pending {
-                    id,
-                    unit,
-                    source: doc.source,
-                    metadata: doc.metadata,
-                    created_at,
-                });
+                pending.push(Pending { id, unit, source: doc.source, metadata: doc.metadata, created_at });
             }
         }
         tx.commit()?;
@@ -566,31 +496,20 @@ impl Shared {
     fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE id = ?1"))?;
-        Ok(stmt
-            .query_row([id], |r| read_document(r, with_embedding, self.dims))
-            .optional()?)
+        Ok(stmt.query_row([id], |r| read_document(r, with_embedding, self.dims)).optional()?)
     }
 
     fn get_by_key(&self, key: &str, with_embedding: bool) -> Result<Option<Document>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE key = ?1"))?;
-        Ok(stmt
-            .query_row([key], |r| read_document(r, with_embedding, self.dims))
-            .optional()?)
+        Ok(stmt.query_row([key], |r| read_document(r, with_embedding, self.dims)).optional()?)
     }
 
-    fn update(
-        &self,
-        id: i64,
-        patch: &DocumentPatch,
-        embedding: Option<Vec<f32>>,
-    ) -> Result<Option<Document>> {
+    fn update(&self, id: i64, patch: &DocumentPatch, embedding: Option<Vec<f32>>) -> Result<Option<Document>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current = tx
-            .query_row(&select_sql(false, "WHERE id = ?1"), [id], |r| {
-                read_document(r, false, self.dims)
-            })
+            .query_row(&select_sql(false, "WHERE id = ?1"), [id], |r| read_document(r, false, self.dims))
             .optional()?;
         let Some(mut doc) = current else {
             return Ok(None);
@@ -644,17 +563,9 @@ impl Shared {
         Ok(n > 0)
     }
 
-    fn search(
-        &self,
-        query: &[f32],
-        opts: &SearchOptions,
-        exclude: Option<i64>,
-    ) -> Result<Vec<SearchHit>> {
+    fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
         if query.len() != self.dims {
-            return Err(Error::DimensionMismatch {
-                expected: self.dims,
-                actual: query.len(),
-            });
+            return Err(Error::DimensionMismatch { expected: self.dims, actual: query.len() });
         }
         let unit = normalize(query);
         // The memory lock is released before the connection is taken (lock order: conn, mem).
@@ -668,16 +579,10 @@ impl Shared {
         let mut hits = Vec::with_capacity(candidates.len());
         for c in candidates {
             // A row deleted between the scan and this read is skipped.
-            if let Some(document) = stmt
-                .query_row([c.id], |r| {
-                    read_document(r, opts.include_embedding, self.dims)
-                })
-                .optional()?
+            if let Some(document) =
+                stmt.query_row([c.id], |r| read_document(r, opts.include_embedding, self.dims)).optional()?
             {
-                hits.push(SearchHit {
-                    score: c.score,
-                    document,
-                });
+                hits.push(SearchHit { score: c.score, document });
             }
         }
         Ok(finish_hits(hits, opts))
@@ -685,14 +590,9 @@ impl Shared {
 
     fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&select_sql(
-            with_embedding,
-            "WHERE id > ?1 ORDER BY id LIMIT ?2",
-        ))?;
+        let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![after_id, limit], |r| {
-            read_document(r, with_embedding, self.dims)
-        })?;
+        let rows = stmt.query_map(params![after_id, limit], |r| read_document(r, with_embedding, self.dims))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -704,12 +604,7 @@ impl Shared {
              ORDER BY n DESC, source IS NULL, source LIMIT 20",
         )?;
         let sources = stmt
-            .query_map([], |r| {
-                Ok(SourceCount {
-                    source: r.get(0)?,
-                    count: r.get::<_, i64>(1)?.max(0) as u64,
-                })
-            })?
+            .query_map([], |r| Ok(SourceCount { source: r.get(0)?, count: r.get::<_, i64>(1)?.max(0) as u64 }))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut wal = self.path.as_os_str().to_owned();
@@ -727,9 +622,7 @@ impl Shared {
 
 /// The vector of a document about to be written (always set once the batch was embedded).
 fn vector_of(d: &NewDocument) -> Result<&[f32]> {
-    d.embedding
-        .as_deref()
-        .ok_or_else(|| storage("internal error: a document reached the write without an embedding"))
+    d.embedding.as_deref().ok_or_else(|| storage("internal error: a document reached the write without an embedding"))
 }
 
 /// Checks an `UPDATE` by id touched its row (writers are serialised, so it must exist).
@@ -737,9 +630,7 @@ fn expect_one(changed: usize, id: i64) -> Result<()> {
     if changed == 1 {
         Ok(())
     } else {
-        Err(storage(format!(
-            "document {id} disappeared during the write"
-        )))
+        Err(storage(format!("document {id} disappeared during the write")))
     }
 }
 
@@ -747,8 +638,7 @@ fn expect_one(changed: usize, id: i64) -> Result<()> {
 fn load(conn: &Connection, dims: usize) -> Result<MemIndex> {
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
     let mut mem = MemIndex::with_capacity(dims, usize::try_from(count).unwrap_or(0));
-    let mut stmt = conn
-        .prepare("SELECT id, source, metadata, created_at, embedding FROM documents ORDER BY id")?;
+    let mut stmt = conn.prepare("SELECT id, source, metadata, created_at, embedding FROM documents ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         mem.apply(load_row(r, dims)?);
@@ -826,21 +716,14 @@ impl MemIndex {
             None => {
                 let (Some(unit), Some(created_at)) = (p.unit, p.created_at) else {
                     // Unreachable: updates only name rows that exist.
-                    tracing::error!(
-                        id = p.id,
-                        "embedded store: update of a row missing from memory"
-                    );
+                    tracing::error!(id = p.id, "embedded store: update of a row missing from memory");
                     return;
                 };
                 debug_assert_eq!(unit.len(), self.dims);
                 self.pos.insert(p.id, self.ids.len());
                 self.ids.push(p.id);
                 self.vectors.extend_from_slice(&unit);
-                self.rows.push(RowFilter {
-                    source: p.source,
-                    metadata: p.metadata,
-                    created_at,
-                });
+                self.rows.push(RowFilter { source: p.source, metadata: p.metadata, created_at });
             }
         }
     }
@@ -872,9 +755,7 @@ struct Candidate {
 
 impl Ord for Candidate {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.id.cmp(&self.id))
+        self.score.total_cmp(&other.score).then_with(|| other.id.cmp(&self.id))
     }
 }
 
@@ -897,21 +778,12 @@ fn scan_threads(rows: usize, dims: usize) -> usize {
     if rows.saturating_mul(dims) <= PARALLEL_MIN_FLOATS {
         return 1;
     }
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, MAX_SCAN_THREADS)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, MAX_SCAN_THREADS)
 }
 
 /// Exact top-`opts.k` rows for the unit vector `query`, best first (ties by id), with the row
 /// filters, `exclude` and `min_score` applied, using `threads` threads.
-fn scan(
-    mem: &MemIndex,
-    query: &[f32],
-    opts: &SearchOptions,
-    exclude: Option<i64>,
-    threads: usize,
-) -> Vec<Candidate> {
+fn scan(mem: &MemIndex, query: &[f32], opts: &SearchOptions, exclude: Option<i64>, threads: usize) -> Vec<Candidate> {
     let n = mem.len();
     let mut all = if threads <= 1 || n < 2 * threads {
         scan_range(mem, 0..n, query, opts, exclude)
@@ -978,26 +850,16 @@ fn scan_range(
 
 #[async_trait]
 impl Backend for EmbeddedBackend {
-    async fn write_batch(
-        &self,
-        mut docs: Vec<NewDocument>,
-        embedder: &dyn Embedder,
-    ) -> Result<BatchReport> {
+    async fn write_batch(&self, mut docs: Vec<NewDocument>, embedder: &dyn Embedder) -> Result<BatchReport> {
         let _writer = self.writer.lock().await;
         let keys: Vec<String> = docs.iter().filter_map(|d| d.key.clone()).collect();
-        let existing = if keys.is_empty() {
-            HashMap::new()
-        } else {
-            self.run(move |s| s.existing(&keys)).await?
-        };
+        let existing = if keys.is_empty() { HashMap::new() } else { self.run(move |s| s.existing(&keys)).await? };
         let actions = plan_batch(&docs, &existing)?;
         drop(existing);
         // Embed in full chunks of the embedder's batch size, counting only the documents that
         // need a vector; an error here returns before anything is written.
         let batch = embedder.max_batch_size().max(1);
-        let needs = |d: &NewDocument, a: &Action| {
-            d.embedding.is_none() && !matches!(a, Action::Touch { .. })
-        };
+        let needs = |d: &NewDocument, a: &Action| d.embedding.is_none() && !matches!(a, Action::Touch { .. });
         let mut embedded = 0;
         let mut start = 0;
         while start < docs.len() {
@@ -1010,8 +872,7 @@ impl Backend for EmbeddedBackend {
                 end += 1;
             }
             if n > 0 {
-                embedded +=
-                    fill_embeddings(embedder, &mut docs[start..end], &actions[start..end]).await?;
+                embedded += fill_embeddings(embedder, &mut docs[start..end], &actions[start..end]).await?;
             }
             start = end;
         }
@@ -1029,12 +890,7 @@ impl Backend for EmbeddedBackend {
         self.run(move |s| s.get_by_key(&key, with_embedding)).await
     }
 
-    async fn update(
-        &self,
-        id: i64,
-        patch: &DocumentPatch,
-        embedding: Option<Vec<f32>>,
-    ) -> Result<Option<Document>> {
+    async fn update(&self, id: i64, patch: &DocumentPatch, embedding: Option<Vec<f32>>) -> Result<Option<Document>> {
         let _writer = self.writer.lock().await;
         let patch = patch.clone();
         self.run(move |s| s.update(id, &patch, embedding)).await
@@ -1045,25 +901,14 @@ impl Backend for EmbeddedBackend {
         self.run(move |s| s.delete(id)).await
     }
 
-    async fn search(
-        &self,
-        query: &[f32],
-        opts: &SearchOptions,
-        exclude: Option<i64>,
-    ) -> Result<Vec<SearchHit>> {
+    async fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
         let query = query.to_vec();
         let opts = opts.clone();
         self.run(move |s| s.search(&query, &opts, exclude)).await
     }
 
-    async fn list(
-        &self,
-        after_id: i64,
-        limit: usize,
-        with_embedding: bool,
-    ) -> Result<Vec<Document>> {
-        self.run(move |s| s.list(after_id, limit, with_embedding))
-            .await
+    async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
+        self.run(move |s| s.list(after_id, limit, with_embedding)).await
     }
 
     async fn stats(&self) -> Result<StorageStats> {
@@ -1088,17 +933,13 @@ impl Backend for EmbeddedBackend {
 
     async fn ping(&self) -> Result<()> {
         self.run(|s| {
-            let v: String = s.conn().query_row(
-                "SELECT value FROM marketking_meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )?;
+            let v: String =
+                s.conn()
+                    .query_row("SELECT value FROM marketking_meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
             if v == SCHEMA_VERSION.to_string() {
                 Ok(())
             } else {
-                Err(storage(format!(
-                    "schema version is {v}, expected {SCHEMA_VERSION}"
-                )))
+                Err(storage(format!("schema version is {v}, expected {SCHEMA_VERSION}")))
             }
         })
         .await
@@ -1115,10 +956,7 @@ impl Backend for EmbeddedBackend {
 
 /// The error for index operations: the embedded store has nothing to index.
 fn no_index() -> Error {
-    Error::invalid(
-        "index",
-        "the embedded store always searches exactly; vector indexes are a PostgreSQL feature",
-    )
+    Error::invalid("index", "the embedded store always searches exactly; vector indexes are a PostgreSQL feature")
 }
 
 #[cfg(test)]
@@ -1132,11 +970,7 @@ mod tests {
     const SOURCES: [&str; 4] = ["a", "b", "c", "d"];
 
     /// A memory index of `n` random rows plus the raw vectors, for reference checks.
-    fn random_index(
-        n: usize,
-        dims: usize,
-        seed: u64,
-    ) -> (MemIndex, Vec<(i64, Vec<f32>, RowFilter)>) {
+    fn random_index(n: usize, dims: usize, seed: u64) -> (MemIndex, Vec<(i64, Vec<f32>, RowFilter)>) {
         let mut rng = StdRng::seed_from_u64(seed);
         let base = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let mut mem = MemIndex::with_capacity(dims, n);
@@ -1144,20 +978,14 @@ mod tests {
         for i in 0..n {
             let id = (i as i64) * 3 + 1;
             let v: Vec<f32> = (0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-            let source = (i % 5 != 0).then(|| SOURCES[i % 4].to_string());
-            let metadata = json!({"group": i % 7, "tags": if i % 2 == 0 { json!(["even"]) } else { json!(["odd", "x"]) }});
+            let source = (!i.is_multiple_of(5)).then(|| SOURCES[i % 4].to_string());
+            let metadata = json!({"group": i % 7, "tags": if i.is_multiple_of(2) { json!(["even"]) } else { json!(["odd", "x"]) }});
             let filter = RowFilter {
                 source: source.clone(),
                 metadata: metadata.clone(),
                 created_at: base + chrono::Duration::seconds(i as i64),
             };
-            mem.apply(Pending {
-                id,
-                unit: Some(normalize(&v)),
-                source,
-                metadata,
-                created_at: Some(filter.created_at),
-            });
+            mem.apply(Pending { id, unit: Some(normalize(&v)), source, metadata, created_at: Some(filter.created_at) });
             raw.push((id, v, filter));
         }
         (mem, raw)
@@ -1171,9 +999,7 @@ mod tests {
     ) -> Vec<(i64, f32)> {
         let mut v: Vec<(i64, f32)> = raw
             .iter()
-            .filter(|(id, _, f)| {
-                Some(*id) != exclude && opts.matches(f.source.as_deref(), &f.metadata, f.created_at)
-            })
+            .filter(|(id, _, f)| Some(*id) != exclude && opts.matches(f.source.as_deref(), &f.metadata, f.created_at))
             .map(|(id, v, _)| (*id, cosine_similarity(q, v).unwrap()))
             .filter(|(_, s)| opts.min_score.is_none_or(|m| *s >= m))
             .collect();
@@ -1188,14 +1014,8 @@ mod tests {
             (SearchOptions::top(10), None),
             (SearchOptions::top(1), Some(4)),
             (SearchOptions::top(50).source("a").source("c"), None),
-            (
-                SearchOptions::top(20).metadata(json!({"group": 3})),
-                Some(10),
-            ),
-            (
-                SearchOptions::top(20).metadata(json!({"tags": ["odd"]})),
-                None,
-            ),
+            (SearchOptions::top(20).metadata(json!({"group": 3})), Some(10)),
+            (SearchOptions::top(20).metadata(json!({"tags": ["odd"]})), None),
             (
                 SearchOptions {
                     created_after: Some(base + chrono::Duration::seconds(500)),
@@ -1205,13 +1025,7 @@ mod tests {
                 None,
             ),
             (SearchOptions::top(1000).min_score(0.1), None),
-            (
-                SearchOptions::top(1000)
-                    .source("b")
-                    .metadata(json!({"group": 1}))
-                    .min_score(0.0),
-                Some(7),
-            ),
+            (SearchOptions::top(1000).source("b").metadata(json!({"group": 1})).min_score(0.0), Some(7)),
             (SearchOptions::top(5).source("nope"), None),
         ]
     }
@@ -1242,11 +1056,7 @@ mod tests {
         let (mem, _) = random_index(2000, dims, 3);
         let mut rng = StdRng::seed_from_u64(5);
         for (opts, exclude) in option_sets() {
-            let q: Vec<f32> = normalize(
-                &(0..dims)
-                    .map(|_| rng.gen_range(-1.0f32..1.0))
-                    .collect::<Vec<_>>(),
-            );
+            let q: Vec<f32> = normalize(&(0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<_>>());
             let single = scan(&mem, &q, &opts, exclude, 1);
             for threads in [2, 3, 4, 7] {
                 let par = scan(&mem, &q, &opts, exclude, threads);
@@ -1284,15 +1094,10 @@ mod tests {
         });
         let q = normalize(&[1.0, 1.0, 0.0, 0.0]);
         for threads in [1, 2, 3] {
-            let got: Vec<i64> = scan(&mem, &q, &SearchOptions::top(4), None, threads)
-                .iter()
-                .map(|c| c.id)
-                .collect();
+            let got: Vec<i64> = scan(&mem, &q, &SearchOptions::top(4), None, threads).iter().map(|c| c.id).collect();
             assert_eq!(got, vec![1, 3, 5, 7]);
-            let got: Vec<i64> = scan(&mem, &q, &SearchOptions::top(10), Some(3), threads)
-                .iter()
-                .map(|c| c.id)
-                .collect();
+            let got: Vec<i64> =
+                scan(&mem, &q, &SearchOptions::top(10), Some(3), threads).iter().map(|c| c.id).collect();
             assert_eq!(got, vec![1, 5, 7, 9, 8]);
         }
     }
