@@ -1,12 +1,13 @@
 //! The embedded store through the public API: CRUD, batches and upserts, search semantics
 //! against an exact reference, persistence, the process lock, schema checks, rollback on
 //! embedder failure and all-or-nothing batches under SIGKILL.
+#![cfg(feature = "embedded")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -17,6 +18,16 @@ use marketking_core::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+
+/// Between fork and exec, a child spawned by `killed_batch_is_all_or_nothing` shares the open
+/// files of this process, lock files included (`flock` locks belong to the open file, not the
+/// descriptor), so a store dropped and reopened in that window would find its lock still held.
+/// Every other test holds this shared; the kill test holds it exclusively.
+static FORK_GUARD: LazyLock<tokio::sync::RwLock<()>> = LazyLock::new(|| tokio::sync::RwLock::new(()));
+
+async fn no_fork() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    FORK_GUARD.read().await
+}
 
 /// A fresh directory under the system temp dir, unique per test and process.
 fn temp_dir(name: &str) -> PathBuf {
@@ -67,6 +78,7 @@ async fn assert_search_exact(store: &VectorStore, query: &str, opts: &SearchOpti
 
 #[tokio::test]
 async fn create_get_update_delete() {
+    let _guard = no_fork().await;
     let dir = temp_dir("crud");
     let store = open(&dir.join("x.db")).await;
     assert_eq!(store.backend_kind(), "embedded");
@@ -141,6 +153,7 @@ async fn create_get_update_delete() {
 
 #[tokio::test]
 async fn keyed_batches_upsert_and_skip_unchanged() {
+    let _guard = no_fork().await;
     let dir = temp_dir("batch");
     let store = open(&dir.join("x.db")).await;
     let make = |i: usize| {
@@ -214,6 +227,7 @@ fn sample_doc(i: usize, rng: &mut StdRng) -> NewDocument {
 
 #[tokio::test]
 async fn search_filters_match_exact_reference() {
+    let _guard = no_fork().await;
     let dir = temp_dir("search");
     let store = open(&dir.join("x.db")).await;
     let mut rng = StdRng::seed_from_u64(42);
@@ -277,6 +291,7 @@ async fn search_filters_match_exact_reference() {
 
 #[tokio::test]
 async fn stats_and_index_operations() {
+    let _guard = no_fork().await;
     let dir = temp_dir("stats");
     let path = dir.join("x.db");
     let store = open(&path).await;
@@ -321,6 +336,7 @@ async fn stats_and_index_operations() {
 
 #[tokio::test]
 async fn reopen_gives_same_documents_and_results() {
+    let _guard = no_fork().await;
     let dir = temp_dir("reopen");
     let path = dir.join("x.db");
     let store = open(&path).await;
@@ -361,6 +377,7 @@ async fn reopen_gives_same_documents_and_results() {
 
 #[tokio::test]
 async fn second_open_is_refused_while_the_first_is_alive() {
+    let _guard = no_fork().await;
     let dir = temp_dir("lock");
     let path = dir.join("x.db");
     let store = open(&path).await;
@@ -397,6 +414,7 @@ impl Embedder for Renamed {
 
 #[tokio::test]
 async fn other_model_or_dimensions_is_a_schema_mismatch() {
+    let _guard = no_fork().await;
     let dir = temp_dir("schema");
     let path = dir.join("x.db");
     let store = open(&path).await;
@@ -459,6 +477,7 @@ impl Embedder for FailingEmbedder {
 
 #[tokio::test]
 async fn embedder_failure_mid_batch_writes_nothing() {
+    let _guard = no_fork().await;
     let dir = temp_dir("embedfail");
     let path = dir.join("x.db");
     let calls = Arc::new(AtomicUsize::new(0));
@@ -494,6 +513,7 @@ async fn embedder_failure_mid_batch_writes_nothing() {
 
 #[tokio::test]
 async fn data_persists_after_drop_and_reopen() {
+    let _guard = no_fork().await;
     let dir = temp_dir("persist");
     let path = dir.join("nested").join("x.db");
     let store = open(&path).await;
@@ -507,6 +527,107 @@ async fn data_persists_after_drop_and_reopen() {
     let hits = store.search("persistent restart", &SearchOptions::top(1)).await.unwrap();
     assert_eq!(hits[0].document, doc);
     assert!((hits[0].score - 1.0).abs() < 0.5);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_store_gives_a_clear_error() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("garbage");
+    let path = dir.join("x.db");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let err = try_open(&path, 64).await.unwrap_err();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert!(err.to_string().contains("x.db"), "{err}");
+    // The failed open released its lock: once the file is replaced, the same path opens.
+    std::fs::remove_file(&path).unwrap();
+    drop(open(&path).await);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_searches_and_writes() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("concurrent");
+    let store = open(&dir.join("x.db")).await;
+    let mut rng = StdRng::seed_from_u64(11);
+    store.batch((0..100).map(|i| sample_doc(i, &mut rng)).collect()).await.unwrap();
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let opts = if i % 2 == 0 { SearchOptions::top(10) } else { SearchOptions::top(10).source("shop") };
+                    let hits = store.search(WORDS[(r + i) % WORDS.len()], &opts).await.unwrap();
+                    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+                }
+            })
+        })
+        .collect();
+    for round in 0..5 {
+        let report = store.batch((0..50).map(|i| sample_doc(1000 + round * 50 + i, &mut rng)).collect()).await.unwrap();
+        store.delete(report.ids[0]).await.unwrap();
+        store
+            .update(report.ids[1], DocumentPatch { content: Some("lamp lamp".into()), ..Default::default() })
+            .await
+            .unwrap();
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(store.stats().await.unwrap().storage.documents, 100 + 5 * 49);
+    assert_search_exact(&store, "lamp", &SearchOptions::top(50)).await;
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// 20,000 x 128 floats is above the parallel-scan threshold: still exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_store_parallel_scan_is_exact() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("large");
+    let store = VectorStore::builder()
+        .db_path(dir.join("x.db"))
+        .embedder(HashingEmbedder::new(128).unwrap())
+        .cache(NoCache)
+        .build()
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(2024);
+    let vector = |rng: &mut StdRng| (0..128).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let docs: Vec<NewDocument> = (0..20_000)
+        .map(|i| {
+            let d = NewDocument::new(format!("d{i}"), "x").with_embedding(vector(&mut rng));
+            if i % 3 == 0 {
+                d.with_source("third")
+            } else {
+                d
+            }
+        })
+        .collect();
+    store.batch(docs).await.unwrap();
+    let mut all = store.list(0, 10_000, true).await.unwrap();
+    all.extend(store.list(all.last().unwrap().id, 10_000, true).await.unwrap());
+    assert_eq!(all.len(), 20_000);
+    for opts in [SearchOptions::top(25), SearchOptions::top(40).source("third")] {
+        let q = vector(&mut rng);
+        let hits = store.search_by_vector(&q, &opts).await.unwrap();
+        let mut want: Vec<(i64, f32)> = all
+            .iter()
+            .filter(|d| opts.matches(d.source.as_deref(), &d.metadata, d.created_at))
+            .map(|d| (d.id, cosine_similarity(&q, d.embedding.as_ref().unwrap()).unwrap()))
+            .collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        want.truncate(opts.k);
+        assert_eq!(
+            hits.iter().map(|h| h.document.id).collect::<Vec<_>>(),
+            want.iter().map(|w| w.0).collect::<Vec<_>>()
+        );
+        for (h, w) in hits.iter().zip(&want) {
+            assert!((h.score - w.1).abs() < 1e-5);
+        }
+    }
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -557,6 +678,7 @@ fn count_documents(rt: &tokio::runtime::Runtime, path: &Path) -> u64 {
 fn killed_batch_is_all_or_nothing() {
     let dir = temp_dir("kill");
     let path = dir.join("kill.db");
+    let _guard = FORK_GUARD.blocking_write();
     let exe = std::env::current_exe().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut rng = StdRng::seed_from_u64(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);

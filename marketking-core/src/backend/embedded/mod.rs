@@ -15,6 +15,8 @@
 //!   a second open fails at once with a clear [`Error::Storage`] instead. The kernel releases the
 //!   lock when the process exits, however it exits, so a crash never leaves a stale lock; the
 //!   lock file itself is left in place on purpose (deleting it would race with a new owner).
+//!   The lock file is opened close-on-exec; a child the owner spawns shares the lock only in
+//!   the instant between fork and exec.
 //! * **Vectors in one contiguous buffer.** At open, every vector is loaded into a single
 //!   row-major `Vec<f32>`, normalised to unit length, next to parallel arrays of ids and per-row
 //!   filter data (source, metadata, creation time). Search is an exact brute-force scan: the score
@@ -352,10 +354,13 @@ fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usize) -> Resu
 
 /// A document's in-memory change, applied after its transaction committed.
 struct Pending {
+    /// The document.
     id: i64,
     /// New unit vector, if the vector changed (always set for inserts).
     unit: Option<Vec<f32>>,
+    /// Source after the write.
     source: Option<String>,
+    /// Metadata after the write.
     metadata: Value,
     /// Set for inserts only.
     created_at: Option<DateTime<Utc>>,
@@ -663,8 +668,11 @@ fn load_row(r: &Row<'_>, dims: usize) -> rusqlite::Result<Pending> {
 /// Per-row data the search filters need.
 #[derive(Debug, Clone)]
 struct RowFilter {
+    /// For `SearchOptions::sources`.
     source: Option<String>,
+    /// For the metadata containment filter (parsed once, at load or write).
     metadata: Value,
+    /// For `created_after` / `created_before`.
     created_at: DateTime<Utc>,
 }
 
@@ -672,9 +680,13 @@ struct RowFilter {
 /// Row order is arbitrary (deletes swap the last row in); results are ordered by score and id.
 #[derive(Debug, Default)]
 struct MemIndex {
+    /// Floats per vector.
     dims: usize,
+    /// Document id of each row.
     ids: Vec<i64>,
+    /// `ids.len() * dims` floats: row `i` is `vectors[i * dims..(i + 1) * dims]`.
     vectors: Vec<f32>,
+    /// Filter data of each row.
     rows: Vec<RowFilter>,
     /// Row of each id.
     pos: HashMap<i64, usize>,
@@ -749,7 +761,9 @@ impl MemIndex {
 /// A scored row. Ordered so that greater is better: higher score, then lower id.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
+    /// Dot product of unit vectors = cosine similarity.
     score: f32,
+    /// Document id.
     id: i64,
 }
 
