@@ -1,0 +1,728 @@
+//! The embedded store through the public API: CRUD, batches and upserts, search semantics
+//! against an exact reference, persistence, the process lock, schema checks, rollback on
+//! embedder failure and all-or-nothing batches under SIGKILL.
+#![cfg(feature = "embedded")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use marketking_core::{
+    cosine_similarity, DocumentPatch, Embedder, Error, HashingEmbedder, IndexSpec, NewDocument, NoCache, Result,
+    SearchOptions, SourceCount, VectorStore,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+/// Between fork and exec, a child spawned by `killed_batch_is_all_or_nothing` shares the open
+/// files of this process, lock files included (`flock` locks belong to the open file, not the
+/// descriptor), so a store dropped and reopened in that window would find its lock still held.
+/// Every other test holds this shared; the kill test holds it exclusively.
+static FORK_GUARD: LazyLock<tokio::sync::RwLock<()>> = LazyLock::new(|| tokio::sync::RwLock::new(()));
+
+async fn no_fork() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    FORK_GUARD.read().await
+}
+
+/// A fresh directory under the system temp dir, unique per test and process.
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("mk-embedded-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn try_open(path: &Path, dims: usize) -> Result<VectorStore> {
+    VectorStore::builder().db_path(path).embedder(HashingEmbedder::new(dims).unwrap()).cache(NoCache).build().await
+}
+
+async fn open(path: &Path) -> VectorStore {
+    try_open(path, 64).await.unwrap()
+}
+
+/// Cosine-similarity reference over every stored document: filters, exclude, min_score, k.
+async fn reference(store: &VectorStore, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Vec<(i64, f32)> {
+    let docs = store.list(0, 10_000, true).await.unwrap();
+    let mut scored: Vec<(i64, f32)> = docs
+        .iter()
+        .filter(|d| Some(d.id) != exclude && opts.matches(d.source.as_deref(), &d.metadata, d.created_at))
+        .map(|d| (d.id, cosine_similarity(query, d.embedding.as_ref().unwrap()).unwrap()))
+        .filter(|(_, s)| opts.min_score.is_none_or(|m| *s >= m))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(opts.k);
+    scored
+}
+
+/// Checks a text search against the reference.
+async fn assert_search_exact(store: &VectorStore, query: &str, opts: &SearchOptions) -> usize {
+    let hits = store.search(query, opts).await.unwrap();
+    let q = store.embedder().embed_one(query).await.unwrap();
+    let want = reference(store, &q, opts, None).await;
+    let got: Vec<i64> = hits.iter().map(|h| h.document.id).collect();
+    let want_ids: Vec<i64> = want.iter().map(|w| w.0).collect();
+    assert_eq!(got, want_ids, "query {query:?} options {opts:?}");
+    for (h, w) in hits.iter().zip(&want) {
+        assert!((h.score - w.1).abs() < 1e-5, "score {} vs reference {}", h.score, w.1);
+        if let Some(min) = opts.min_score {
+            assert!(h.score >= min);
+        }
+    }
+    hits.len()
+}
+
+#[tokio::test]
+async fn create_get_update_delete() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("crud");
+    let store = open(&dir.join("x.db")).await;
+    assert_eq!(store.backend_kind(), "embedded");
+    store.ping().await.unwrap();
+
+    let doc = store
+        .create(
+            NewDocument::new("Trail shoes", "Light running shoes for rocky trails")
+                .with_source("catalog")
+                .with_metadata(json!({"brand": "acme", "sizes": [40, 41]}))
+                .with_key("sku-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(doc.title, "Trail shoes");
+    assert_eq!(doc.source.as_deref(), Some("catalog"));
+    assert_eq!(doc.key.as_deref(), Some("sku-1"));
+    assert_eq!(doc.created_at, doc.updated_at);
+    assert_eq!(store.get(doc.id).await.unwrap(), doc, "timestamps round-trip exactly");
+    assert_eq!(store.get_by_key("sku-1").await.unwrap(), doc);
+    assert!(matches!(store.get_by_key("nope").await, Err(Error::KeyNotFound { .. })));
+    let with_vec = store.get_with_embedding(doc.id).await.unwrap();
+    let v1 = with_vec.embedding.clone().unwrap();
+    assert_eq!(v1.len(), 64);
+    let texts = store.stats().await.unwrap().embedder.texts;
+    assert_eq!(texts, 1);
+
+    // Metadata/source only: no embedder call, vector kept.
+    let patched = store
+        .update(
+            doc.id,
+            DocumentPatch {
+                metadata: Some(json!({"brand": "acme", "sale": true})),
+                source: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata, json!({"brand": "acme", "sale": true}));
+    assert_eq!(patched.source, None);
+    assert!(patched.updated_at >= doc.updated_at);
+    assert_eq!(patched.created_at, doc.created_at);
+    assert_eq!(store.stats().await.unwrap().embedder.texts, 1);
+    assert_eq!(store.get_with_embedding(doc.id).await.unwrap().embedding.unwrap(), v1);
+    assert_eq!(store.get(doc.id).await.unwrap(), patched);
+
+    // New title: exactly one re-embed, new vector.
+    let retitled = store
+        .update(doc.id, DocumentPatch { title: Some("Mountain boots".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(retitled.title, "Mountain boots");
+    assert_eq!(store.stats().await.unwrap().embedder.texts, 2);
+    let v2 = store.get_with_embedding(doc.id).await.unwrap().embedding.unwrap();
+    assert_ne!(v1, v2);
+    // The search sees the new vector.
+    let hits = store.search("mountain boots", &SearchOptions::top(1)).await.unwrap();
+    assert_eq!(hits[0].document.id, doc.id);
+
+    store.delete(doc.id).await.unwrap();
+    assert!(matches!(store.get(doc.id).await, Err(Error::NotFound { id }) if id == doc.id));
+    assert!(matches!(store.delete(doc.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.update(doc.id, DocumentPatch::default()).await, Err(Error::NotFound { .. })));
+    assert!(store.search("mountain boots", &SearchOptions::top(5)).await.unwrap().is_empty());
+    // Ids are never reused.
+    let next = store.create(NewDocument::new("a", "b")).await.unwrap();
+    assert!(next.id > doc.id);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn keyed_batches_upsert_and_skip_unchanged() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("batch");
+    let store = open(&dir.join("x.db")).await;
+    let make = |i: usize| {
+        NewDocument::new(format!("Product {i}"), format!("Description of product number {i}"))
+            .with_key(format!("k{i}"))
+            .with_source("shop")
+            .with_metadata(json!({"n": i}))
+    };
+    let first = store.batch((0..100).map(make).collect()).await.unwrap();
+    assert_eq!((first.created, first.updated, first.unchanged, first.embedded), (100, 0, 0, 100));
+    assert_eq!(first.ids.len(), 100);
+    let texts = store.stats().await.unwrap().embedder.texts;
+    assert_eq!(texts, 100);
+
+    // Same 100 again: no embedder call at all.
+    let calls = store.stats().await.unwrap().embedder.calls;
+    let again = store.batch((0..100).map(make).collect()).await.unwrap();
+    assert_eq!((again.created, again.updated, again.unchanged, again.embedded), (0, 0, 100, 0));
+    assert_eq!(again.ids, first.ids);
+    let s = store.stats().await.unwrap();
+    assert_eq!((s.embedder.calls, s.embedder.texts), (calls, 100));
+
+    // One new text, one metadata change, one new document (in the middle of the batch).
+    let mut docs: Vec<NewDocument> = (0..100).map(make).collect();
+    docs[10].content = "Completely different text".into();
+    docs[20].metadata = json!({"n": 20, "featured": true});
+    docs.insert(50, make(500));
+    let third = store.batch(docs).await.unwrap();
+    assert_eq!((third.created, third.updated, third.unchanged, third.embedded), (1, 2, 98, 2));
+    assert_eq!(third.ids[..50], first.ids[..50]);
+    assert_eq!(third.ids[51..], first.ids[50..]);
+    assert_eq!(store.stats().await.unwrap().embedder.texts, 102);
+    assert_eq!(store.get(first.ids[10]).await.unwrap().content, "Completely different text");
+    let touched = store.get(first.ids[20]).await.unwrap();
+    assert_eq!(touched.metadata, json!({"n": 20, "featured": true}));
+    assert!(touched.updated_at > touched.created_at);
+    assert_eq!(store.stats().await.unwrap().storage.documents, 101);
+    // The metadata change is visible to filtered search at once.
+    let hits = store.search("product", &SearchOptions::top(10).metadata(json!({"featured": true}))).await.unwrap();
+    assert_eq!(hits.iter().map(|h| h.document.id).collect::<Vec<_>>(), vec![first.ids[20]]);
+
+    // Duplicate key inside one batch: conflict, nothing written.
+    let err = store.batch(vec![make(900), make(900)]).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(store.stats().await.unwrap().storage.documents, 101);
+
+    // Precomputed vectors are stored as given and not embedded.
+    let v: Vec<f32> = (0..64).map(|i| i as f32 - 10.0).collect();
+    let r = store.batch(vec![NewDocument::new("given", "vector").with_embedding(v.clone())]).await.unwrap();
+    assert_eq!(r.embedded, 0);
+    assert_eq!(store.get_with_embedding(r.ids[0]).await.unwrap().embedding, Some(v));
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+const WORDS: [&str; 12] =
+    ["red", "running", "shoes", "trail", "coffee", "mug", "ceramic", "laptop", "stand", "desk", "lamp", "wool"];
+
+fn sample_doc(i: usize, rng: &mut StdRng) -> NewDocument {
+    let content: Vec<&str> = (0..6).map(|_| WORDS[rng.gen_range(0..WORDS.len())]).collect();
+    let mut d = NewDocument::new(format!("Item {i}"), content.join(" ")).with_metadata(json!({
+        "lang": if i.is_multiple_of(3) { "de" } else { "en" },
+        "n": i % 5,
+        "tags": if i.is_multiple_of(2) { json!(["even", "all"]) } else { json!(["odd", "all"]) },
+    }));
+    if !i.is_multiple_of(7) {
+        d = d.with_source(["shop", "blog", "wiki"][i % 3]);
+    }
+    d
+}
+
+#[tokio::test]
+async fn search_filters_match_exact_reference() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("search");
+    let store = open(&dir.join("x.db")).await;
+    let mut rng = StdRng::seed_from_u64(42);
+    store.batch((0..150).map(|i| sample_doc(i, &mut rng)).collect()).await.unwrap();
+    let second = store.batch((150..300).map(|i| sample_doc(i, &mut rng)).collect()).await.unwrap();
+    let cutoff = store.get(second.ids[0]).await.unwrap().created_at;
+
+    let cases = vec![
+        SearchOptions::top(10),
+        SearchOptions::top(1000),
+        SearchOptions::top(25).source("shop"),
+        SearchOptions::top(25).source("blog").source("wiki"),
+        SearchOptions::top(25).source("missing"),
+        SearchOptions::top(30).metadata(json!({"lang": "de"})),
+        SearchOptions::top(30).metadata(json!({"tags": ["odd"], "n": 2})),
+        SearchOptions { created_after: Some(cutoff), ..SearchOptions::top(400) },
+        SearchOptions { created_before: Some(cutoff), ..SearchOptions::top(400) },
+        SearchOptions::top(1000).min_score(0.3),
+        SearchOptions::top(15).source("shop").metadata(json!({"lang": "en"})).min_score(0.05),
+    ];
+    for opts in &cases {
+        for q in ["red running shoes", "ceramic coffee mug", "wool desk lamp"] {
+            assert_search_exact(&store, q, opts).await;
+        }
+    }
+    // The date filters split exactly at the batch boundary (after inclusive, before exclusive).
+    let after = store
+        .search("running", &SearchOptions { created_after: Some(cutoff), ..SearchOptions::top(1000) })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 150);
+    assert!(after.iter().all(|h| second.ids.contains(&h.document.id)));
+    let before = store
+        .search("running", &SearchOptions { created_before: Some(cutoff), ..SearchOptions::top(1000) })
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 150);
+    // min_score really drops results.
+    let all = store.search("red running shoes", &SearchOptions::top(1000)).await.unwrap();
+    let some = store.search("red running shoes", &SearchOptions::top(1000).min_score(0.3)).await.unwrap();
+    assert!(some.len() < all.len() && !some.is_empty());
+    // Embeddings only when asked for, and then the stored vector.
+    assert!(all.iter().all(|h| h.document.embedding.is_none()));
+    let opts = SearchOptions { include_embedding: true, ..SearchOptions::top(3) };
+    for h in store.search("coffee", &opts).await.unwrap() {
+        let stored = store.get_with_embedding(h.document.id).await.unwrap();
+        assert_eq!(h.document, stored);
+    }
+
+    // find_similar leaves the document itself out and otherwise matches the reference.
+    let id = second.ids[3];
+    let me = store.get_with_embedding(id).await.unwrap();
+    let similar = store.find_similar(id, &SearchOptions::top(20)).await.unwrap();
+    assert_eq!(similar.len(), 20);
+    assert!(similar.iter().all(|h| h.document.id != id));
+    let want = reference(&store, me.embedding.as_ref().unwrap(), &SearchOptions::top(20), Some(id)).await;
+    assert_eq!(similar.iter().map(|h| h.document.id).collect::<Vec<_>>(), want.iter().map(|w| w.0).collect::<Vec<_>>());
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn stats_and_index_operations() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("stats");
+    let path = dir.join("x.db");
+    let store = open(&path).await;
+    let mut docs = Vec::new();
+    for (source, n) in [(Some("wiki"), 15), (Some("shop"), 20), (None, 10), (Some("blog"), 15), (Some("zz"), 1)] {
+        for i in 0..n {
+            let d = NewDocument::new(format!("t{i}"), format!("content {i}"));
+            docs.push(match source {
+                Some(s) => d.with_source(s),
+                None => d,
+            });
+        }
+    }
+    store.batch(docs).await.unwrap();
+    let s = store.stats().await.unwrap().storage;
+    assert_eq!(s.backend, "embedded");
+    assert_eq!(s.documents, 61);
+    assert_eq!(PathBuf::from(&s.location), path.canonicalize().unwrap());
+    assert!(s.table_bytes > 0);
+    assert!(s.index.is_none());
+    let count = |source: Option<&str>, count| SourceCount { source: source.map(String::from), count };
+    assert_eq!(
+        s.sources,
+        vec![
+            count(Some("shop"), 20),
+            count(Some("blog"), 15),
+            count(Some("wiki"), 15),
+            count(None, 10),
+            count(Some("zz"), 1)
+        ]
+    );
+
+    let err = store.create_index(IndexSpec::default()).await.unwrap_err();
+    assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "index"), "{err}");
+    assert!(matches!(store.rebuild_index(false).await, Err(Error::InvalidInput { .. })));
+    assert!(!store.drop_index().await.unwrap());
+    store.analyze().await.unwrap();
+    store.ping().await.unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn reopen_gives_same_documents_and_results() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("reopen");
+    let path = dir.join("x.db");
+    let store = open(&path).await;
+    let mut rng = StdRng::seed_from_u64(7);
+    let report = store.batch((0..200).map(|i| sample_doc(i, &mut rng)).collect()).await.unwrap();
+    store.delete(report.ids[5]).await.unwrap();
+    store
+        .update(report.ids[6], DocumentPatch { content: Some("trail running shoes".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let queries = ["red running shoes", "laptop stand", "wool"];
+    let opts = [SearchOptions::top(20), SearchOptions::top(50).source("shop").metadata(json!({"tags": ["even"]}))];
+    let mut before = Vec::new();
+    for q in queries {
+        for o in &opts {
+            before.push(store.search(q, o).await.unwrap());
+        }
+    }
+    let listed = store.list(0, 10_000, true).await.unwrap();
+    drop(store);
+
+    let store = open(&path).await;
+    let mut after = Vec::new();
+    for q in queries {
+        for o in &opts {
+            after.push(store.search(q, o).await.unwrap());
+        }
+    }
+    assert_eq!(before, after);
+    assert_eq!(store.list(0, 10_000, true).await.unwrap(), listed);
+    assert_eq!(listed.len(), 199);
+    // Paging.
+    let page = store.list(listed[9].id, 5, false).await.unwrap();
+    assert_eq!(page.iter().map(|d| d.id).collect::<Vec<_>>(), listed[10..15].iter().map(|d| d.id).collect::<Vec<_>>());
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn second_open_is_refused_while_the_first_is_alive() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("lock");
+    let path = dir.join("x.db");
+    let store = open(&path).await;
+    store.create(NewDocument::new("a", "b")).await.unwrap();
+    let err = try_open(&path, 64).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert!(msg.contains("already open") && msg.contains("x.db"), "{msg}");
+    // The first store is unaffected, and the file opens again once it is gone.
+    assert_eq!(store.stats().await.unwrap().storage.documents, 1);
+    drop(store);
+    let again = open(&path).await;
+    assert_eq!(again.stats().await.unwrap().storage.documents, 1);
+    drop(again);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An embedder with a chosen model id (same vectors as the hashing embedder).
+#[derive(Debug)]
+struct Renamed(HashingEmbedder, String);
+
+#[async_trait]
+impl Embedder for Renamed {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        self.0.embed(texts).await
+    }
+    fn dimensions(&self) -> usize {
+        self.0.dimensions()
+    }
+    fn model_id(&self) -> &str {
+        &self.1
+    }
+}
+
+#[tokio::test]
+async fn other_model_or_dimensions_is_a_schema_mismatch() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("schema");
+    let path = dir.join("x.db");
+    let store = open(&path).await;
+    store.create(NewDocument::new("a", "b")).await.unwrap();
+    let model = store.model().to_string();
+    drop(store);
+
+    match try_open(&path, 32).await {
+        Err(Error::SchemaMismatch { stored_model, stored_dimensions, model: m, dimensions, .. }) => {
+            assert_eq!((stored_model.as_str(), stored_dimensions), (model.as_str(), 64));
+            assert_eq!(dimensions, 32);
+            assert_ne!(m, model);
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    let err = VectorStore::builder()
+        .db_path(&path)
+        .embedder(Renamed(HashingEmbedder::new(64).unwrap(), "other-model".into()))
+        .cache(NoCache)
+        .build()
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::SchemaMismatch { .. }), "{err:?}");
+    assert!(msg.contains("other-model") && msg.contains(&model), "{msg}");
+    // The refused opens changed nothing.
+    let store = open(&path).await;
+    assert_eq!(store.stats().await.unwrap().storage.documents, 1);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Fails its `fail_on`-th call (1-based); batches of 4.
+#[derive(Debug)]
+struct FailingEmbedder {
+    inner: HashingEmbedder,
+    calls: Arc<AtomicUsize>,
+    fail_on: usize,
+}
+
+#[async_trait]
+impl Embedder for FailingEmbedder {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_on {
+            return Err(Error::Embedder { message: "injected failure".into(), status: None });
+        }
+        self.inner.embed(texts).await
+    }
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+    fn max_batch_size(&self) -> usize {
+        4
+    }
+}
+
+#[tokio::test]
+async fn embedder_failure_mid_batch_writes_nothing() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("embedfail");
+    let path = dir.join("x.db");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = VectorStore::builder()
+        .db_path(&path)
+        .embedder(FailingEmbedder { inner: HashingEmbedder::new(64).unwrap(), calls: calls.clone(), fail_on: 4 })
+        .cache(NoCache)
+        .build()
+        .await
+        .unwrap();
+    // Call 1.
+    store.batch((0..3).map(|i| NewDocument::new(format!("old {i}"), "kept")).collect()).await.unwrap();
+    // Calls 2, 3 succeed, the batch's third chunk (call 4) fails.
+    let docs: Vec<NewDocument> =
+        (0..20).map(|i| NewDocument::new(format!("new {i}"), "lost").with_key(format!("n{i}"))).collect();
+    let err = store.batch(docs.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::Embedder { .. }), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(store.stats().await.unwrap().storage.documents, 3);
+    assert_eq!(store.list(0, 100, false).await.unwrap().len(), 3);
+    assert_eq!(store.search("new lost", &SearchOptions::top(100)).await.unwrap().len(), 3);
+    assert!(matches!(store.get_by_key("n0").await, Err(Error::KeyNotFound { .. })));
+
+    // The store keeps working: the same batch succeeds now.
+    let report = store.batch(docs).await.unwrap();
+    assert_eq!((report.created, report.embedded), (20, 20));
+    drop(store);
+    let store = open(&path).await;
+    assert_eq!(store.stats().await.unwrap().storage.documents, 23);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn data_persists_after_drop_and_reopen() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("persist");
+    let path = dir.join("nested").join("x.db");
+    let store = open(&path).await;
+    let doc = store
+        .create(NewDocument::new("Persistent", "survives a restart").with_key("p").with_metadata(json!({"a": 1})))
+        .await
+        .unwrap();
+    drop(store);
+    let store = open(&path).await;
+    assert_eq!(store.get_by_key("p").await.unwrap(), doc);
+    let hits = store.search("persistent restart", &SearchOptions::top(1)).await.unwrap();
+    assert_eq!(hits[0].document, doc);
+    assert!((hits[0].score - 1.0).abs() < 0.5);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_store_gives_a_clear_error() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("garbage");
+    let path = dir.join("x.db");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let err = try_open(&path, 64).await.unwrap_err();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert!(err.to_string().contains("x.db"), "{err}");
+    // The failed open released its lock: once the file is replaced, the same path opens.
+    std::fs::remove_file(&path).unwrap();
+    drop(open(&path).await);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_searches_and_writes() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("concurrent");
+    let store = open(&dir.join("x.db")).await;
+    let mut rng = StdRng::seed_from_u64(11);
+    store.batch((0..100).map(|i| sample_doc(i, &mut rng)).collect()).await.unwrap();
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let opts = if i % 2 == 0 { SearchOptions::top(10) } else { SearchOptions::top(10).source("shop") };
+                    let hits = store.search(WORDS[(r + i) % WORDS.len()], &opts).await.unwrap();
+                    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+                }
+            })
+        })
+        .collect();
+    for round in 0..5 {
+        let report = store.batch((0..50).map(|i| sample_doc(1000 + round * 50 + i, &mut rng)).collect()).await.unwrap();
+        store.delete(report.ids[0]).await.unwrap();
+        store
+            .update(report.ids[1], DocumentPatch { content: Some("lamp lamp".into()), ..Default::default() })
+            .await
+            .unwrap();
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(store.stats().await.unwrap().storage.documents, 100 + 5 * 49);
+    assert_search_exact(&store, "lamp", &SearchOptions::top(50)).await;
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// 20,000 x 128 floats is above the parallel-scan threshold: still exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_store_parallel_scan_is_exact() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("large");
+    let store = VectorStore::builder()
+        .db_path(dir.join("x.db"))
+        .embedder(HashingEmbedder::new(128).unwrap())
+        .cache(NoCache)
+        .build()
+        .await
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(2024);
+    let vector = |rng: &mut StdRng| (0..128).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let docs: Vec<NewDocument> = (0..20_000)
+        .map(|i| {
+            let d = NewDocument::new(format!("d{i}"), "x").with_embedding(vector(&mut rng));
+            if i % 3 == 0 {
+                d.with_source("third")
+            } else {
+                d
+            }
+        })
+        .collect();
+    store.batch(docs).await.unwrap();
+    let mut all = store.list(0, 10_000, true).await.unwrap();
+    all.extend(store.list(all.last().unwrap().id, 10_000, true).await.unwrap());
+    assert_eq!(all.len(), 20_000);
+    for opts in [SearchOptions::top(25), SearchOptions::top(40).source("third")] {
+        let q = vector(&mut rng);
+        let hits = store.search_by_vector(&q, &opts).await.unwrap();
+        let mut want: Vec<(i64, f32)> = all
+            .iter()
+            .filter(|d| opts.matches(d.source.as_deref(), &d.metadata, d.created_at))
+            .map(|d| (d.id, cosine_similarity(&q, d.embedding.as_ref().unwrap()).unwrap()))
+            .collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        want.truncate(opts.k);
+        assert_eq!(
+            hits.iter().map(|h| h.document.id).collect::<Vec<_>>(),
+            want.iter().map(|w| w.0).collect::<Vec<_>>()
+        );
+        for (h, w) in hits.iter().zip(&want) {
+            assert!((h.score - w.1).abs() < 1e-5);
+        }
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- SIGKILL during a batch ---------------------------------------------------------------
+
+const KILL_ENV: &str = "MK_KILL_CHILD_DB";
+const KILL_BATCH: usize = 10_000;
+
+/// Child mode of `killed_batch_is_all_or_nothing`: does nothing unless `MK_KILL_CHILD_DB` is set.
+/// Writes one 10,000-document batch with precomputed vectors, printing a marker just before.
+#[test]
+fn child_writer() {
+    let Some(path) = std::env::var_os(KILL_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = open(Path::new(&path)).await;
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let docs: Vec<NewDocument> = (0..KILL_BATCH)
+            .map(|i| {
+                let v: Vec<f32> = (0..64).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                NewDocument::new(format!("doc {i}"), "killed batch").with_embedding(v)
+            })
+            .collect();
+        let mut out = std::io::stdout();
+        writeln!(out, "MK_CHILD_START").unwrap();
+        out.flush().unwrap();
+        store.batch(docs).await.unwrap();
+        writeln!(out, "MK_CHILD_DONE").unwrap();
+        out.flush().unwrap();
+    });
+}
+
+fn count_documents(rt: &tokio::runtime::Runtime, path: &Path) -> u64 {
+    rt.block_on(async {
+        let store = open(path).await;
+        let n = store.stats().await.unwrap().storage.documents;
+        // The searchable state agrees with the table.
+        assert_eq!(store.list(0, 10_000, false).await.unwrap().len() as u64, n.min(10_000));
+        n
+    })
+}
+
+#[test]
+fn killed_batch_is_all_or_nothing() {
+    let dir = temp_dir("kill");
+    let path = dir.join("kill.db");
+    let _guard = FORK_GUARD.blocking_write();
+    let exe = std::env::current_exe().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut rng = StdRng::seed_from_u64(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let mut expected = count_documents(&rt, &path);
+    assert_eq!(expected, 0);
+    let (mut lost, mut kept) = (0, 0);
+    for max_delay_ms in [0u64, 3, 10, 25, 50, 100, 200, 400] {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+            .env(KILL_ENV, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("MK_CHILD_START") => break,
+                Some(_) => continue,
+                None => panic!("child exited before starting its batch: {:?}", child.wait()),
+            }
+        }
+        // The kill point: somewhere in the batch (or after it, for the longer delays).
+        if max_delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..=max_delay_ms)));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(lines);
+
+        let n = count_documents(&rt, &path);
+        assert!(
+            n == expected || n == expected + KILL_BATCH as u64,
+            "after a kill the file has {n} documents; expected {expected} or {}",
+            expected + KILL_BATCH as u64
+        );
+        if n == expected {
+            lost += 1;
+        } else {
+            kept += 1;
+        }
+        expected = n;
+    }
+    eprintln!("killed batches: {lost} rolled back, {kept} committed");
+    let _ = std::fs::remove_dir_all(dir);
+}
