@@ -21,7 +21,7 @@ pub fn cosine_similarity(a: &[f32], b: &[f32]) -> Option<f32> {
 }
 
 /// Dot product of two equal-length vectors (8 lanes, vectorisable).
-#[allow(dead_code)] // used by the embedded store
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0.0f32; 8];
@@ -40,11 +40,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// L2 norm of a vector.
-#[allow(dead_code)] // used by the embedded store
-pub(crate) fn norm(a: &[f32]) -> f32 {
-    dot(a, a).sqrt()
-}
 
 fn dot_norms(a: &[f32], b: &[f32]) -> (f64, f64, f64) {
     let mut d = [0.0f32; 8];

@@ -55,7 +55,11 @@ fn docs(data: &[Vec<f32>]) -> Vec<NewDocument> {
         .collect()
 }
 
-async fn timed_searches(store: &VectorStore, qs: &[Vec<f32>], opts: &SearchOptions) -> anyhow::Result<(Vec<f64>, Vec<Vec<i64>>)> {
+async fn timed_searches(
+    store: &VectorStore,
+    qs: &[Vec<f32>],
+    opts: &SearchOptions,
+) -> anyhow::Result<(Vec<f64>, Vec<Vec<i64>>)> {
     let mut lat = Vec::new();
     let mut ids = Vec::new();
     // One warm-up pass, then the measured pass.
@@ -81,7 +85,13 @@ fn recall(ids: &[Vec<i64>], truth: &[Vec<usize>], id_of: &[i64]) -> f64 {
     hit as f64 / total as f64
 }
 
-async fn embedded(n: usize, dims: usize, data: &[Vec<f32>], qs: &[Vec<f32>], truth: &[Vec<usize>]) -> anyhow::Result<()> {
+async fn embedded(
+    n: usize,
+    dims: usize,
+    data: &[Vec<f32>],
+    qs: &[Vec<f32>],
+    truth: &[Vec<usize>],
+) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mk-report-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let store = VectorStore::builder()
@@ -122,7 +132,13 @@ async fn embedded(n: usize, dims: usize, data: &[Vec<f32>], qs: &[Vec<f32>], tru
     Ok(())
 }
 
-async fn postgres(n: usize, dims: usize, data: &[Vec<f32>], qs: &[Vec<f32>], truth: &[Vec<usize>]) -> anyhow::Result<()> {
+async fn postgres(
+    n: usize,
+    dims: usize,
+    data: &[Vec<f32>],
+    qs: &[Vec<f32>],
+    truth: &[Vec<usize>],
+) -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")?;
     let schema = format!("mk_report_{}_{n}", std::process::id());
     let table = format!("{schema}.docs");
@@ -146,7 +162,10 @@ async fn postgres(n: usize, dims: usize, data: &[Vec<f32>], qs: &[Vec<f32>], tru
     store.create_index(IndexSpec::default()).await?;
     let build = t.elapsed().as_secs_f64();
     println!("\n## postgres + pgvector, {n} docs\n");
-    println!("ingest (batch, binary COPY): {ingest:.0} docs/s; exact scan p50 {:.2} ms; HNSW build {build:.1} s\n", percentile(&mut exact, 50.0));
+    println!(
+        "ingest (batch, binary COPY): {ingest:.0} docs/s; exact scan p50 {:.2} ms; HNSW build {build:.1} s\n",
+        percentile(&mut exact, 50.0)
+    );
     println!("| ef_search | p50 ms | p95 ms | p99 ms | QPS (1 client) | recall@10 |");
     println!("|---|---|---|---|---|---|");
     for ef in [40u32, 100, 200] {
