@@ -40,7 +40,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-
 fn dot_norms(a: &[f32], b: &[f32]) -> (f64, f64, f64) {
     let mut d = [0.0f32; 8];
     let mut x2 = [0.0f32; 8];

@@ -364,3 +364,37 @@ async fn list_pages_through_everything() {
     assert!(matches!(store.list(0, 0, false).await, Err(Error::InvalidInput { .. })));
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn ping_analyze_and_debug_hide_secrets() {
+    let t = PgTable::new();
+    let store = t.plain(16).await;
+    store.ping().await.unwrap();
+    store.batch(docs(50, "p")).await.unwrap();
+    store.analyze().await.unwrap();
+    let analyzed = t
+        .sql(&format!(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = to_regclass('{}')",
+            t.table
+        ))
+        .await;
+    assert!(analyzed[0].get::<_, bool>(0), "ANALYZE ran on the table");
+    assert_eq!(store.backend_kind(), "postgres");
+    assert_eq!(store.stats().await.unwrap().storage.location, t.table);
+
+    let builder = VectorStore::builder()
+        .database_url("postgres://app:hunter2@db.internal/prod")
+        .redis_url("redis://:redispass@cache/0");
+    let dbg = format!("{builder:?} {:?}", builder.storage());
+    assert!(!dbg.contains("hunter2") && !dbg.contains("redispass"), "{dbg}");
+    // The server being gone is an error that says so, without the password.
+    let err = VectorStore::builder()
+        .database_url("postgres://app:hunter2@127.0.0.1:1/prod")
+        .embedder(HashingEmbedder::new(16).unwrap())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"));
+    t.cleanup().await;
+}

@@ -38,7 +38,7 @@ impl Statements {
             list: format!("SELECT {COLS} FROM {t} WHERE id > $1 ORDER BY id LIMIT $2"),
             list_emb: format!("SELECT {COLS}, embedding FROM {t} WHERE id > $1 ORDER BY id LIMIT $2"),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
-            ping: format!("SELECT 1 FROM {t} LIMIT 1"),
+            ping: format!("SELECT EXISTS (SELECT 1 FROM {t})"),
             table: t,
         }
     }
