@@ -143,3 +143,64 @@ pub fn random_vectors(n: usize, dims: usize, clusters: usize, seed: u64) -> Vec<
         })
         .collect()
 }
+
+/// The two storage backends the conformance suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Embedded,
+}
+
+/// Private storage for one test on either backend: a schema of its own on PostgreSQL, a
+/// directory of its own for the embedded file. `cleanup` removes it (a failing test keeps it).
+pub struct Fixture {
+    pub kind: Kind,
+    pg: PgTable,
+    dir: std::path::PathBuf,
+}
+
+impl Fixture {
+    pub fn new(kind: Kind) -> Self {
+        let dir = std::env::temp_dir().join(unique("mk-it"));
+        Fixture { kind, pg: PgTable::new(), dir }
+    }
+
+    pub async fn store(&self, embedder: impl Embedder + 'static, cache: impl Cache + 'static) -> Result<VectorStore> {
+        match self.kind {
+            Kind::Postgres => self.pg.store(embedder, cache).await,
+            Kind::Embedded => {
+                std::fs::create_dir_all(&self.dir).unwrap();
+                VectorStore::builder().db_path(self.dir.join("store.db")).embedder(embedder).cache(cache).build().await
+            }
+        }
+    }
+
+    pub async fn plain(&self, dims: usize) -> VectorStore {
+        self.store(HashingEmbedder::new(dims).unwrap(), NoCache).await.unwrap()
+    }
+
+    pub async fn cleanup(self) {
+        if self.kind == Kind::Postgres {
+            self.pg.cleanup().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs an async test body once per backend, as two tests named `postgres` and `embedded`
+/// inside a module named after the behaviour.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::common::Kind::Postgres).await
+            }
+            #[tokio::test]
+            async fn embedded() {
+                super::$name($crate::common::Kind::Embedded).await
+            }
+        }
+    )*};
+}

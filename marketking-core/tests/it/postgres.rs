@@ -1,11 +1,9 @@
 //! PostgreSQL + pgvector behaviour of the store.
 
-use marketking_core::{
-    DocumentPatch, Error, HashingEmbedder, IndexKind, IndexSpec, NewDocument, NoCache, SearchOptions, VectorStore,
-};
+use marketking_core::{Error, HashingEmbedder, IndexKind, IndexSpec, NewDocument, NoCache, SearchOptions, VectorStore};
 use serde_json::json;
 
-use crate::common::{database_url, random_vectors, PgTable, TestEmbedder};
+use crate::common::{database_url, random_vectors, PgTable};
 
 fn docs(n: usize, prefix: &str) -> Vec<NewDocument> {
     (0..n)
@@ -17,197 +15,6 @@ fn docs(n: usize, prefix: &str) -> Vec<NewDocument> {
             .with_source(if i % 2 == 0 { "even" } else { "odd" })
         })
         .collect()
-}
-
-#[tokio::test]
-async fn create_get_update_delete_round_trip() {
-    let t = PgTable::new();
-    let emb = TestEmbedder::new(32);
-    let store = t.store(emb.clone(), NoCache).await.unwrap();
-
-    let doc = store
-        .create(
-            NewDocument::new("Trail shoes", "Light running shoes for rocky trails")
-                .with_source("catalog")
-                .with_metadata(json!({"price": 120, "tags": ["outdoor"]})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(doc.title, "Trail shoes");
-    assert_eq!(doc.source.as_deref(), Some("catalog"));
-    assert_eq!(doc.metadata, json!({"price": 120, "tags": ["outdoor"]}));
-    assert!(doc.embedding.is_none(), "embeddings are not returned unless asked for");
-    assert_eq!(store.get(doc.id).await.unwrap(), doc);
-    let with = store.get_with_embedding(doc.id).await.unwrap();
-    assert_eq!(with.embedding.as_ref().map(Vec::len), Some(32));
-
-    // A metadata-only change does not re-embed; a content change does.
-    let calls = emb.calls();
-    let updated = store
-        .update(doc.id, DocumentPatch { metadata: Some(json!({"price": 99})), ..Default::default() })
-        .await
-        .unwrap();
-    assert_eq!(updated.metadata, json!({"price": 99}));
-    assert_eq!(emb.calls(), calls);
-    assert!(updated.updated_at >= doc.updated_at);
-    let updated = store
-        .update(doc.id, DocumentPatch { content: Some("Waterproof hiking boots".into()), ..Default::default() })
-        .await
-        .unwrap();
-    assert_eq!(emb.calls(), calls + 1);
-    assert_eq!(updated.content, "Waterproof hiking boots");
-    let after = store.get_with_embedding(doc.id).await.unwrap();
-    assert_ne!(after.embedding, with.embedding, "new content, new vector");
-    // Clearing the source.
-    let cleared = store.update(doc.id, DocumentPatch { source: Some(None), ..Default::default() }).await.unwrap();
-    assert_eq!(cleared.source, None);
-
-    store.delete(doc.id).await.unwrap();
-    assert!(matches!(store.get(doc.id).await, Err(Error::NotFound { id }) if id == doc.id));
-    assert!(matches!(store.delete(doc.id).await, Err(Error::NotFound { .. })));
-    t.cleanup().await;
-}
-
-#[tokio::test]
-async fn batch_upserts_by_key_and_skips_unchanged_embeddings() {
-    let t = PgTable::new();
-    let emb = TestEmbedder::new(32).batch_size(16);
-    let store = t.store(emb.clone(), NoCache).await.unwrap();
-    let keyed: Vec<NewDocument> =
-        docs(100, "k").into_iter().enumerate().map(|(i, d)| d.with_key(format!("key-{i}"))).collect();
-    let r = store.batch(keyed.clone()).await.unwrap();
-    assert_eq!((r.created, r.updated, r.unchanged, r.embedded), (100, 0, 0, 100));
-    assert_eq!(r.ids.len(), 100);
-    assert!(r.ids.windows(2).all(|w| w[0] < w[1]), "ids come back in input order");
-    let texts = emb.texts();
-
-    let r2 = store.batch(keyed.clone()).await.unwrap();
-    assert_eq!((r2.created, r2.updated, r2.unchanged, r2.embedded), (0, 0, 100, 0));
-    assert_eq!(r2.ids, r.ids);
-    assert_eq!(emb.texts(), texts, "unchanged keys make no embedder call");
-
-    let mut changed = keyed.clone();
-    changed[42].content = "a different text".into();
-    changed[7].metadata = json!({"fresh": true});
-    let r3 = store.batch(changed).await.unwrap();
-    assert_eq!((r3.created, r3.updated, r3.unchanged, r3.embedded), (0, 2, 98, 1));
-    assert_eq!(emb.texts(), texts + 1, "exactly one document re-embedded");
-    assert_eq!(store.get_by_key("key-42").await.unwrap().content, "a different text");
-    assert_eq!(store.get_by_key("key-7").await.unwrap().metadata, json!({"fresh": true}));
-    assert_eq!(store.stats().await.unwrap().storage.documents, 100);
-
-    let (doc, outcome) = store.upsert(NewDocument::new("new", "brand new").with_key("key-new")).await.unwrap();
-    assert_eq!(outcome, marketking_core::UpsertOutcome::Created);
-    let (again, outcome) = store.upsert(NewDocument::new("new", "brand new").with_key("key-new")).await.unwrap();
-    assert_eq!((again.id, outcome), (doc.id, marketking_core::UpsertOutcome::Unchanged));
-    assert!(
-        matches!(store.upsert(NewDocument::new("a", "b")).await, Err(Error::InvalidInput { ref field, .. }) if field == "key")
-    );
-    assert!(matches!(store.get_by_key("nope").await, Err(Error::KeyNotFound { .. })));
-
-    let dup = vec![NewDocument::new("a", "b").with_key("d"), NewDocument::new("c", "d").with_key("d")];
-    assert!(matches!(store.batch(dup).await, Err(Error::Conflict { .. })));
-    t.cleanup().await;
-}
-
-#[tokio::test]
-async fn failing_embedder_on_third_chunk_leaves_no_rows() {
-    let t = PgTable::new();
-    let emb = TestEmbedder::new(32).batch_size(100).failing_on_call(3);
-    let store = t.store(emb.clone(), NoCache).await.unwrap();
-    let err = store.batch(docs(1000, "f")).await.unwrap_err();
-    assert!(matches!(err, Error::Embedder { .. }), "{err}");
-    assert_eq!(emb.calls(), 3);
-    assert_eq!(store.stats().await.unwrap().storage.documents, 0);
-    let rows = t.sql(&format!("SELECT count(*) FROM {}", t.table)).await;
-    assert_eq!(rows[0].get::<_, i64>(0), 0);
-    // The store is still usable afterwards.
-    store.batch(docs(10, "g")).await.unwrap();
-    assert_eq!(store.stats().await.unwrap().storage.documents, 10);
-    t.cleanup().await;
-}
-
-#[tokio::test]
-async fn search_filters_min_score_and_find_similar() {
-    let t = PgTable::new();
-    let store = t.plain(256).await;
-    let mut input = vec![
-        NewDocument::new("Red trail running shoes", "Grippy running shoes for mountain trails")
-            .with_source("catalog")
-            .with_metadata(json!({"category": "shoes", "color": "red"})),
-        NewDocument::new("Blue road running shoes", "Cushioned running shoes for city roads")
-            .with_source("catalog")
-            .with_metadata(json!({"category": "shoes", "color": "blue"})),
-        NewDocument::new("How to return shoes", "Returning running shoes within 30 days for a refund")
-            .with_source("help")
-            .with_metadata(json!({"category": "returns"})),
-        NewDocument::new("Camping tent", "Two-person tent for backpacking")
-            .with_source("catalog")
-            .with_metadata(json!({"category": "camping"})),
-    ];
-    input.push(NewDocument::new("Payment methods", "We accept cards and bank transfers").with_source("help"));
-    let ids = store.batch(input).await.unwrap().ids;
-
-    let hits = store.search("running shoes", &SearchOptions::top(3)).await.unwrap();
-    assert_eq!(hits.len(), 3);
-    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
-    assert!(hits.iter().all(|h| h.document.content.contains("running shoes")));
-
-    let help = store.search("running shoes", &SearchOptions::top(5).source("help")).await.unwrap();
-    assert_eq!(help.iter().map(|h| h.document.id).collect::<Vec<_>>().first(), Some(&ids[2]));
-    assert!(help.iter().all(|h| h.document.source.as_deref() == Some("help")));
-    let both = store.search("running shoes", &SearchOptions::top(10).source("help").source("catalog")).await.unwrap();
-    assert_eq!(both.len(), 5);
-
-    let red = store.search("running shoes", &SearchOptions::top(5).metadata(json!({"color": "red"}))).await.unwrap();
-    assert_eq!(red.iter().map(|h| h.document.id).collect::<Vec<_>>(), vec![ids[0]]);
-
-    let strict = store.search("running shoes", &SearchOptions::top(5).min_score(0.3)).await.unwrap();
-    assert!(!strict.is_empty() && strict.len() < 5, "min_score drops weak matches: {}", strict.len());
-    assert!(strict.iter().all(|h| h.score >= 0.3));
-
-    let now = chrono::Utc::now();
-    let future = SearchOptions { created_after: Some(now + chrono::Duration::hours(1)), ..SearchOptions::top(5) };
-    assert!(store.search("shoes", &future).await.unwrap().is_empty());
-    let past = SearchOptions { created_before: Some(now + chrono::Duration::hours(1)), ..SearchOptions::top(5) };
-    assert_eq!(store.search("shoes", &past).await.unwrap().len(), 5);
-
-    let similar = store.find_similar(ids[0], &SearchOptions::top(2)).await.unwrap();
-    assert_eq!(similar.len(), 2);
-    assert!(similar.iter().all(|h| h.document.id != ids[0]), "excludes the document itself");
-    assert_eq!(similar[0].document.id, ids[1]);
-    assert!(matches!(store.find_similar(999_999, &SearchOptions::top(2)).await, Err(Error::NotFound { id: 999_999 })));
-
-    let with_vec =
-        store.search("tent", &SearchOptions { include_embedding: true, ..SearchOptions::top(1) }).await.unwrap();
-    assert_eq!(with_vec[0].document.embedding.as_ref().map(Vec::len), Some(256));
-    t.cleanup().await;
-}
-
-#[tokio::test]
-async fn search_by_vector_matches_exact_cosine_order() {
-    let t = PgTable::new();
-    let store = t.plain(48).await;
-    let vectors = random_vectors(300, 48, 10, 7);
-    let input: Vec<NewDocument> = vectors
-        .iter()
-        .enumerate()
-        .map(|(i, v)| NewDocument::new(format!("d{i}"), "x").with_embedding(v.clone()))
-        .collect();
-    let ids = store.batch(input).await.unwrap().ids;
-    let query = &random_vectors(1, 48, 3, 99)[0];
-    let mut expected: Vec<(f32, i64)> =
-        vectors.iter().zip(&ids).map(|(v, id)| (marketking_core::cosine_similarity(v, query).unwrap(), *id)).collect();
-    expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let hits = store.search_by_vector(query, &SearchOptions::top(20)).await.unwrap();
-    assert_eq!(
-        hits.iter().map(|h| h.document.id).collect::<Vec<_>>(),
-        expected[..20].iter().map(|e| e.1).collect::<Vec<_>>()
-    );
-    for (h, e) in hits.iter().zip(&expected) {
-        assert!((h.score - e.0).abs() < 1e-5);
-    }
-    t.cleanup().await;
 }
 
 #[tokio::test]
@@ -266,64 +73,6 @@ async fn hnsw_index_is_used_and_filtered_search_returns_k() {
 }
 
 #[tokio::test]
-async fn bad_input_gets_typed_errors_and_writes_nothing() {
-    let t = PgTable::new();
-    let store = t.plain(16).await;
-    let field = |e: Error| match e {
-        Error::InvalidInput { field, .. } => field,
-        other => panic!("expected InvalidInput, got {other:?}"),
-    };
-    assert_eq!(field(store.create(NewDocument::new("x".repeat(256), "c")).await.unwrap_err()), "documents[0].title");
-    assert_eq!(field(store.create(NewDocument::new("t", "  ")).await.unwrap_err()), "documents[0].content");
-    assert_eq!(
-        field(store.create(NewDocument::new("t", "c").with_metadata(json!([1]))).await.unwrap_err()),
-        "documents[0].metadata"
-    );
-    let mut nan = vec![0.5f32; 16];
-    nan[3] = f32::NAN;
-    assert_eq!(
-        field(store.create(NewDocument::new("t", "c").with_embedding(nan)).await.unwrap_err()),
-        "documents[0].embedding"
-    );
-    let mut inf = vec![0.5f32; 16];
-    inf[0] = f32::INFINITY;
-    assert!(store.search_by_vector(&inf, &SearchOptions::top(1)).await.is_err());
-    assert!(matches!(
-        store.create(NewDocument::new("t", "c").with_embedding(vec![1.0; 15])).await,
-        Err(Error::DimensionMismatch { expected: 16, actual: 15 })
-    ));
-    assert!(matches!(
-        store.search_by_vector(&[1.0; 17], &SearchOptions::top(1)).await,
-        Err(Error::DimensionMismatch { expected: 16, actual: 17 })
-    ));
-    assert_eq!(field(store.search("q", &SearchOptions::top(0)).await.unwrap_err()), "k");
-    assert_eq!(field(store.search("q", &SearchOptions::top(1001)).await.unwrap_err()), "k");
-    assert_eq!(field(store.search("", &SearchOptions::top(1)).await.unwrap_err()), "query");
-    assert_eq!(field(store.search("q", &SearchOptions::top(1).min_score(f32::NAN)).await.unwrap_err()), "min_score");
-    // One bad document in a batch: nothing from the batch is written.
-    let mut batch = docs(5, "b");
-    batch[3].title = String::new();
-    assert_eq!(field(store.batch(batch).await.unwrap_err()), "documents[3].title");
-    assert_eq!(store.stats().await.unwrap().storage.documents, 0);
-    assert!(matches!(store.get(12345).await, Err(Error::NotFound { id: 12345 })));
-    assert!(matches!(store.update(12345, DocumentPatch::default()).await, Err(Error::NotFound { id: 12345 })));
-
-    for bad in ["bad-name", "x\"; DROP TABLE y; --", "1abc", "a.b.c"] {
-        let err = VectorStore::builder()
-            .database_url(database_url())
-            .table(bad)
-            .embedder(HashingEmbedder::new(16).unwrap())
-            .build()
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Config { ref field, .. } if field == "table"), "{bad}: {err}");
-    }
-    let err = VectorStore::builder().database_url("postgres://u:hunter2@127.0.0.1:1/x").build().await.unwrap_err();
-    assert!(!err.to_string().contains("hunter2"), "{err}");
-    t.cleanup().await;
-}
-
-#[tokio::test]
 async fn other_model_or_dimensions_is_refused_and_migrations_are_concurrent_safe() {
     let t = PgTable::new();
     // Several processes starting at once: every one migrates safely.
@@ -345,27 +94,6 @@ async fn other_model_or_dimensions_is_refused_and_migrations_are_concurrent_safe
 }
 
 #[tokio::test]
-async fn list_pages_through_everything() {
-    let t = PgTable::new();
-    let store = t.plain(16).await;
-    let ids = store.batch(docs(25, "l")).await.unwrap().ids;
-    let mut seen = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.list(after, 10, true).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        assert!(page.iter().all(|d| d.embedding.as_ref().map(Vec::len) == Some(16)));
-        after = page.last().unwrap().id;
-        seen.extend(page.into_iter().map(|d| d.id));
-    }
-    assert_eq!(seen, ids);
-    assert!(matches!(store.list(0, 0, false).await, Err(Error::InvalidInput { .. })));
-    t.cleanup().await;
-}
-
-#[tokio::test]
 async fn ping_analyze_and_debug_hide_secrets() {
     let t = PgTable::new();
     let store = t.plain(16).await;
@@ -381,6 +109,19 @@ async fn ping_analyze_and_debug_hide_secrets() {
     assert!(analyzed[0].get::<_, bool>(0), "ANALYZE ran on the table");
     assert_eq!(store.backend_kind(), "postgres");
     assert_eq!(store.stats().await.unwrap().storage.location, t.table);
+
+    for bad in ["bad-name", "x\"; DROP TABLE y; --", "1abc", "a.b.c"] {
+        let err = VectorStore::builder()
+            .database_url(database_url())
+            .table(bad)
+            .embedder(HashingEmbedder::new(16).unwrap())
+            .build()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Config { ref field, .. } if field == "table"), "{bad}: {err}");
+    }
+    let err = VectorStore::builder().database_url("postgres://u:hunter2@127.0.0.1:1/x").build().await.unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
 
     let builder = VectorStore::builder()
         .database_url("postgres://app:hunter2@db.internal/prod")
