@@ -1,6 +1,55 @@
-//! `marketking`: placeholder until the CLI lands.
+//! `marketking`: the command-line tool of MarketKing.
+//!
+//! `main` parses the arguments, sets up logging and runs [`commands::run`]; every error ends up
+//! as one `error: ...` line on stderr and exit code 1 (clap reports usage errors with 2).
 
-fn main() {
-    eprintln!("marketking: the command-line tool is not built yet; see README.md");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod args;
+mod commands;
+mod config;
+mod import;
+mod output;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_tracing(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return report(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => report(e),
+    }
+}
+
+/// Prints the error chain on one line and returns exit code 1.
+fn report(e: anyhow::Error) -> ExitCode {
+    let msg = format!("{e:#}").replace('\n', " ");
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+fn init_tracing(global: &args::GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let default = if global.verbose {
+        "marketking=debug,marketking_core=debug,info"
+    } else if global.quiet {
+        "error"
+    } else {
+        "warn"
+    };
+    let filter = if global.verbose {
+        EnvFilter::new(default)
+    } else {
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(global.verbose)
+        .try_init();
 }
