@@ -21,10 +21,7 @@ pub(crate) struct Bad {
 
 impl Bad {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Bad {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Bad { field: field.into(), reason: reason.into() }
     }
 }
 
@@ -183,14 +180,7 @@ fn doc_from_object(mut obj: Map<String, Value>) -> Result<NewDocument, Bad> {
         Some(_) => return Err(Bad::new("metadata", "must be a JSON object")),
     };
     let embedding = embedding_from(obj.remove("embedding").unwrap_or(Value::Null))?;
-    Ok(NewDocument {
-        title,
-        content,
-        source,
-        metadata,
-        key,
-        embedding,
-    })
+    Ok(NewDocument { title, content, source, metadata, key, embedding })
 }
 
 fn validate(doc: &NewDocument, dims: usize) -> Result<(), Bad> {
@@ -223,11 +213,7 @@ impl<R: Read> CsvRows<R> {
                 bail!("the CSV header has no `{needed}` column (columns: title, content, source, key, metadata, embedding)");
             }
         }
-        Ok(CsvRows {
-            reader,
-            columns,
-            record: csv::ByteRecord::new(),
-        })
+        Ok(CsvRows { reader, columns, record: csv::ByteRecord::new() })
     }
 }
 
@@ -300,16 +286,11 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
         let len = f.metadata().ok().map(|m| m.len());
         (Box::new(f), len)
     };
-    let counting = Counting {
-        inner: input,
-        count: count.clone(),
-    };
+    let counting = Counting { inner: input, count: count.clone() };
     let mut rows: Box<dyn Rows> = match detect_format(path, opts.format) {
-        Format::Jsonl => Box::new(JsonlRows {
-            reader: BufReader::with_capacity(1 << 16, counting),
-            line: 0,
-            buf: Vec::new(),
-        }),
+        Format::Jsonl => {
+            Box::new(JsonlRows { reader: BufReader::with_capacity(1 << 16, counting), line: 0, buf: Vec::new() })
+        }
         Format::Csv => Box::new(CsvRows::new(counting).with_context(|| name.clone())?),
     };
 
@@ -401,11 +382,7 @@ mod tests {
     use super::*;
 
     fn rows_of(text: &[u8], dims: usize) -> Vec<Row> {
-        let mut r = JsonlRows {
-            reader: BufReader::new(text),
-            line: 0,
-            buf: Vec::new(),
-        };
+        let mut r = JsonlRows { reader: BufReader::new(text), line: 0, buf: Vec::new() };
         let mut out = Vec::new();
         while let Some(row) = r.next_row(dims).unwrap() {
             out.push(row);

@@ -73,15 +73,7 @@ pub(crate) fn print_hits(out: &mut impl Write, hits: &[SearchHit]) -> std::io::R
     writeln!(out, "{:>rw$}  {:>6}  {}  {}  source", "#", "score", pad("id", iw), pad("title", tw))?;
     for (i, h) in hits.iter().enumerate() {
         let source = h.document.source.as_deref().unwrap_or("-");
-        writeln!(
-            out,
-            "{:>rw$}  {:>6.3}  {}  {}  {}",
-            i + 1,
-            h.score,
-            pad(&ids[i], iw),
-            pad(&titles[i], tw),
-            source
-        )?;
+        writeln!(out, "{:>rw$}  {:>6.3}  {}  {}  {}", i + 1, h.score, pad(&ids[i], iw), pad(&titles[i], tw), source)?;
         writeln!(out, "{:rw$}  {:>6}  {}", "", "", one_line(&h.document.content, 80))?;
     }
     Ok(())
@@ -135,12 +127,7 @@ pub(crate) fn print_stats(out: &mut impl Write, s: &Stats) -> std::io::Result<()
     writeln!(out, "model:      {} ({} dimensions)", s.model, s.dimensions)?;
     if !st.sources.is_empty() {
         writeln!(out, "sources:")?;
-        let w = st
-            .sources
-            .iter()
-            .map(|c| c.source.as_deref().unwrap_or("(none)").chars().count())
-            .max()
-            .unwrap_or(0);
+        let w = st.sources.iter().map(|c| c.source.as_deref().unwrap_or("(none)").chars().count()).max().unwrap_or(0);
         for c in &st.sources {
             writeln!(out, "  {}  {:>8}", pad(c.source.as_deref().unwrap_or("(none)"), w), c.count)?;
         }

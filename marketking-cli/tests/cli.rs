@@ -217,7 +217,9 @@ mod offline {
 
     #[test]
     fn completions_need_no_store() {
-        for (shell, marker) in [("bash", "_marketking"), ("zsh", "#compdef marketking"), ("fish", "complete -c marketking")] {
+        for (shell, marker) in
+            [("bash", "_marketking"), ("zsh", "#compdef marketking"), ("fish", "complete -c marketking")]
+        {
             let mut c = bin();
             c.args(["--db-path", "/nonexistent/dir/x.db", "completions", shell]);
             let out = ok(&run(c, None));
@@ -255,8 +257,21 @@ mod pg {
         let s = Store::pg();
         let id = s
             .ok(&[
-                "create", "--title", "Red kettle", "--content", "A 1.7 litre kettle", "--source", "catalog", "--meta",
-                "price=24.5", "--meta", "color=red", "--meta", "in_stock=true", "--key", "kettle-1",
+                "create",
+                "--title",
+                "Red kettle",
+                "--content",
+                "A 1.7 litre kettle",
+                "--source",
+                "catalog",
+                "--meta",
+                "price=24.5",
+                "--meta",
+                "color=red",
+                "--meta",
+                "in_stock=true",
+                "--key",
+                "kettle-1",
             ])
             .trim()
             .to_string();
@@ -334,7 +349,7 @@ mod pg {
         let sim = json_of(&s.ok(&["similar", &id, "-k", "3", "--json"]));
         let sim = sim["results"].as_array().unwrap();
         assert_eq!(sim.len(), 3);
-        assert!(sim.iter().all(|h| h["id"].to_string() != id));
+        assert!(sim.iter().all(|h| h["id"] != results[0]["id"]));
         assert!(s.ok(&["similar", &id, "-k", "2"]).contains("Listing"));
         let line = fails(&s.run(&["similar", "999999999"]));
         assert!(line.contains("not found"), "{line}");
@@ -402,10 +417,7 @@ mod pg {
         let o = s3.run(&["import", path, "--skip-invalid"]);
         let out = ok(&o);
         assert!(stderr(&o).contains(&format!("{path}:5001: content: must not be empty")), "{}", stderr(&o));
-        assert!(
-            out.contains("read 10000, created 9999, updated 0, unchanged 0, skipped 1"),
-            "summary: {out}"
-        );
+        assert!(out.contains("read 10000, created 9999, updated 0, unchanged 0, skipped 1"), "summary: {out}");
         assert!(out.contains("docs/s"), "{out}");
         assert_eq!(s3.count(), 9999);
         // Re-running is idempotent: every keyed row is unchanged.

@@ -32,9 +32,7 @@ fn describe(info: &IndexInfo) -> String {
 fn index_kind(kind: IndexKindArg, m: Option<u32>, ef: Option<u32>, lists: Option<u32>) -> IndexKind {
     fn usage(msg: &str) -> ! {
         use clap::CommandFactory;
-        crate::args::Cli::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, msg)
-            .exit()
+        crate::args::Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit()
     }
     match kind {
         IndexKindArg::Hnsw => {
@@ -42,10 +40,7 @@ fn index_kind(kind: IndexKindArg, m: Option<u32>, ef: Option<u32>, lists: Option
                 usage("--lists applies to --kind ivfflat only");
             }
             let m = m.unwrap_or(16);
-            IndexKind::Hnsw {
-                m,
-                ef_construction: ef.unwrap_or(64.max(2 * m)),
-            }
+            IndexKind::Hnsw { m, ef_construction: ef.unwrap_or(64.max(2 * m)) }
         }
         IndexKindArg::Ivfflat => {
             if m.is_some() || ef.is_some() {
@@ -59,16 +54,9 @@ fn index_kind(kind: IndexKindArg, m: Option<u32>, ef: Option<u32>, lists: Option
 pub(super) async fn index(store: &VectorStore, out: &mut impl Write, cmd: IndexCommand) -> anyhow::Result<ExitCode> {
     // Validate the flags before anything else, so usage errors are reported the same everywhere.
     let spec = match &cmd {
-        IndexCommand::Create {
-            kind,
-            m,
-            ef_construction,
-            lists,
-            concurrently,
-        } => Some(IndexSpec {
-            kind: index_kind(*kind, *m, *ef_construction, *lists),
-            concurrently: *concurrently,
-        }),
+        IndexCommand::Create { kind, m, ef_construction, lists, concurrently } => {
+            Some(IndexSpec { kind: index_kind(*kind, *m, *ef_construction, *lists), concurrently: *concurrently })
+        }
         _ => None,
     };
     if store.backend_kind() == "embedded" {

@@ -38,10 +38,7 @@ pub(super) async fn run(store: &VectorStore, out: &mut impl Write, quiet: bool) 
     let examples: Vec<(&str, SearchOptions)> = vec![
         ("waterproof boots for hiking", SearchOptions::top(3)),
         ("how do I send something back and get my money", SearchOptions::top(3).source("help")),
-        (
-            "wireless headphones for the office",
-            SearchOptions::top(3).metadata(json!({"category": "electronics"})),
-        ),
+        ("wireless headphones for the office", SearchOptions::top(3).metadata(json!({"category": "electronics"}))),
         ("tent that survived the rain", SearchOptions::top(3).source("reviews")),
     ];
     for (query, opts) in examples {
@@ -49,16 +46,19 @@ pub(super) async fn run(store: &VectorStore, out: &mut impl Write, quiet: bool) 
         if !opts.sources.is_empty() {
             filters.push(format!("--source {}", opts.sources.join(",")));
         }
-        if let Some(m) = &opts.metadata {
-            filters.push(format!("--meta {m}"));
+        if let Some(serde_json::Value::Object(m)) = &opts.metadata {
+            for (k, v) in m {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                filters.push(format!("--meta {k}={v}"));
+            }
         }
-        let suffix = if filters.is_empty() {
-            String::new()
-        } else {
-            format!("  ({})", filters.join(" "))
-        };
         writeln!(out)?;
-        writeln!(out, "$ marketking search {query:?} -k {}{suffix}", opts.k)?;
+        writeln!(
+            out,
+            "$ marketking search {query:?} -k {}{}",
+            opts.k,
+            filters.iter().map(|f| format!(" {f}")).collect::<String>()
+        )?;
         let hits = store.search(query, &opts).await?;
         print_hits(out, &hits)?;
     }

@@ -13,9 +13,7 @@ use crate::output::{print_document, print_json};
 pub(super) async fn create(store: &VectorStore, out: &mut impl Write, a: CreateArgs) -> anyhow::Result<ExitCode> {
     let content = if a.content == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the content from stdin")?;
+        std::io::stdin().read_to_string(&mut s).context("cannot read the content from stdin")?;
         s
     } else {
         a.content
@@ -38,12 +36,8 @@ pub(super) async fn import(
     a: ImportArgs,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let opts = ImportOptions {
-        format: a.format,
-        batch_size: a.batch_size as usize,
-        skip_invalid: a.skip_invalid,
-        quiet,
-    };
+    let opts =
+        ImportOptions { format: a.format, batch_size: a.batch_size as usize, skip_invalid: a.skip_invalid, quiet };
     let summary = run_import(store, &a.file, &opts).await?;
     if !quiet {
         writeln!(out, "{}", summary.line(&a.file.display().to_string()))?;

@@ -51,9 +51,9 @@ pub(super) async fn run(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut file = match &a.file {
-        Some(p) if p.as_os_str() != "-" => Some(BufWriter::new(
-            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
+        Some(p) if p.as_os_str() != "-" => {
+            Some(BufWriter::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?))
+        }
         _ => None,
     };
     let mut after = 0i64;
