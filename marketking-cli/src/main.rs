@@ -10,6 +10,7 @@ use clap::Parser;
 mod args;
 mod commands;
 mod config;
+mod config_file;
 mod import;
 mod output;
 
@@ -26,8 +27,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints the error chain on one line and returns exit code 1.
+/// Prints the error chain on one line and returns exit code 1. A closed stdout (`| head`) is
+/// not an error.
 fn report(e: anyhow::Error) -> ExitCode {
+    let broken_pipe = e.chain().any(|c| {
+        let kind = match c.downcast_ref::<std::io::Error>() {
+            Some(io) => Some(io.kind()),
+            None => c.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind()),
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
     let msg = format!("{e:#}").replace('\n', " ");
     eprintln!("error: {msg}");
     ExitCode::from(1)

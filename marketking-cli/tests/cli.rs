@@ -620,3 +620,44 @@ mod embedded {
         assert!(s.ok(&["migrate"]).starts_with("ok: embedded store"));
     }
 }
+
+/// The optional `marketking.toml` (lowest priority).
+mod config_file {
+    use super::*;
+
+    #[test]
+    fn file_settings_apply_below_flags_and_environment() {
+        let s = Store::pg();
+        s.ok(&["create", "--title", "From file", "--content", "configured by marketking.toml"]);
+        let table = s.args[1].clone();
+        let cfg = tmp_file("marketking.toml", format!("# test\ntable = \"{table}\"  # the table\n").as_bytes());
+        // No --table flag: the file names the table.
+        let mut c = bin();
+        c.env("DATABASE_URL", database_url()).env("MARKETKING_CONFIG", &cfg);
+        c.args(["stats", "--json"]);
+        assert_eq!(json_of(&ok(&run(c, None)))["storage"]["documents"], 1);
+        // The flag wins over the file.
+        let other = Store::pg();
+        let mut c = other.cmd(&["stats", "--json"]);
+        c.env("MARKETKING_CONFIG", &cfg);
+        assert_eq!(json_of(&ok(&run(c, None)))["storage"]["documents"], 0);
+        // A broken file is a one-line error naming the line.
+        let bad = tmp_file("marketking.toml", b"tabel = \"x\"\n");
+        let mut c = bin();
+        c.env("MARKETKING_CONFIG", &bad).args(["stats"]);
+        let line = fails(&run(c, None));
+        assert!(line.contains("marketking.toml:1: unknown setting \"tabel\""), "{line}");
+    }
+
+    #[test]
+    fn closed_stdout_is_not_an_error() {
+        let s = Store::pg();
+        s.ok(&["demo", "--quiet"]);
+        let mut c = s.cmd(&["export"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take()); // like `| head -0`
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}

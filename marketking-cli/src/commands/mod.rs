@@ -24,6 +24,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
+    let mut global = global;
+    if let Some(file) = crate::config_file::load()? {
+        file.apply(&mut global);
+    }
     let store = open_store(&global).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
