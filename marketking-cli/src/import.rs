@@ -1,5 +1,6 @@
 //! Streaming import of JSONL and CSV files in batches, with line-accurate validation.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::Path;
@@ -300,6 +301,7 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
     let mut summary = Summary::default();
     let mut batch: Vec<NewDocument> = Vec::with_capacity(opts.batch_size);
     let mut batch_lines: (u64, u64) = (0, 0);
+    let mut batch_keys: HashSet<String> = HashSet::new();
 
     loop {
         let Some((line, row)) = rows.next_row(dims).with_context(|| format!("{name}: after line {}", batch_lines.1))?
@@ -309,6 +311,15 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
         summary.read += 1;
         match row {
             Ok(doc) => {
+                // The core rejects a key twice in one batch: write what came before, so a later
+                // line with the same key updates the earlier one, whatever the batch size.
+                if let Some(k) = &doc.key {
+                    if !batch_keys.insert(k.clone()) {
+                        commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+                        batch_keys.clear();
+                        batch_keys.insert(k.clone());
+                    }
+                }
                 if batch.is_empty() {
                     batch_lines.0 = line;
                 }
@@ -331,6 +342,7 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
         }
         if batch.len() >= opts.batch_size {
             commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+            batch_keys.clear();
         }
         pb.set_position(count.load(std::sync::atomic::Ordering::Relaxed));
         let secs = started.elapsed().as_secs_f64().max(1e-3);

@@ -480,9 +480,16 @@ mod pg {
 
         let o = s.run_stdin(&["import", "-"], jsonl(5, None).as_bytes());
         assert!(ok(&o).contains("imported -: read 5, created 5"), "{}", stdout(&o));
+        // The same key twice in one batch: the later line wins.
+        let dup = b"{\"title\":\"v1\",\"content\":\"first\",\"key\":\"dup\"}\n{\"title\":\"v2\",\"content\":\"second\",\"key\":\"dup\"}\n";
+        let out = ok(&s.run_stdin(&["import", "-"], dup));
+        assert!(out.contains("read 2, created 1, updated 1"), "{out}");
+        let rows = s.export(&[]);
+        let d: Vec<&Value> = rows.iter().filter(|r| r["key"] == "dup").collect();
+        assert_eq!((d.len(), d[0]["content"].as_str()), (1, Some("second")));
         let o = s.run_stdin(&["import", "-", "--format", "csv", "--quiet"], b"title,content\nA,b\n");
         assert_eq!(ok(&o), "", "--quiet prints nothing");
-        assert_eq!(s.count(), 8);
+        assert_eq!(s.count(), 9);
     }
 
     fn strip(rows: &[Value]) -> Vec<Value> {
