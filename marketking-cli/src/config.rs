@@ -5,9 +5,10 @@ use marketking_core::{StorageConfig, VectorStore};
 
 use crate::args::GlobalArgs;
 
-/// Opens (and migrates) the store. Precedence: flags, then environment (clap already folded
-/// `DATABASE_URL`, `MARKETKING_DB_PATH`, `MARKETKING_TABLE` and `REDIS_URL` into the flags),
-/// then the core's other `MARKETKING_*` variables, then defaults.
+/// Opens (and migrates) the store. Precedence: flags, then the environment (clap folds
+/// `DATABASE_URL`, `MARKETKING_DB_PATH`, `MARKETKING_TABLE` and `REDIS_URL` into the flags; `main`
+/// ignores `DATABASE_URL` when `--db-path` is on the command line), then `marketking.toml`
+/// (already applied to `global`), then the core's other `MARKETKING_*` variables, then defaults.
 pub(crate) async fn open_store(global: &GlobalArgs) -> anyhow::Result<VectorStore> {
     // `from_env` first: values set after it win over the environment.
     let mut builder = VectorStore::builder().from_env()?;

@@ -5,7 +5,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 mod args;
 mod commands;
@@ -15,7 +16,15 @@ mod import;
 mod output;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let matches = args::Cli::command().get_matches();
+    let mut cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `--db-path` on the command line means the embedded store even when DATABASE_URL is in
+    // the environment (flags win). The core reads DATABASE_URL itself, so drop it here, before
+    // any thread exists.
+    if from_command_line(&matches, "db_path") && !from_command_line(&matches, "database_url") {
+        std::env::remove_var("DATABASE_URL");
+        cli.global.database_url = None;
+    }
     init_tracing(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -64,4 +73,10 @@ fn init_tracing(global: &args::GlobalArgs) {
         .with_writer(std::io::stderr)
         .with_target(global.verbose)
         .try_init();
+}
+
+/// Whether a (global) argument was given on the command line, before or after the subcommand.
+fn from_command_line(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+        || m.subcommand().is_some_and(|(_, sub)| from_command_line(sub, id))
 }

@@ -618,6 +618,14 @@ mod embedded {
     }
 
     #[test]
+    fn db_path_flag_wins_over_database_url_in_environment() {
+        let s = Store::embedded();
+        let mut c = s.cmd(&["stats", "--json"]);
+        c.env("DATABASE_URL", database_url());
+        assert_eq!(json_of(&ok(&run(c, None)))["storage"]["backend"], "embedded");
+    }
+
+    #[test]
     fn index_commands_explain_they_need_postgres() {
         let s = Store::embedded();
         for args in [vec!["index", "create", "--kind", "hnsw"], vec!["index", "drop"], vec!["index", "rebuild"]] {
