@@ -152,12 +152,35 @@ impl Drop for Store {
     }
 }
 
-fn tmp_file(name: &str, contents: &[u8]) -> PathBuf {
+/// A file in its own temporary directory, removed on drop.
+struct TmpFile(PathBuf);
+
+impl TmpFile {
+    fn to_str(&self) -> Option<&str> {
+        self.0.to_str()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TmpFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn tmp_file(name: &str, contents: &[u8]) -> TmpFile {
     let dir = std::env::temp_dir().join(unique("mkcli_files"));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, contents).unwrap();
-    p
+    TmpFile(p)
 }
 
 fn doc_line(i: usize) -> String {
