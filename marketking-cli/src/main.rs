@@ -1,6 +1,82 @@
-//! `marketking`: placeholder until the CLI lands.
+//! `marketking`: the command-line tool of MarketKing.
+//!
+//! `main` parses the arguments, sets up logging and runs [`commands::run`]; every error ends up
+//! as one `error: ...` line on stderr and exit code 1 (clap reports usage errors with 2).
 
-fn main() {
-    eprintln!("marketking: the command-line tool is not built yet; see README.md");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+
+mod args;
+mod commands;
+mod config;
+mod config_file;
+mod import;
+mod output;
+
+fn main() -> ExitCode {
+    let matches = args::Cli::command().get_matches();
+    let mut cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `--db-path` on the command line means the embedded store even when DATABASE_URL is in
+    // the environment (flags win). The core reads DATABASE_URL itself, so drop it here, before
+    // any thread exists.
+    if from_command_line(&matches, "db_path") && !from_command_line(&matches, "database_url") {
+        std::env::remove_var("DATABASE_URL");
+        cli.global.database_url = None;
+    }
+    init_tracing(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return report(anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => report(e),
+    }
+}
+
+/// Prints the error chain on one line and returns exit code 1. A closed stdout (`| head`) is
+/// not an error.
+fn report(e: anyhow::Error) -> ExitCode {
+    let broken_pipe = e.chain().any(|c| {
+        let kind = match c.downcast_ref::<std::io::Error>() {
+            Some(io) => Some(io.kind()),
+            None => c.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind()),
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    let msg = format!("{e:#}").replace('\n', " ");
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+fn init_tracing(global: &args::GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let default = if global.verbose {
+        "marketking=debug,marketking_core=debug,info"
+    } else if global.quiet {
+        "error"
+    } else {
+        "warn"
+    };
+    let filter = if global.verbose {
+        EnvFilter::new(default)
+    } else {
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(global.verbose)
+        .try_init();
+}
+
+/// Whether a (global) argument was given on the command line, before or after the subcommand.
+fn from_command_line(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+        || m.subcommand().is_some_and(|(_, sub)| from_command_line(sub, id))
 }

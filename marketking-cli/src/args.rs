@@ -1,0 +1,252 @@
+//! Command-line arguments (clap derive). Nothing here touches the store.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Semantic document search over PostgreSQL + pgvector or an embedded file.
+#[derive(Debug, Parser)]
+#[command(name = "marketking", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Where the store lives and how chatty the tool is. Flags win over the environment.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GlobalArgs {
+    /// PostgreSQL URL; without one the embedded store is used.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+    /// Embedded database file (default ./marketking.db); ignored when a database URL is set.
+    #[arg(long, global = true, env = "MARKETKING_DB_PATH")]
+    pub(crate) db_path: Option<PathBuf>,
+    /// Table name, optionally `schema.table` (PostgreSQL; default `embeddings`).
+    #[arg(long, global = true, env = "MARKETKING_TABLE")]
+    pub(crate) table: Option<String>,
+    /// Redis URL for the shared cache (default: in-process cache).
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
+    pub(crate) redis_url: Option<String>,
+    /// Log what happens (tracing) on stderr.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub(crate) verbose: bool,
+    /// Print only results and errors: no progress bar, no summaries.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Load the bundled demo corpus (when the store is empty) and run example searches.
+    Demo,
+    /// Store one document and print its id.
+    Create(CreateArgs),
+    /// Import documents from a JSONL or CSV file (`-` for stdin).
+    Import(ImportArgs),
+    /// Export every document as JSONL.
+    Export(ExportArgs),
+    /// Search by text.
+    Search(SearchArgs),
+    /// Documents most similar to a stored one.
+    Similar(SimilarArgs),
+    /// Show one document.
+    Get(GetArgs),
+    /// Delete one document.
+    Delete(DeleteArgs),
+    /// Counts, sizes, index, cache and embedder counters.
+    Stats(JsonFlag),
+    /// Manage the vector index (PostgreSQL only).
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Create or upgrade the table (opening the store migrates it).
+    Migrate,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Title (at most 255 characters).
+    #[arg(long)]
+    pub(crate) title: String,
+    /// Content; `-` reads it from stdin.
+    #[arg(long)]
+    pub(crate) content: String,
+    /// Source, e.g. `catalog`.
+    #[arg(long)]
+    pub(crate) source: Option<String>,
+    /// Metadata entry `key=value` (value parsed as JSON when it parses, else a string). Repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub(crate) meta: Vec<(String, serde_json::Value)>,
+    /// Caller key: writing the same key again updates that document.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// File to read; `-` for stdin.
+    pub(crate) file: PathBuf,
+    /// File format (default: from the extension; stdin is JSONL).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+    /// Documents per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) batch_size: u32,
+    /// Skip invalid lines (listed on stderr) instead of stopping at the first one.
+    #[arg(long)]
+    pub(crate) skip_invalid: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Output file (default stdout).
+    pub(crate) file: Option<PathBuf>,
+    /// Include each document's embedding.
+    #[arg(long)]
+    pub(crate) with_embeddings: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// The query text.
+    pub(crate) query: String,
+    /// Number of results.
+    #[arg(short, default_value_t = 10)]
+    pub(crate) k: usize,
+    /// Keep only this source (repeatable: any of them).
+    #[arg(long = "source", value_name = "SOURCE")]
+    pub(crate) sources: Vec<String>,
+    /// Keep only documents whose metadata has `key=value` (repeatable: all of them).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub(crate) meta: Vec<(String, serde_json::Value)>,
+    /// Drop results scoring below this (cosine similarity, -1..1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) min_score: Option<f32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimilarArgs {
+    /// Document id.
+    pub(crate) id: i64,
+    /// Number of results.
+    #[arg(short, default_value_t = 10)]
+    pub(crate) k: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// Document id.
+    pub(crate) id: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// Document id.
+    pub(crate) id: i64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JsonFlag {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum IndexKindArg {
+    /// HNSW graph (best recall and latency).
+    Hnsw,
+    /// IVFFlat lists (fast to build; build after loading data).
+    Ivfflat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IndexCommand {
+    /// Build (or replace) the vector index.
+    Create {
+        /// Index kind.
+        #[arg(long, value_enum, default_value_t = IndexKindArg::Hnsw)]
+        kind: IndexKindArg,
+        /// HNSW: max links per node (2..=100).
+        #[arg(long)]
+        m: Option<u32>,
+        /// HNSW: build candidate list size (at least 2*m).
+        #[arg(long)]
+        ef_construction: Option<u32>,
+        /// IVFFlat: number of lists (default rows/1000).
+        #[arg(long)]
+        lists: Option<u32>,
+        /// Build without blocking writes (slower).
+        #[arg(long)]
+        concurrently: bool,
+    },
+    /// Drop the vector index.
+    Drop,
+    /// Rebuild the existing vector index.
+    Rebuild {
+        /// Rebuild without blocking writes (slower).
+        #[arg(long)]
+        concurrently: bool,
+    },
+}
+
+/// `key=value`; the value is JSON when it parses as JSON, else a string.
+pub(crate) fn parse_meta(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(format!("empty key in {s:?}"));
+    }
+    let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+    Ok((k.to_string(), value))
+}
+
+/// The `--meta` pairs as a JSON object.
+pub(crate) fn meta_object(pairs: &[(String, serde_json::Value)]) -> serde_json::Value {
+    serde_json::Value::Object(pairs.iter().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use serde_json::json;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn meta_values_are_json_when_they_parse() {
+        assert_eq!(parse_meta("price=12.5").unwrap(), ("price".into(), json!(12.5)));
+        assert_eq!(parse_meta("ok=true").unwrap(), ("ok".into(), json!(true)));
+        assert_eq!(parse_meta("color=red").unwrap(), ("color".into(), json!("red")));
+        assert_eq!(parse_meta("q=a=b").unwrap(), ("q".into(), json!("a=b")));
+        assert!(parse_meta("novalue").is_err());
+        assert!(parse_meta("=x").is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! Subcommands. [`run`] opens the store (when the command needs one) and dispatches.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use crate::args::{Cli, Command};
+use crate::config::open_store;
+
+mod admin;
+mod demo;
+mod docs;
+mod export;
+mod search;
+
+/// Runs one command; errors become `error: ...` and exit code 1 in `main`.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = Cli::command();
+        let mut out = std::io::stdout().lock();
+        clap_complete::generate(shell, &mut cmd, "marketking", &mut out);
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut global = global;
+    if let Some(file) = crate::config_file::load()? {
+        file.apply(&mut global);
+    }
+    let store = open_store(&global).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let code = match cli.command {
+        Command::Demo => demo::run(&store, &mut out, global.quiet).await?,
+        Command::Create(a) => docs::create(&store, &mut out, a).await?,
+        Command::Import(a) => docs::import(&store, &mut out, a, global.quiet).await?,
+        Command::Export(a) => export::run(&store, &mut out, a, global.quiet).await?,
+        Command::Search(a) => search::search(&store, &mut out, a).await?,
+        Command::Similar(a) => search::similar(&store, &mut out, a).await?,
+        Command::Get(a) => docs::get(&store, &mut out, a).await?,
+        Command::Delete(a) => docs::delete(&store, &mut out, a, global.quiet).await?,
+        Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
+        Command::Index(c) => admin::index(&store, &mut out, c).await?,
+        Command::Migrate => admin::migrate(&store, &mut out).await?,
+        Command::Completions { .. } => unreachable!("handled above"),
+    };
+    out.flush()?;
+    Ok(code)
+}

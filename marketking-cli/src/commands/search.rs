@@ -1,0 +1,35 @@
+//! `search` and `similar`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use marketking_core::{SearchHit, SearchOptions, VectorStore};
+
+use crate::args::{meta_object, SearchArgs, SimilarArgs};
+use crate::output::{hits_json, print_hits, print_json};
+
+fn print(out: &mut impl Write, hits: &[SearchHit], json: bool) -> std::io::Result<()> {
+    if json {
+        print_json(out, &hits_json(hits))
+    } else {
+        print_hits(out, hits)
+    }
+}
+
+pub(super) async fn search(store: &VectorStore, out: &mut impl Write, a: SearchArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = SearchOptions::top(a.k);
+    opts.sources = a.sources;
+    if !a.meta.is_empty() {
+        opts.metadata = Some(meta_object(&a.meta));
+    }
+    opts.min_score = a.min_score;
+    let hits = store.search(&a.query, &opts).await?;
+    print(out, &hits, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn similar(store: &VectorStore, out: &mut impl Write, a: SimilarArgs) -> anyhow::Result<ExitCode> {
+    let hits = store.find_similar(a.id, &SearchOptions::top(a.k)).await?;
+    print(out, &hits, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}

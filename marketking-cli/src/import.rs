@@ -1,0 +1,431 @@
+//! Streaming import of JSONL and CSV files in batches, with line-accurate validation.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use marketking_core::{Error, NewDocument, VectorStore};
+use serde_json::{Map, Value};
+
+use crate::args::Format;
+
+/// Why a line was rejected: the field and the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Bad {
+    pub(crate) field: String,
+    pub(crate) reason: String,
+}
+
+impl Bad {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Bad { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Summary {
+    pub(crate) read: u64,
+    pub(crate) created: u64,
+    pub(crate) updated: u64,
+    pub(crate) unchanged: u64,
+    pub(crate) skipped: u64,
+    pub(crate) elapsed: Duration,
+}
+
+impl Summary {
+    pub(crate) fn committed(&self) -> u64 {
+        self.created + self.updated + self.unchanged
+    }
+
+    pub(crate) fn line(&self, name: &str) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 { self.read as f64 / secs } else { 0.0 };
+        format!(
+            "imported {name}: read {}, created {}, updated {}, unchanged {}, skipped {} in {secs:.2}s ({rate:.0} docs/s)",
+            self.read, self.created, self.updated, self.unchanged, self.skipped
+        )
+    }
+}
+
+/// How to import.
+#[derive(Debug, Clone)]
+pub(crate) struct ImportOptions {
+    pub(crate) format: Option<Format>,
+    pub(crate) batch_size: usize,
+    pub(crate) skip_invalid: bool,
+    pub(crate) quiet: bool,
+}
+
+/// Chooses the format: the flag, else the extension (`.csv` is CSV), else JSONL.
+pub(crate) fn detect_format(path: &Path, flag: Option<Format>) -> Format {
+    if let Some(f) = flag {
+        return f;
+    }
+    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+        Some(e) if e == "csv" => Format::Csv,
+        _ => Format::Jsonl,
+    }
+}
+
+/// A reader that counts the bytes it hands out (for the progress bar).
+struct Counting<R> {
+    inner: R,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// One input row: its line number and the document or why it is invalid.
+type Row = (u64, Result<NewDocument, Bad>);
+
+/// Source of rows, one at a time (never the whole file).
+trait Rows {
+    fn next_row(&mut self, dims: usize) -> anyhow::Result<Option<Row>>;
+}
+
+struct JsonlRows<R> {
+    reader: R,
+    line: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Rows for JsonlRows<R> {
+    fn next_row(&mut self, dims: usize) -> anyhow::Result<Option<Row>> {
+        loop {
+            self.buf.clear();
+            let n = self.reader.read_until(b'\n', &mut self.buf).context("read error")?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            let bytes = trim_ascii(&self.buf);
+            if bytes.is_empty() {
+                continue;
+            }
+            return Ok(Some((self.line, parse_json_line(bytes, dims))));
+        }
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+fn parse_json_line(bytes: &[u8], dims: usize) -> Result<NewDocument, Bad> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Bad::new("line", format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Bad::new("json", e.to_string()))?;
+    let Value::Object(obj) = value else {
+        return Err(Bad::new("json", "each line must be a JSON object"));
+    };
+    let doc = doc_from_object(obj)?;
+    validate(&doc, dims)?;
+    Ok(doc)
+}
+
+fn required_string(obj: &mut Map<String, Value>, field: &str) -> Result<String, Bad> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Err(Bad::new(field, "missing")),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Bad::new(field, "must be a string")),
+    }
+}
+
+fn optional_string(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Bad> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Bad::new(field, "must be a string")),
+    }
+}
+
+fn embedding_from(value: Value) -> Result<Option<Vec<f32>>, Bad> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| Bad::new("embedding", format!("value at index {i} is not a number")))
+            })
+            .collect::<Result<Vec<f32>, Bad>>()
+            .map(Some),
+        _ => Err(Bad::new("embedding", "must be an array of numbers")),
+    }
+}
+
+/// Builds a document from a JSON object; unknown fields (`id`, `created_at`...) are ignored.
+fn doc_from_object(mut obj: Map<String, Value>) -> Result<NewDocument, Bad> {
+    let title = required_string(&mut obj, "title")?;
+    let content = required_string(&mut obj, "content")?;
+    let source = optional_string(&mut obj, "source")?;
+    let key = optional_string(&mut obj, "key")?;
+    let metadata = match obj.remove("metadata") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(m @ Value::Object(_)) => m,
+        Some(_) => return Err(Bad::new("metadata", "must be a JSON object")),
+    };
+    let embedding = embedding_from(obj.remove("embedding").unwrap_or(Value::Null))?;
+    Ok(NewDocument { title, content, source, metadata, key, embedding })
+}
+
+fn validate(doc: &NewDocument, dims: usize) -> Result<(), Bad> {
+    doc.validate(dims).map_err(|e| match e {
+        Error::InvalidInput { field, reason } => Bad { field, reason },
+        Error::DimensionMismatch { expected, actual } => {
+            Bad::new("embedding", format!("expected {expected} dimensions, got {actual}"))
+        }
+        other => Bad::new("document", other.to_string()),
+    })
+}
+
+struct CsvRows<R> {
+    reader: csv::Reader<R>,
+    columns: Vec<(String, usize)>,
+    record: csv::ByteRecord,
+}
+
+impl<R: Read> CsvRows<R> {
+    fn new(inner: R) -> anyhow::Result<Self> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(inner);
+        let headers = reader.byte_headers().context("cannot read the CSV header")?.clone();
+        let columns: Vec<(String, usize)> = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (String::from_utf8_lossy(h).trim().to_ascii_lowercase(), i))
+            .collect();
+        for needed in ["title", "content"] {
+            if !columns.iter().any(|(c, _)| c == needed) {
+                bail!("the CSV header has no `{needed}` column (columns: title, content, source, key, metadata, embedding)");
+            }
+        }
+        Ok(CsvRows { reader, columns, record: csv::ByteRecord::new() })
+    }
+}
+
+impl<R: Read> Rows for CsvRows<R> {
+    fn next_row(&mut self, dims: usize) -> anyhow::Result<Option<Row>> {
+        if !self.reader.read_byte_record(&mut self.record).context("CSV read error")? {
+            return Ok(None);
+        }
+        let line = self.record.position().map_or(0, |p| p.line());
+        let mut obj = Map::new();
+        let mut bad = None;
+        for (name, i) in &self.columns {
+            let Some(raw) = self.record.get(*i) else { continue };
+            let text = match std::str::from_utf8(raw) {
+                Ok(t) => t,
+                Err(e) => {
+                    bad = Some(Bad::new(name.clone(), format!("invalid UTF-8 at byte {}", e.valid_up_to())));
+                    break;
+                }
+            };
+            let value = match name.as_str() {
+                // Empty optional cells mean "absent".
+                "source" | "key" | "metadata" | "embedding" if text.trim().is_empty() => continue,
+                "metadata" | "embedding" => match serde_json::from_str::<Value>(text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        bad = Some(Bad::new(name.clone(), format!("invalid JSON: {e}")));
+                        break;
+                    }
+                },
+                _ => Value::String(text.to_string()),
+            };
+            obj.insert(name.clone(), value);
+        }
+        let result = match bad {
+            Some(b) => Err(b),
+            None => doc_from_object(obj).and_then(|d| validate(&d, dims).map(|()| d)),
+        };
+        Ok(Some((line, result)))
+    }
+}
+
+fn progress_bar(total: Option<u64>, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    match total {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} (ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}
+
+/// Imports `path` (`-` = stdin) into the store. Stops at the first invalid line unless
+/// `skip_invalid`; invalid lines are then listed on stderr.
+pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOptions) -> anyhow::Result<Summary> {
+    let name = path.display().to_string();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (input, total): (Box<dyn Read>, Option<u64>) = if name == "-" {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        let f = File::open(path).with_context(|| format!("cannot open {name}"))?;
+        let len = f.metadata().ok().map(|m| m.len());
+        (Box::new(f), len)
+    };
+    let counting = Counting { inner: input, count: count.clone() };
+    let mut rows: Box<dyn Rows> = match detect_format(path, opts.format) {
+        Format::Jsonl => {
+            Box::new(JsonlRows { reader: BufReader::with_capacity(1 << 16, counting), line: 0, buf: Vec::new() })
+        }
+        Format::Csv => Box::new(CsvRows::new(counting).with_context(|| name.clone())?),
+    };
+
+    let dims = store.dimensions();
+    let pb = progress_bar(total, opts.quiet);
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut batch: Vec<NewDocument> = Vec::with_capacity(opts.batch_size);
+    let mut batch_lines: (u64, u64) = (0, 0);
+    let mut batch_keys: HashSet<String> = HashSet::new();
+
+    loop {
+        let Some((line, row)) = rows.next_row(dims).with_context(|| format!("{name}: after line {}", batch_lines.1))?
+        else {
+            break;
+        };
+        summary.read += 1;
+        match row {
+            Ok(doc) => {
+                // The core rejects a key twice in one batch: write what came before, so a later
+                // line with the same key updates the earlier one, whatever the batch size.
+                if let Some(k) = &doc.key {
+                    if !batch_keys.insert(k.clone()) {
+                        commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+                        batch_keys.clear();
+                        batch_keys.insert(k.clone());
+                    }
+                }
+                if batch.is_empty() {
+                    batch_lines.0 = line;
+                }
+                batch_lines.1 = line;
+                batch.push(doc);
+            }
+            Err(bad) if opts.skip_invalid => {
+                summary.skipped += 1;
+                pb.suspend(|| eprintln!("skipped {name}:{line}: {}: {}", bad.field, bad.reason));
+            }
+            Err(bad) => {
+                pb.finish_and_clear();
+                bail!(
+                    "{name}:{line}: {}: {} (import stopped; {} rows committed before this line's batch, nothing after)",
+                    bad.field,
+                    bad.reason,
+                    summary.committed()
+                );
+            }
+        }
+        if batch.len() >= opts.batch_size {
+            commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+            batch_keys.clear();
+        }
+        pb.set_position(count.load(std::sync::atomic::Ordering::Relaxed));
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        if summary.read % 256 == 0 {
+            pb.set_message(format!("{} docs, {:.0} docs/s", summary.read, summary.read as f64 / secs));
+        }
+    }
+    commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+    pb.finish_and_clear();
+    store.analyze().await.context("ANALYZE after the import failed")?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+async fn commit(
+    store: &VectorStore,
+    batch: &mut Vec<NewDocument>,
+    lines: (u64, u64),
+    summary: &mut Summary,
+    name: &str,
+    pb: &ProgressBar,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let docs = std::mem::take(batch);
+    match store.batch(docs).await {
+        Ok(report) => {
+            summary.created += report.created as u64;
+            summary.updated += report.updated as u64;
+            summary.unchanged += report.unchanged as u64;
+            tracing::debug!(first = lines.0, last = lines.1, created = report.created, "batch committed");
+            Ok(())
+        }
+        Err(e) => {
+            pb.finish_and_clear();
+            Err(anyhow::Error::new(e).context(format!(
+                "{name}:{}-{}: writing this batch failed (import stopped; {} rows committed before it)",
+                lines.0,
+                lines.1,
+                summary.committed()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_of(text: &[u8], dims: usize) -> Vec<Row> {
+        let mut r = JsonlRows { reader: BufReader::new(text), line: 0, buf: Vec::new() };
+        let mut out = Vec::new();
+        while let Some(row) = r.next_row(dims).unwrap() {
+            out.push(row);
+        }
+        out
+    }
+
+    #[test]
+    fn jsonl_reports_line_numbers_and_fields() {
+        let text = b"{\"title\":\"a\",\"content\":\"b\",\"id\":7}\n\n{\"title\":\"a\"}\n{bad\n\xff\xfe\n{\"title\":\"t\",\"content\":\"  \"}\n{\"title\":\"t\",\"content\":\"c\",\"embedding\":[1,2]}\n";
+        let rows = rows_of(text, 3);
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, vec![1, 3, 4, 5, 6, 7]);
+        assert!(rows[0].1.is_ok());
+        let fields: Vec<String> = rows[1..].iter().map(|r| r.1.clone().unwrap_err().field).collect();
+        assert_eq!(fields, vec!["content", "json", "line", "content", "embedding"]);
+        assert_eq!(rows[5].1.clone().unwrap_err().reason, "expected 3 dimensions, got 2");
+    }
+
+    #[test]
+    fn csv_reads_optional_json_columns() {
+        let text = "title,content,source,key,metadata\nA,\"hello, world\",catalog,k1,\"{\"\"p\"\":1}\"\nB,,,,\n";
+        let mut r = CsvRows::new(text.as_bytes()).unwrap();
+        let (line, first) = r.next_row(3).unwrap().unwrap();
+        assert_eq!(line, 2);
+        let d = first.unwrap();
+        assert_eq!(d.content, "hello, world");
+        assert_eq!(d.metadata, serde_json::json!({"p": 1}));
+        assert_eq!(d.key.as_deref(), Some("k1"));
+        let (line, second) = r.next_row(3).unwrap().unwrap();
+        assert_eq!((line, second.unwrap_err().field.as_str()), (3, "content"));
+        assert!(r.next_row(3).unwrap().is_none());
+    }
+}

@@ -1,0 +1,156 @@
+//! Human and JSON rendering of documents, hits and stats.
+
+use std::io::Write;
+
+use marketking_core::{Document, SearchHit, Stats};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One search result in `--json` output (stable shape, see README).
+#[derive(Debug, Serialize)]
+pub(crate) struct JsonHit<'a> {
+    id: i64,
+    score: f32,
+    title: &'a str,
+    content: &'a str,
+    source: Option<&'a str>,
+    metadata: &'a Value,
+    key: Option<&'a str>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// `{"results": [...]}`.
+pub(crate) fn hits_json(hits: &[SearchHit]) -> Value {
+    let results: Vec<JsonHit<'_>> = hits
+        .iter()
+        .map(|h| JsonHit {
+            id: h.document.id,
+            score: h.score,
+            title: &h.document.title,
+            content: &h.document.content,
+            source: h.document.source.as_deref(),
+            metadata: &h.document.metadata,
+            key: h.document.key.as_deref(),
+            created_at: h.document.created_at,
+        })
+        .collect();
+    serde_json::json!({ "results": results })
+}
+
+/// Prints a JSON value on one line.
+pub(crate) fn print_json(out: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// Collapses whitespace and cuts to `max` characters with an ellipsis.
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+fn pad(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// Aligned table: rank, score, id, title, source, then the snippet indented below.
+pub(crate) fn print_hits(out: &mut impl Write, hits: &[SearchHit]) -> std::io::Result<()> {
+    if hits.is_empty() {
+        return writeln!(out, "no results");
+    }
+    let titles: Vec<String> = hits.iter().map(|h| one_line(&h.document.title, 48)).collect();
+    let ids: Vec<String> = hits.iter().map(|h| format!("#{}", h.document.id)).collect();
+    let tw = titles.iter().map(|t| t.chars().count()).max().unwrap_or(0).max(5);
+    let iw = ids.iter().map(|t| t.len()).max().unwrap_or(0).max(2);
+    let rw = hits.len().to_string().len();
+    writeln!(out, "{:>rw$}  {:>6}  {}  {}  source", "#", "score", pad("id", iw), pad("title", tw))?;
+    for (i, h) in hits.iter().enumerate() {
+        let source = h.document.source.as_deref().unwrap_or("-");
+        writeln!(out, "{:>rw$}  {:>6.3}  {}  {}  {}", i + 1, h.score, pad(&ids[i], iw), pad(&titles[i], tw), source)?;
+        writeln!(out, "{:rw$}  {:>6}  {}", "", "", one_line(&h.document.content, 80))?;
+    }
+    Ok(())
+}
+
+/// `field: value` lines.
+pub(crate) fn print_document(out: &mut impl Write, d: &Document) -> std::io::Result<()> {
+    writeln!(out, "id:         {}", d.id)?;
+    writeln!(out, "title:      {}", d.title)?;
+    writeln!(out, "source:     {}", d.source.as_deref().unwrap_or("-"))?;
+    writeln!(out, "key:        {}", d.key.as_deref().unwrap_or("-"))?;
+    writeln!(out, "metadata:   {}", d.metadata)?;
+    writeln!(out, "created_at: {}", d.created_at.to_rfc3339())?;
+    writeln!(out, "updated_at: {}", d.updated_at.to_rfc3339())?;
+    writeln!(out)?;
+    writeln!(out, "{}", d.content)
+}
+
+/// Bytes as B / KiB / MiB / GiB.
+pub(crate) fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub(crate) fn print_stats(out: &mut impl Write, s: &Stats) -> std::io::Result<()> {
+    let st = &s.storage;
+    writeln!(out, "backend:    {}", st.backend)?;
+    writeln!(out, "location:   {}", st.location)?;
+    writeln!(out, "documents:  {}", st.documents)?;
+    writeln!(out, "size:       {}", human_bytes(st.table_bytes))?;
+    match &st.index {
+        Some(ix) => writeln!(
+            out,
+            "index:      {} {} ({})",
+            ix.name,
+            serde_json::to_string(&ix.kind).unwrap_or_default(),
+            human_bytes(ix.bytes)
+        )?,
+        None => writeln!(out, "index:      none (exact search)")?,
+    }
+    writeln!(out, "model:      {} ({} dimensions)", s.model, s.dimensions)?;
+    if !st.sources.is_empty() {
+        writeln!(out, "sources:")?;
+        let w = st.sources.iter().map(|c| c.source.as_deref().unwrap_or("(none)").chars().count()).max().unwrap_or(0);
+        for c in &st.sources {
+            writeln!(out, "  {}  {:>8}", pad(c.source.as_deref().unwrap_or("(none)"), w), c.count)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_flattens_and_trims() {
+        assert_eq!(one_line("a\n  b\tc", 80), "a b c");
+        let long = "word ".repeat(40);
+        let cut = one_line(&long, 20);
+        assert_eq!(cut.chars().count(), 20);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn bytes_are_readable() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(8192), "8.0 KiB");
+    }
+}

@@ -1,0 +1,707 @@
+//! End-to-end tests of the `marketking` binary.
+//!
+//! `pg`: against PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`),
+//! each test in its own schema, dropped afterwards. `embedded`: against a temporary file
+//! (`--db-path`), with `DATABASE_URL` removed from the environment.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The binary with a clean environment: no store settings inherited from the caller.
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_marketking"));
+    for v in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "MARKETKING_TABLE",
+        "MARKETKING_DB_PATH",
+        "MARKETKING_CACHE",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "RUST_LOG",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn run(mut c: Command, stdin: Option<&[u8]>) -> Output {
+    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn marketking");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    stdout(o)
+}
+
+/// Asserts exit 1 with exactly one `error: ...` line on stderr; returns it.
+#[track_caller]
+fn fails(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(1), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    lines[0].to_string()
+}
+
+fn json_of(s: &str) -> Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// A store location: a PostgreSQL schema.table or an embedded file. Cleaned up on drop.
+struct Store {
+    args: Vec<String>,
+    env_db: Option<String>,
+    schema: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+impl Store {
+    fn pg() -> Store {
+        let schema = unique("mkcli");
+        Store {
+            args: vec!["--table".into(), format!("{schema}.docs")],
+            env_db: Some(database_url()),
+            schema: Some(schema),
+            dir: None,
+        }
+    }
+
+    fn embedded() -> Store {
+        let dir = std::env::temp_dir().join(unique("mkcli_emb"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Store {
+            args: vec!["--db-path".into(), dir.join("store.db").display().to_string()],
+            env_db: None,
+            schema: None,
+            dir: Some(dir),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        if let Some(url) = &self.env_db {
+            c.env("DATABASE_URL", url);
+        }
+        c.args(&self.args).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(self.cmd(args), None)
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        run(self.cmd(args), Some(input))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        ok(&self.run(args))
+    }
+
+    fn count(&self) -> u64 {
+        json_of(&self.ok(&["stats", "--json"]))["storage"]["documents"].as_u64().unwrap()
+    }
+
+    fn export(&self, extra: &[&str]) -> Vec<Value> {
+        self.ok(&[&["export"], extra].concat()).lines().map(json_of).collect()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(schema) = &self.schema {
+            let _ = Command::new("psql")
+                .args([&database_url(), "-qc", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+                .output();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A file in its own temporary directory, removed on drop.
+struct TmpFile(PathBuf);
+
+impl TmpFile {
+    fn to_str(&self) -> Option<&str> {
+        self.0.to_str()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TmpFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn tmp_file(name: &str, contents: &[u8]) -> TmpFile {
+    let dir = std::env::temp_dir().join(unique("mkcli_files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    TmpFile(p)
+}
+
+fn doc_line(i: usize) -> String {
+    let color = ["red", "blue", "green"][i % 3];
+    let thing = ["lamp", "chair", "kettle", "bike"][i % 4];
+    let source = ["catalog", "help"][i % 2];
+    json!({
+        "title": format!("Listing {i}"),
+        "content": format!("Item number {i}: a {color} {thing} in good condition"),
+        "source": source,
+        "metadata": {"n": i, "even": i % 2 == 0},
+        "key": format!("k{i}"),
+    })
+    .to_string()
+}
+
+/// `n` JSONL lines; line `bad` (1-based) has empty content.
+fn jsonl(n: usize, bad: Option<usize>) -> String {
+    let mut s = String::new();
+    for i in 1..=n {
+        if Some(i) == bad {
+            s.push_str(&json!({"title": "Broken", "content": "", "key": format!("k{i}")}).to_string());
+        } else {
+            s.push_str(&doc_line(i));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Tests that need no store at all.
+mod offline {
+    use super::*;
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            vec!["frobnicate"],
+            vec!["search"],
+            vec!["search", "x", "-k", "many"],
+            vec!["create", "--title", "t", "--content", "c", "--meta", "novalue"],
+            vec!["import", "f.jsonl", "--format", "xml"],
+            vec!["completions", "tcsh"],
+        ] {
+            let o = run(
+                {
+                    let mut c = bin();
+                    c.args(&args);
+                    c
+                },
+                None,
+            );
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains("error:"), "{args:?}: {}", stderr(&o));
+        }
+    }
+
+    #[test]
+    fn completions_need_no_store() {
+        for (shell, marker) in
+            [("bash", "_marketking"), ("zsh", "#compdef marketking"), ("fish", "complete -c marketking")]
+        {
+            let mut c = bin();
+            c.args(["--db-path", "/nonexistent/dir/x.db", "completions", shell]);
+            let out = ok(&run(c, None));
+            assert!(out.contains(marker), "{shell}: {}", &out[..out.len().min(300)]);
+            assert!(out.contains("import"), "{shell} completes subcommands");
+        }
+    }
+
+    #[test]
+    fn unreachable_database_is_one_error_line() {
+        let mut c = bin();
+        c.args(["--database-url", "postgres://nobody@127.0.0.1:1/none", "stats"]);
+        let line = fails(&run(c, None));
+        assert!(line.contains("cannot open PostgreSQL table"), "{line}");
+        assert!(!line.contains("nobody@"), "no credentials in errors: {line}");
+    }
+
+    #[test]
+    fn help_lists_commands_and_global_flags() {
+        let mut c = bin();
+        c.arg("--help");
+        let out = ok(&run(c, None));
+        for word in ["demo", "import", "export", "search", "similar", "index", "migrate", "--database-url", "--table"] {
+            assert!(out.contains(word), "{word} missing from help");
+        }
+    }
+}
+
+/// Against PostgreSQL.
+mod pg {
+    use super::*;
+
+    #[test]
+    fn create_get_delete() {
+        let s = Store::pg();
+        let id = s
+            .ok(&[
+                "create",
+                "--title",
+                "Red kettle",
+                "--content",
+                "A 1.7 litre kettle",
+                "--source",
+                "catalog",
+                "--meta",
+                "price=24.5",
+                "--meta",
+                "color=red",
+                "--meta",
+                "in_stock=true",
+                "--key",
+                "kettle-1",
+            ])
+            .trim()
+            .to_string();
+        let id_num: i64 = id.parse().expect("create prints the id");
+        let doc = json_of(&s.ok(&["get", &id, "--json"]));
+        assert_eq!(doc["id"], json!(id_num));
+        assert_eq!(doc["title"], "Red kettle");
+        assert_eq!(doc["source"], "catalog");
+        assert_eq!(doc["key"], "kettle-1");
+        assert_eq!(doc["metadata"], json!({"price": 24.5, "color": "red", "in_stock": true}));
+        assert!(doc["created_at"].is_string());
+
+        let human = s.ok(&["get", &id]);
+        assert!(human.contains("title:      Red kettle") && human.contains("A 1.7 litre kettle"), "{human}");
+
+        // Content from stdin.
+        let id2 = ok(&s.run_stdin(&["create", "--title", "From stdin", "--content", "-"], b"piped body\n"));
+        let doc2 = json_of(&s.ok(&["get", id2.trim(), "--json"]));
+        assert_eq!(doc2["content"], "piped body\n");
+        assert_eq!(doc2["metadata"], json!({}));
+
+        assert_eq!(s.ok(&["delete", &id]).trim(), format!("deleted {id}"));
+        let line = fails(&s.run(&["get", &id]));
+        assert!(line.contains(&format!("document {id} not found")), "{line}");
+        let line = fails(&s.run(&["delete", &id]));
+        assert!(line.contains("not found"), "{line}");
+        // Invalid input is a runtime error naming the field.
+        let long = "x".repeat(300);
+        let line = fails(&s.run(&["create", "--title", &long, "--content", "c"]));
+        assert!(line.contains("title") && line.contains("255"), "{line}");
+        assert_eq!(s.count(), 1);
+    }
+
+    #[test]
+    fn search_similar_and_json_shapes() {
+        let s = Store::pg();
+        let file = tmp_file("docs.jsonl", jsonl(40, None).as_bytes());
+        s.ok(&["import", file.to_str().unwrap()]);
+
+        let out = json_of(&s.ok(&["search", "blue chair", "-k", "5", "--json"]));
+        let results = out["results"].as_array().unwrap();
+        assert_eq!(results.len(), 5);
+        let mut keys: Vec<&str> = results[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["content", "created_at", "id", "key", "metadata", "score", "source", "title"]);
+        let scores: Vec<f64> = results.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+        assert!(results[0]["content"].as_str().unwrap().contains("blue chair"), "{}", results[0]);
+
+        // Filters: source and metadata (JSON-typed values).
+        let out = json_of(&s.ok(&["search", "lamp", "-k", "50", "--source", "help", "--json"]));
+        let r = out["results"].as_array().unwrap();
+        assert_eq!(r.len(), 20);
+        assert!(r.iter().all(|h| h["source"] == "help"));
+        let out = json_of(&s.ok(&["search", "lamp", "--meta", "n=7", "--meta", "even=false", "--json"]));
+        assert_eq!(out["results"].as_array().unwrap().len(), 1);
+        assert_eq!(out["results"][0]["key"], "k7");
+        let out = json_of(&s.ok(&["search", "lamp", "--min-score", "0.999", "--json"]));
+        assert_eq!(out, json!({"results": []}));
+        assert_eq!(s.ok(&["search", "lamp", "--min-score", "0.999"]).trim(), "no results");
+
+        // Human output: header, rank, 3-decimal score, title, source, snippet.
+        let human = s.ok(&["search", "green kettle", "-k", "3"]);
+        let lines: Vec<&str> = human.lines().collect();
+        assert_eq!(lines.len(), 1 + 3 * 2, "{human}");
+        assert!(lines[0].contains("score") && lines[0].contains("title") && lines[0].contains("source"));
+        let first = lines[1].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(first[0], "1");
+        assert!(first[1].len() == 5 && first[1].contains('.'), "3 decimals: {}", lines[1]);
+        assert!(lines[1].contains("Listing") && (lines[1].contains("catalog") || lines[1].contains("help")));
+        assert!(lines[2].trim_start().starts_with("Item number"), "{}", lines[2]);
+
+        // Similar excludes the document itself.
+        let id = results[0]["id"].as_i64().unwrap().to_string();
+        let sim = json_of(&s.ok(&["similar", &id, "-k", "3", "--json"]));
+        let sim = sim["results"].as_array().unwrap();
+        assert_eq!(sim.len(), 3);
+        assert!(sim.iter().all(|h| h["id"] != results[0]["id"]));
+        assert!(s.ok(&["similar", &id, "-k", "2"]).contains("Listing"));
+        let line = fails(&s.run(&["similar", "999999999"]));
+        assert!(line.contains("not found"), "{line}");
+        let line = fails(&s.run(&["search", "x", "-k", "0"]));
+        assert!(line.contains("k"), "{line}");
+    }
+
+    #[test]
+    fn stats_index_and_migrate() {
+        let s = Store::pg();
+        let out = s.ok(&["migrate"]);
+        assert!(out.starts_with("ok: postgres store") && out.contains("0 documents"), "{out}");
+        let file = tmp_file("docs.jsonl", jsonl(30, None).as_bytes());
+        s.ok(&["import", file.to_str().unwrap(), "--quiet"]);
+
+        let stats = json_of(&s.ok(&["stats", "--json"]));
+        assert_eq!(stats["storage"]["backend"], "postgres");
+        assert_eq!(stats["storage"]["documents"], 30);
+        assert_eq!(stats["dimensions"], 1536);
+        assert!(stats["storage"]["index"].is_null());
+        let human = s.ok(&["stats"]);
+        assert!(human.contains("documents:  30") && human.contains("catalog") && human.contains("index:      none"));
+
+        let out = s.ok(&["index", "create", "--kind", "hnsw", "--m", "8", "--ef-construction", "32"]);
+        assert!(out.contains("created index") && out.contains("m=8"), "{out}");
+        let stats = json_of(&s.ok(&["stats", "--json"]));
+        assert_eq!(stats["storage"]["index"]["kind"], json!({"kind": "hnsw", "m": 8, "ef_construction": 32}));
+        assert!(s.ok(&["index", "rebuild"]).contains("rebuilt index"));
+        let out = s.ok(&["index", "create", "--kind", "ivfflat", "--lists", "2", "--concurrently"]);
+        assert!(out.contains("ivfflat (lists=2)"), "{out}");
+        // Searching still works through the index.
+        let hits = json_of(&s.ok(&["search", "red lamp", "-k", "3", "--json"]));
+        assert_eq!(hits["results"].as_array().unwrap().len(), 3);
+        assert_eq!(s.ok(&["index", "drop"]).trim(), "dropped the vector index");
+        assert_eq!(s.ok(&["index", "drop"]).trim(), "there was no vector index");
+        let line = fails(&s.run(&["index", "rebuild"]));
+        assert!(line.contains("no vector index"), "{line}");
+        // Bad parameter combinations are usage errors.
+        assert_eq!(s.run(&["index", "create", "--kind", "hnsw", "--lists", "3"]).status.code(), Some(2));
+        assert_eq!(s.run(&["index", "create", "--kind", "ivfflat", "--m", "3"]).status.code(), Some(2));
+        let line = fails(&s.run(&["index", "create", "--m", "1"]));
+        assert!(line.contains("m"), "{line}");
+    }
+
+    /// The issue's acceptance case: a bad line at 5,001 of 10,000.
+    #[test]
+    fn import_stops_at_bad_line_or_skips_it_and_is_idempotent() {
+        let file = tmp_file("big.jsonl", jsonl(10_000, Some(5001)).as_bytes());
+        let path = file.to_str().unwrap();
+
+        let s = Store::pg();
+        let line = fails(&s.run(&["import", path]));
+        assert!(line.contains(&format!("{path}:5001: content: must not be empty")), "{line}");
+        assert!(line.contains("5000 rows committed"), "{line}");
+        assert_eq!(s.count(), 5000, "nothing past the last committed batch");
+
+        // With a batch boundary inside: the batch holding line 5001 (4801..) is not written.
+        let s2 = Store::pg();
+        let line = fails(&s2.run(&["import", path, "--batch-size", "300"]));
+        assert!(line.contains(":5001: content:") && line.contains("4800 rows committed"), "{line}");
+        assert_eq!(s2.count(), 4800);
+        drop(s2);
+
+        let s3 = Store::pg();
+        let o = s3.run(&["import", path, "--skip-invalid"]);
+        let out = ok(&o);
+        assert!(stderr(&o).contains(&format!("{path}:5001: content: must not be empty")), "{}", stderr(&o));
+        assert!(out.contains("read 10000, created 9999, updated 0, unchanged 0, skipped 1"), "summary: {out}");
+        assert!(out.contains("docs/s"), "{out}");
+        assert_eq!(s3.count(), 9999);
+        // Re-running is idempotent: every keyed row is unchanged.
+        let out = s3.ok(&["import", path, "--skip-invalid"]);
+        assert!(out.contains("created 0, updated 0, unchanged 9999, skipped 1"), "{out}");
+        assert_eq!(s3.count(), 9999);
+    }
+
+    #[test]
+    fn import_reports_each_kind_of_bad_line() {
+        let mut text = Vec::new();
+        text.extend_from_slice(format!("{}\n", doc_line(1)).as_bytes());
+        text.extend_from_slice(b"{not json\n");
+        text.extend_from_slice(b"{\"title\":\"no content\"}\n");
+        text.extend_from_slice(b"{\"title\":\"bad \xff bytes\",\"content\":\"c\"}\n");
+        text.extend_from_slice(b"{\"title\":\"short vector\",\"content\":\"c\",\"embedding\":[0.1,0.2]}\n");
+        text.extend_from_slice(format!("{{\"title\":\"{}\",\"content\":\"c\"}}\n", "t".repeat(256)).as_bytes());
+        text.extend_from_slice(b"\n");
+        text.extend_from_slice(format!("{}\n", doc_line(2)).as_bytes());
+        let file = tmp_file("bad.jsonl", &text);
+        let path = file.to_str().unwrap();
+        let s = Store::pg();
+        let o = s.run(&["import", path, "--skip-invalid"]);
+        let out = ok(&o);
+        let err = stderr(&o);
+        for expected in [
+            format!("{path}:2: json: "),
+            format!("{path}:3: content: missing"),
+            format!("{path}:4: line: invalid UTF-8"),
+            format!("{path}:5: embedding: expected 1536 dimensions, got 2"),
+            format!("{path}:6: title: must be at most 255 characters"),
+        ] {
+            assert!(err.contains(&expected), "{expected} not in {err}");
+        }
+        assert!(out.contains("read 7, created 2, updated 0, unchanged 0, skipped 5"), "{out}");
+        // Without --skip-invalid the first bad line stops everything (same batch as line 1).
+        let s2 = Store::pg();
+        let line = fails(&s2.run(&["import", path]));
+        assert!(line.contains(&format!("{path}:2: json:")) && line.contains("0 rows committed"), "{line}");
+        assert_eq!(s2.count(), 0);
+        let line = fails(&s2.run(&["import", "/nonexistent/file.jsonl"]));
+        assert!(line.contains("cannot open /nonexistent/file.jsonl"), "{line}");
+    }
+
+    #[test]
+    fn csv_and_stdin_import() {
+        let s = Store::pg();
+        let csv = "title,content,source,key,metadata\n\
+                   Blue lamp,\"A lamp, blue\",catalog,l1,\"{\"\"price\"\": 10}\"\n\
+                   Help: returns,Send it back within 30 days,help,,\n\
+                   Empty,,,,\n";
+        let file = tmp_file("docs.csv", csv.as_bytes());
+        let o = s.run(&["import", file.to_str().unwrap(), "--skip-invalid"]);
+        let out = ok(&o);
+        assert!(out.contains("read 3, created 2") && out.contains("skipped 1"), "{out}");
+        assert!(stderr(&o).contains("docs.csv:4: content: must not be empty"), "{}", stderr(&o));
+        let hits = json_of(&s.ok(&["search", "blue lamp", "-k", "1", "--json"]));
+        assert_eq!(hits["results"][0]["metadata"], json!({"price": 10}));
+        assert_eq!(hits["results"][0]["key"], "l1");
+
+        let o = s.run_stdin(&["import", "-"], jsonl(5, None).as_bytes());
+        assert!(ok(&o).contains("imported -: read 5, created 5"), "{}", stdout(&o));
+        // The same key twice in one batch: the later line wins.
+        let dup = b"{\"title\":\"v1\",\"content\":\"first\",\"key\":\"dup\"}\n{\"title\":\"v2\",\"content\":\"second\",\"key\":\"dup\"}\n";
+        let out = ok(&s.run_stdin(&["import", "-"], dup));
+        assert!(out.contains("read 2, created 1, updated 1"), "{out}");
+        let rows = s.export(&[]);
+        let d: Vec<&Value> = rows.iter().filter(|r| r["key"] == "dup").collect();
+        assert_eq!((d.len(), d[0]["content"].as_str()), (1, Some("second")));
+        let o = s.run_stdin(&["import", "-", "--format", "csv", "--quiet"], b"title,content\nA,b\n");
+        assert_eq!(ok(&o), "", "--quiet prints nothing");
+        assert_eq!(s.count(), 9);
+    }
+
+    fn strip(rows: &[Value]) -> Vec<Value> {
+        rows.iter()
+            .map(|r| {
+                let mut r = r.clone();
+                let o = r.as_object_mut().unwrap();
+                o.remove("id");
+                o.remove("created_at");
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn export_import_round_trip() {
+        let a = Store::pg();
+        a.ok(&["demo", "--quiet"]);
+        a.ok(&["create", "--title", "No key", "--content", "keyless doc", "--meta", "x=[1,2]"]);
+        let rows = a.export(&[]);
+        assert_eq!(rows.len(), 248);
+        let first = rows[0].as_object().unwrap();
+        for k in ["id", "title", "content", "source", "metadata", "key", "created_at"] {
+            assert!(first.contains_key(k), "{k} in export");
+        }
+        assert!(!first.contains_key("embedding"));
+
+        // Export to a file, import into a fresh store: same documents.
+        let dir = std::env::temp_dir().join(unique("mkcli_export"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("export.jsonl");
+        let out = a.ok(&["export", f.to_str().unwrap()]);
+        assert!(out.contains("exported 248 documents"), "{out}");
+        let b = Store::pg();
+        assert!(b.ok(&["import", f.to_str().unwrap()]).contains("created 248"));
+        assert_eq!(strip(&b.export(&[])), strip(&rows));
+
+        // With embeddings: identical vectors (not re-embedded).
+        let with = a.export(&["--with-embeddings"]);
+        assert_eq!(with[0]["embedding"].as_array().unwrap().len(), 1536);
+        let f2 = dir.join("with.jsonl");
+        a.ok(&["export", f2.to_str().unwrap(), "--with-embeddings"]);
+        let c = Store::pg();
+        c.ok(&["import", f2.to_str().unwrap()]);
+        let back = c.export(&["--with-embeddings"]);
+        assert_eq!(strip(&back), strip(&with));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn demo_loads_once_and_prints_results() {
+        let s = Store::pg();
+        let out = s.ok(&["demo"]);
+        assert!(out.contains("loaded 247 demo documents"), "{out}");
+        assert!(out.contains("$ marketking search \"waterproof boots for hiking\""), "{out}");
+        assert!(out.to_lowercase().contains("hiking boots"), "{out}");
+        assert!(out.contains("How do I return an item?") || out.contains("Exchanging"), "help hits: {out}");
+        assert!(out.contains("0."), "scores printed: {out}");
+        let again = s.ok(&["demo"]);
+        assert!(again.contains("already holds 247 documents"), "{again}");
+        assert_eq!(s.count(), 247);
+    }
+
+    #[test]
+    fn flags_win_over_environment_and_redis_cache_works() {
+        let s = Store::pg();
+        s.ok(&["create", "--title", "T", "--content", "flag table"]);
+        // MARKETKING_TABLE in the environment loses to --table.
+        let mut c = s.cmd(&["stats", "--json"]);
+        c.env("MARKETKING_TABLE", "should_not_be_used");
+        let stats = json_of(&ok(&run(c, None)));
+        assert_eq!(stats["storage"]["documents"], 1);
+        assert!(stats["storage"]["location"].as_str().unwrap().contains("docs"));
+
+        let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        for _ in 0..2 {
+            let out = json_of(&s.ok(&["--redis-url", &redis, "search", "flag", "--json"]));
+            assert_eq!(out["results"][0]["content"], "flag table");
+        }
+        let stats = json_of(&s.ok(&["--redis-url", &redis, "stats", "--json"]));
+        assert_eq!(stats["cache"]["kind"], "redis", "{stats}");
+    }
+
+    #[test]
+    fn verbose_logs_to_stderr_only() {
+        let s = Store::pg();
+        let o = s.run(&["--verbose", "stats", "--json"]);
+        let out = ok(&o);
+        json_of(&out);
+        assert!(stderr(&o).contains("opening store"), "{}", stderr(&o));
+    }
+}
+
+/// Against the embedded store (a temporary `--db-path`). These need the embedded backend; in a
+/// tree where it is still a stub they fail at open.
+mod embedded {
+    use super::*;
+
+    #[test]
+    fn create_search_get_stats() {
+        let s = Store::embedded();
+        let id = s.ok(&["create", "--title", "Blue lamp", "--content", "A blue desk lamp", "--meta", "price=10"]);
+        s.ok(&["create", "--title", "Red chair", "--content", "A red wooden chair"]);
+        let hits = json_of(&s.ok(&["search", "blue lamp", "-k", "1", "--json"]));
+        assert_eq!(hits["results"][0]["id"].to_string(), id.trim());
+        let doc = json_of(&s.ok(&["get", id.trim(), "--json"]));
+        assert_eq!(doc["metadata"], json!({"price": 10}));
+        let stats = json_of(&s.ok(&["stats", "--json"]));
+        assert_eq!(stats["storage"]["backend"], "embedded");
+        assert_eq!(stats["storage"]["documents"], 2);
+        assert!(Path::new(&s.args[1]).exists());
+    }
+
+    #[test]
+    fn import_export_round_trip_and_demo() {
+        let s = Store::embedded();
+        let out = s.ok(&["demo"]);
+        assert!(out.contains("loaded 247 demo documents"), "{out}");
+        let rows = s.export(&["--with-embeddings"]);
+        assert_eq!(rows.len(), 247);
+        let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        let t = Store::embedded();
+        assert!(ok(&t.run_stdin(&["import", "-"], text.as_bytes())).contains("created 247"));
+        assert_eq!(t.export(&["--with-embeddings"]).len(), 247);
+        // Rows with a precomputed embedding count as updated on re-import (the core does not
+        // compare vectors); nothing is duplicated.
+        assert!(ok(&t.run_stdin(&["import", "-"], text.as_bytes())).contains("created 0, updated 247"));
+        assert_eq!(t.count(), 247);
+        // Without embeddings, a re-import is a no-op: every keyed row is unchanged.
+        let plain: String = s.export(&[]).iter().map(|r| format!("{r}\n")).collect();
+        assert!(ok(&t.run_stdin(&["import", "-"], plain.as_bytes())).contains("created 0, updated 0, unchanged 247"));
+    }
+
+    #[test]
+    fn db_path_flag_wins_over_database_url_in_environment() {
+        let s = Store::embedded();
+        let mut c = s.cmd(&["stats", "--json"]);
+        c.env("DATABASE_URL", database_url());
+        assert_eq!(json_of(&ok(&run(c, None)))["storage"]["backend"], "embedded");
+    }
+
+    #[test]
+    fn index_commands_explain_they_need_postgres() {
+        let s = Store::embedded();
+        for args in [vec!["index", "create", "--kind", "hnsw"], vec!["index", "drop"], vec!["index", "rebuild"]] {
+            let line = fails(&s.run(&args));
+            assert!(line.contains("embedded store has no vector index"), "{line}");
+        }
+        assert!(s.ok(&["migrate"]).starts_with("ok: embedded store"));
+    }
+}
+
+/// The optional `marketking.toml` (lowest priority).
+mod config_file {
+    use super::*;
+
+    #[test]
+    fn file_settings_apply_below_flags_and_environment() {
+        let s = Store::pg();
+        s.ok(&["create", "--title", "From file", "--content", "configured by marketking.toml"]);
+        let table = s.args[1].clone();
+        let cfg = tmp_file("marketking.toml", format!("# test\ntable = \"{table}\"  # the table\n").as_bytes());
+        // No --table flag: the file names the table.
+        let mut c = bin();
+        c.env("DATABASE_URL", database_url()).env("MARKETKING_CONFIG", &cfg);
+        c.args(["stats", "--json"]);
+        assert_eq!(json_of(&ok(&run(c, None)))["storage"]["documents"], 1);
+        // The flag wins over the file.
+        let other = Store::pg();
+        let mut c = other.cmd(&["stats", "--json"]);
+        c.env("MARKETKING_CONFIG", &cfg);
+        assert_eq!(json_of(&ok(&run(c, None)))["storage"]["documents"], 0);
+        // A broken file is a one-line error naming the line.
+        let bad = tmp_file("marketking.toml", b"tabel = \"x\"\n");
+        let mut c = bin();
+        c.env("MARKETKING_CONFIG", &bad).args(["stats"]);
+        let line = fails(&run(c, None));
+        assert!(line.contains("marketking.toml:1: unknown setting \"tabel\""), "{line}");
+    }
+
+    #[test]
+    fn closed_stdout_is_not_an_error() {
+        let s = Store::pg();
+        s.ok(&["demo", "--quiet"]);
+        let mut c = s.cmd(&["export"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take()); // like `| head -0`
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}
