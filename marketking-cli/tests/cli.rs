@@ -191,7 +191,7 @@ fn doc_line(i: usize) -> String {
         "title": format!("Listing {i}"),
         "content": format!("Item number {i}: a {color} {thing} in good condition"),
         "source": source,
-        "metadata": {"n": i, "even": i % 2 == 0},
+        "metadata": {"n": i, "even": i.is_multiple_of(2)},
         "key": format!("k{i}"),
     })
     .to_string()
