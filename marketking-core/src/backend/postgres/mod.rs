@@ -26,13 +26,13 @@ use crate::error::{Error, Result};
 
 mod admin;
 mod ident;
+mod pool;
 mod read;
 mod schema;
 mod write;
 
 pub(crate) use ident::TableName;
-
-type Pool = bb8::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+use pool::{Manager, Pool};
 
 /// The PostgreSQL backend: a bb8 pool, the validated table name and the `vector` type's oid.
 pub(crate) struct PgBackend {
@@ -86,14 +86,20 @@ impl PgBackend {
             config.get_dbname().unwrap_or(""),
             table.display()
         );
-        let manager = PostgresConnectionManager::new(config, tls_connector()?);
+        let manager = Manager(PostgresConnectionManager::new(config, tls_connector()?));
         // One connection made by hand first: a pool only reports "timed out" when the server is
         // unreachable, while this gives the real reason (refused, auth failed, no database...).
         let mut first = bb8::ManageConnection::connect(&manager).await?;
         let info = schema::migrate(&mut first, &table, model, dims).await?;
         drop(first);
-        let pool =
-            bb8::Pool::builder().max_size(pool_size).connection_timeout(Duration::from_secs(10)).build(manager).await?;
+        // No test query on checkout: it would add a round trip to every call. Broken
+        // connections are still detected (`has_broken`) and replaced.
+        let pool = bb8::Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(10))
+            .test_on_check_out(false)
+            .build(manager)
+            .await?;
         let vector_type = Type::new("vector".into(), info.vector_oid, Kind::Simple, info.vector_schema.clone());
         let iterative_scans = info.extension_version >= (0, 8);
         if !iterative_scans {

@@ -200,9 +200,13 @@ impl PgBackend {
                 " SET hnsw.iterative_scan = {iterative}; SET ivfflat.iterative_scan = {iterative};"
             ));
         }
-        let conn = self.pool.get().await?;
+        let mut conn = self.pool.get().await?;
+        if conn.search_settings.as_deref() == Some(settings.as_str()) {
+            return Ok(conn.query_typed(&sql, &params).await?);
+        }
         // Pipelined: the SETs and the query go out together and cost one round trip.
         let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query_typed(&sql, &params));
+        conn.search_settings = set.is_ok().then_some(settings);
         set?;
         Ok(rows?)
     }
