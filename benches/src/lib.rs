@@ -64,3 +64,20 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     let idx = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
     samples[idx]
 }
+
+/// A sampler of indexes `0..n` with probability proportional to `1 / (i + 1)^s` (Zipf).
+pub fn zipf_sampler(n: usize, s: f64, seed: u64) -> impl FnMut() -> usize {
+    let weights: Vec<f64> = (1..=n).map(|i| 1.0 / (i as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut cdf = Vec::with_capacity(n);
+    let mut acc = 0.0;
+    for w in weights {
+        acc += w / total;
+        cdf.push(acc);
+    }
+    let mut rng = Rng::new(seed);
+    move || {
+        let u = rng.uniform() as f64;
+        cdf.partition_point(|c| *c < u).min(n - 1)
+    }
+}

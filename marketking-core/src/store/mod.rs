@@ -298,6 +298,16 @@ impl VectorStore {
         })
     }
 
+    /// This store's cache counters (no storage query; cheap enough to call per request).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.counters.snapshot(self.inner.cache.kind())
+    }
+
+    /// This store's embedder counters (no storage query).
+    pub fn embedder_stats(&self) -> EmbedderStats {
+        self.inner.embedder.snapshot()
+    }
+
     /// Builds (or replaces) the vector index, then refreshes planner statistics.
     pub async fn create_index(&self, spec: IndexSpec) -> Result<IndexInfo> {
         spec.kind.validate()?;
