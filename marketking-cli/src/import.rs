@@ -90,7 +90,7 @@ impl<R: Read> Read for Counting<R> {
 type Row = (u64, Result<NewDocument, Bad>);
 
 /// Source of rows, one at a time (never the whole file).
-trait Rows {
+trait Rows: Send {
     fn next_row(&mut self, dims: usize) -> anyhow::Result<Option<Row>>;
 }
 
@@ -100,7 +100,7 @@ struct JsonlRows<R> {
     buf: Vec<u8>,
 }
 
-impl<R: BufRead> Rows for JsonlRows<R> {
+impl<R: BufRead + Send> Rows for JsonlRows<R> {
     fn next_row(&mut self, dims: usize) -> anyhow::Result<Option<Row>> {
         loop {
             self.buf.clear();
@@ -124,9 +124,43 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
     &b[start..end]
 }
 
+/// The shape of a valid line, parsed straight into typed fields: no `Value` per float, which
+/// made parsing embeddings the import's bottleneck. Invalid lines are parsed again through
+/// `Value` to say which field is wrong.
+#[derive(serde::Deserialize)]
+struct TypedLine {
+    title: String,
+    content: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    embedding: Option<Vec<f32>>,
+}
+
 fn parse_json_line(bytes: &[u8], dims: usize) -> Result<NewDocument, Bad> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Bad::new("line", format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    if let Ok(t) = serde_json::from_str::<TypedLine>(text) {
+        let metadata = match t.metadata {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(m @ Value::Object(_)) => m,
+            Some(_) => return Err(Bad::new("metadata", "must be a JSON object")),
+        };
+        let doc = NewDocument {
+            title: t.title,
+            content: t.content,
+            source: t.source,
+            metadata,
+            key: t.key,
+            embedding: t.embedding,
+        };
+        validate(&doc, dims)?;
+        return Ok(doc);
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| Bad::new("json", e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(Bad::new("json", "each line must be a JSON object"));
@@ -218,7 +252,7 @@ impl<R: Read> CsvRows<R> {
     }
 }
 
-impl<R: Read> Rows for CsvRows<R> {
+impl<R: Read + Send> Rows for CsvRows<R> {
     fn next_row(&mut self, dims: usize) -> anyhow::Result<Option<Row>> {
         if !self.reader.read_byte_record(&mut self.record).context("CSV read error")? {
             return Ok(None);
@@ -280,8 +314,8 @@ fn progress_bar(total: Option<u64>, quiet: bool) -> ProgressBar {
 pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOptions) -> anyhow::Result<Summary> {
     let name = path.display().to_string();
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (input, total): (Box<dyn Read>, Option<u64>) = if name == "-" {
-        (Box::new(std::io::stdin().lock()), None)
+    let (input, total): (Box<dyn Read + Send>, Option<u64>) = if name == "-" {
+        (Box::new(std::io::stdin()), None)
     } else {
         let f = File::open(path).with_context(|| format!("cannot open {name}"))?;
         let len = f.metadata().ok().map(|m| m.len());
@@ -303,10 +337,41 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
     let mut batch_lines: (u64, u64) = (0, 0);
     let mut batch_keys: HashSet<String> = HashSet::new();
 
+    // Reading and parsing run on their own thread, a few hundred rows ahead, while this task
+    // writes batches: parsing (embeddings especially) and the database's COPY overlap. The
+    // channel is bounded, so memory stays flat whatever the file size.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<Row>>>(8);
+    let reader = std::thread::spawn(move || loop {
+        let mut chunk = Vec::with_capacity(256);
+        let mut end = false;
+        while chunk.len() < 256 {
+            match rows.next_row(dims) {
+                Ok(Some(row)) => chunk.push(row),
+                Ok(None) => {
+                    end = true;
+                    break;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+        if (!chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err()) || end {
+            return;
+        }
+    });
+    let mut pending = Vec::new().into_iter();
     loop {
-        let Some((line, row)) = rows.next_row(dims).with_context(|| format!("{name}: after line {}", batch_lines.1))?
-        else {
-            break;
+        let (line, row) = match pending.next() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(chunk) => {
+                    pending = chunk.with_context(|| format!("{name}: after line {}", batch_lines.1))?.into_iter();
+                    continue;
+                }
+                None => break,
+            },
         };
         summary.read += 1;
         match row {
@@ -351,6 +416,8 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
         }
     }
     commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+    drop(rx);
+    let _ = reader.join();
     pb.finish_and_clear();
     store.analyze().await.context("ANALYZE after the import failed")?;
     summary.elapsed = started.elapsed();
