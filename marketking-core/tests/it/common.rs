@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use marketking_core::{Cache, Embedder, Error, HashingEmbedder, NoCache, Result, VectorStore};
+use marketking_core::{Cache, Embedder, Error, HashingEmbedder, NewDocument, NoCache, Result, VectorStore};
 
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -203,4 +203,17 @@ macro_rules! conformance {
             }
         }
     )*};
+}
+
+/// `n` small documents, alternating sources `even` and `odd`.
+pub fn docs(n: usize, prefix: &str) -> Vec<NewDocument> {
+    (0..n)
+        .map(|i| {
+            NewDocument::new(
+                format!("{prefix} title {i}"),
+                format!("{prefix} content number {i} about topic {}", i % 7),
+            )
+            .with_source(if i % 2 == 0 { "even" } else { "odd" })
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@
 use marketking_core::{DocumentPatch, Error, HashingEmbedder, IndexSpec, NewDocument, NoCache, SearchOptions};
 use serde_json::json;
 
-use crate::common::{random_vectors, Fixture, Kind, TestEmbedder};
+use crate::common::{docs, random_vectors, Fixture, Kind, TestEmbedder};
 
 crate::conformance!(
     create_get_update_delete_round_trip,
@@ -18,18 +18,6 @@ crate::conformance!(
     other_dimensions_are_refused_on_reopen,
     stats_count_sources_and_indexes_differ_explicitly,
 );
-
-fn docs(n: usize, prefix: &str) -> Vec<NewDocument> {
-    (0..n)
-        .map(|i| {
-            NewDocument::new(
-                format!("{prefix} title {i}"),
-                format!("{prefix} content number {i} about topic {}", i % 7),
-            )
-            .with_source(if i % 2 == 0 { "even" } else { "odd" })
-        })
-        .collect()
-}
 
 async fn create_get_update_delete_round_trip(kind: Kind) {
     let t = Fixture::new(kind);

@@ -3,19 +3,7 @@
 use marketking_core::{Error, HashingEmbedder, IndexKind, IndexSpec, NewDocument, NoCache, SearchOptions, VectorStore};
 use serde_json::json;
 
-use crate::common::{database_url, random_vectors, PgTable};
-
-fn docs(n: usize, prefix: &str) -> Vec<NewDocument> {
-    (0..n)
-        .map(|i| {
-            NewDocument::new(
-                format!("{prefix} title {i}"),
-                format!("{prefix} content number {i} about topic {}", i % 7),
-            )
-            .with_source(if i % 2 == 0 { "even" } else { "odd" })
-        })
-        .collect()
-}
+use crate::common::{database_url, docs, random_vectors, PgTable};
 
 #[tokio::test]
 async fn hnsw_index_is_used_and_filtered_search_returns_k() {
