@@ -263,9 +263,13 @@ async fn postgres(
     r.line(format!("HNSW (m 16, ef_construction 64) build: {build:.1} s\n"));
     r.line("| index | setting | p50 ms | p95 ms | p99 ms | QPS 1 client | QPS 8 clients | recall@10 |");
     r.line("|---|---|---|---|---|---|---|---|");
+    let mut recommended = None;
     for ef in [40u32, 100, 200] {
         let opts = SearchOptions { ef_search: Some(ef), ..SearchOptions::top(10) };
-        row(r, &store, qs, &opts, truth, &ids, "hnsw", &format!("ef_search {ef}")).await?;
+        let (p50, rec) = row(r, &store, qs, &opts, truth, &ids, "hnsw", &format!("ef_search {ef}")).await?;
+        if rec >= 0.95 && recommended.is_none() {
+            recommended = Some((ef, p50, rec));
+        }
     }
     let overhead = overhead_vs_raw(url, &schema, &store, qs).await?;
     let lists = ((n / 1000) as u32).max(1);
@@ -276,6 +280,12 @@ async fn postgres(
     let opts = SearchOptions { probes: Some(probes), ..SearchOptions::top(10) };
     row(r, &store, qs, &opts, truth, &ids, "ivfflat", &format!("lists {lists}, probes {probes}")).await?;
     r.line(format!("\nIVFFlat build: {ivf_build:.1} s\n"));
+    match recommended {
+        Some((ef, p50, rec)) => r.line(format!(
+            "Recommended HNSW ef_search at this size: **{ef}** (smallest with recall@10 >= 0.95: {rec:.3}, p50 {p50:.2} ms)\n"
+        )),
+        None => r.line("No ef_search up to 200 reached recall@10 0.95 at this size.\n"),
+    }
     r.line(format!("{overhead}\n"));
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
@@ -293,19 +303,18 @@ async fn row(
     ids: &[i64],
     index: &str,
     setting: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(f64, f64)> {
     let mut run = timed(store, qs, opts).await?;
     let mean = run.lat.iter().sum::<f64>() / run.lat.len() as f64;
     let q8 = qps(store, qs, opts, 8).await?;
+    let (p50, rec) = (percentile(&mut run.lat, 50.0), recall(&run.ids, truth, ids));
     r.line(format!(
-        "| {index} | {setting} | {:.2} | {:.2} | {:.2} | {:.0} | {q8:.0} | {:.3} |",
-        percentile(&mut run.lat, 50.0),
+        "| {index} | {setting} | {p50:.2} | {:.2} | {:.2} | {:.0} | {q8:.0} | {rec:.3} |",
         percentile(&mut run.lat, 95.0),
         percentile(&mut run.lat, 99.0),
         1000.0 / mean,
-        recall(&run.ids, truth, ids)
     ));
-    Ok(())
+    Ok((p50, rec))
 }
 
 /// The same statement the SDK runs for an unfiltered search, prepared once and run directly,
