@@ -112,9 +112,12 @@ impl IntoResponse for AppError {
                 body(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down".into(), None),
                 wait,
             ),
-            AppError::Timeout => {
-                body(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long and was cancelled".into(), None)
-            }
+            AppError::Timeout => body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long and was cancelled".into(),
+                None,
+            ),
             AppError::NoRoute => body(StatusCode::NOT_FOUND, "not_found", "no such route".into(), None),
             AppError::Core(e) => match e {
                 E::InvalidInput { ref field, .. } => {
@@ -124,7 +127,9 @@ impl IntoResponse for AppError {
                 E::DimensionMismatch { .. } => {
                     body(StatusCode::UNPROCESSABLE_ENTITY, "dimension_mismatch", e.to_string(), None)
                 }
-                E::NotFound { .. } | E::KeyNotFound { .. } => body(StatusCode::NOT_FOUND, "not_found", e.to_string(), None),
+                E::NotFound { .. } | E::KeyNotFound { .. } => {
+                    body(StatusCode::NOT_FOUND, "not_found", e.to_string(), None)
+                }
                 E::Conflict { .. } => body(StatusCode::CONFLICT, "conflict", e.to_string(), None),
                 E::RateLimited { retry_after: wait } => {
                     tracing::warn!(error = %e, "embedder rate limit");

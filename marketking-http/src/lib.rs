@@ -16,7 +16,9 @@ use axum::Router;
 use marketking_core::VectorStore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use tracing::Level;
 
 pub mod auth;
 pub mod error;
@@ -133,10 +135,15 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// The whole service.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-    });
+    // One INFO line per response (status, latency) inside a span carrying the request id; the
+    // query string and headers (Authorization) are not logged.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros));
     let mut router = Router::new()
         .nest("/v1", routes::v1(&state))
         .merge(routes::open())
