@@ -53,6 +53,8 @@ pub enum AppError {
     Timeout,
     /// No such route.
     NoRoute,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
 }
 
 impl From<marketking_core::Error> for AppError {
@@ -119,6 +121,12 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::NoRoute => body(StatusCode::NOT_FOUND, "not_found", "no such route".into(), None),
+            AppError::MethodNotAllowed => body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not support this method".into(),
+                None,
+            ),
             AppError::Core(e) => match e {
                 E::InvalidInput { ref field, .. } => {
                     let field = field.clone();

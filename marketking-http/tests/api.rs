@@ -20,6 +20,12 @@ async fn healthz_and_unknown_route() {
     let r = t.send(get("/v1/nope")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.error_code(), "not_found");
+    let r = t.send(delete("/v1/search")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.error_code(), "method_not_allowed");
+    let r = t.send(delete("/healthz")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.error_code(), "method_not_allowed");
     t.cleanup().await;
 }
 
@@ -328,6 +334,10 @@ async fn openapi_lists_every_v1_path_and_docs_page() {
         }
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(spec["paths"]["/v1/search"]["post"]["responses"]["401"].is_object());
+    assert!(spec["paths"]["/v1/search"]["post"]["responses"]["415"].is_object());
+    assert!(spec["paths"]["/v1/stats"]["get"]["responses"]["429"].is_object());
+    assert!(spec["paths"]["/healthz"]["get"]["responses"].get("401").is_none());
     let r = t.send(get("/docs")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("/openapi.json"));
