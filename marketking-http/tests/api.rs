@@ -338,6 +338,8 @@ async fn openapi_lists_every_v1_path_and_docs_page() {
     assert!(spec["paths"]["/v1/search"]["post"]["responses"]["415"].is_object());
     assert!(spec["paths"]["/v1/stats"]["get"]["responses"]["429"].is_object());
     assert!(spec["paths"]["/healthz"]["get"]["responses"].get("401").is_none());
+    assert_eq!(spec["components"]["schemas"]["SearchBody"]["properties"]["vector"]["minItems"], DIMS);
+    assert_eq!(spec["components"]["schemas"]["NewDocumentBody"]["properties"]["title"]["maxLength"], 255);
     let r = t.send(get("/docs")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("/openapi.json"));

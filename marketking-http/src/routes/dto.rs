@@ -10,12 +10,15 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDocumentBody {
-    /// Title, 1..=255 characters.
+    /// Title, 1..=255 characters, not blank.
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     pub title: String,
-    /// Content, non-empty.
+    /// Content, not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub content: String,
     /// Where the document came from, 1..=255 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub source: Option<String>,
     /// A JSON object (default `{}`); searches filter on it by containment.
     #[serde(default)]
@@ -23,6 +26,7 @@ pub struct NewDocumentBody {
     pub metadata: Option<Value>,
     /// Caller key, unique per store; a write with a known key updates that document.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 512)]
     pub key: Option<String>,
     /// A precomputed embedding with the store's dimensions; computed when absent.
     #[serde(default)]
@@ -89,13 +93,15 @@ impl From<Document> for DocumentBody {
 pub struct PatchBody {
     /// New title (re-embeds).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     pub title: Option<String>,
     /// New content (re-embeds).
     #[serde(default)]
+    #[schema(min_length = 1, pattern = r"\S")]
     pub content: Option<String>,
     /// New source; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
     pub source: Option<Option<String>>,
     /// New metadata object (replaces the old one).
     #[serde(default)]
@@ -183,16 +189,18 @@ pub struct UpsertBody {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
-    /// Text query.
+    /// Text query, not blank.
     #[serde(default)]
+    #[schema(min_length = 1, pattern = r"\S")]
     pub query: Option<String>,
     /// Query vector with the store's dimensions.
     #[serde(default)]
     pub vector: Option<Vec<f32>>,
     /// Number of results, 1..=1000 (default 10).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
-    /// Keep only documents with one of these sources.
+    /// Keep only documents with one of these sources (each 1..=255 characters).
     #[serde(default)]
     pub sources: Vec<String>,
     /// Keep only documents whose metadata contains this object.
@@ -201,6 +209,7 @@ pub struct SearchBody {
     pub metadata: Option<Value>,
     /// Drop results scoring below this (cosine similarity, -1..=1).
     #[serde(default)]
+    #[schema(minimum = -1.0, maximum = 1.0)]
     pub min_score: Option<f32>,
     /// Only documents created at or after this instant.
     #[serde(default)]
@@ -210,9 +219,11 @@ pub struct SearchBody {
     pub created_before: Option<DateTime<Utc>>,
     /// HNSW `ef_search` for this call, 1..=1000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub ef_search: Option<u32>,
     /// IVFFlat `probes` for this call, 1..=10000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub probes: Option<u32>,
 }
 
@@ -220,11 +231,14 @@ pub struct SearchBody {
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// Text query.
+    /// Text query, not blank.
+    #[param(min_length = 1, pattern = r"\S")]
     pub q: String,
     /// Number of results, 1..=1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// Keep only documents with this source.
+    #[param(min_length = 1, max_length = 255)]
     pub source: Option<String>,
 }
 
@@ -233,6 +247,7 @@ pub struct SearchParams {
 #[into_params(parameter_in = Query)]
 pub struct SimilarParams {
     /// Number of results, 1..=1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
 }
 

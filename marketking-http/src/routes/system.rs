@@ -55,9 +55,19 @@ pub async fn stats(State(s): State<AppState>) -> Result<Json<StatsBody>, AppErro
     Ok(Json(s.store.stats().await?.into()))
 }
 
-/// The OpenAPI document of this API.
-pub async fn openapi() -> Response {
-    Json(super::ApiDoc::openapi()).into_response()
+/// The OpenAPI document of this API, with the store's vector size filled in.
+pub async fn openapi(State(s): State<AppState>) -> Response {
+    let mut spec = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_default();
+    let dims = s.store.dimensions();
+    for (schema, field) in [("SearchBody", "vector"), ("NewDocumentBody", "embedding")] {
+        if let Some(p) = spec.pointer_mut(&format!("/components/schemas/{schema}/properties/{field}")) {
+            if let Some(obj) = p.as_object_mut() {
+                obj.insert("minItems".into(), dims.into());
+                obj.insert("maxItems".into(), dims.into());
+            }
+        }
+    }
+    Json(spec).into_response()
 }
 
 /// A small self-contained page listing the operations of `/openapi.json`.
