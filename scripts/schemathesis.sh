@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Property-based API testing of marketking-http with schemathesis, against a locally started
-# release server (embedded store in a temp file unless DATABASE_URL is set).
+# release server on an embedded store in a temp file (DATABASE_URL and REDIS_URL are ignored, so
+# no real table is written to).
 #
 #   bash scripts/schemathesis.sh            # bounded run (MAX_EXAMPLES=25 per operation)
 #
@@ -23,7 +24,7 @@ fi
 cargo build --release -p marketking-http
 TMP="$(mktemp -d)"
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$TMP"' EXIT
-MARKETKING_DB_PATH="$TMP/st.db" MARKETKING_API_KEYS="$KEY" RUST_LOG="${RUST_LOG:-warn}" \
+env -u DATABASE_URL -u REDIS_URL MARKETKING_DB_PATH="$TMP/st.db" MARKETKING_API_KEYS="$KEY" RUST_LOG="${RUST_LOG:-warn}" \
     "$TARGET/release/marketking-http" --bind "127.0.0.1:$PORT" --rate-limit 0 &
 PID=$!
 for _ in $(seq 1 50); do
@@ -37,3 +38,4 @@ done
     --max-examples "$MAX_EXAMPLES" \
     --request-timeout 10 \
     "$@"
+echo "schemathesis: OK"
