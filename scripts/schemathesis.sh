@@ -32,10 +32,12 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 
-"$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" \
+# Run from the temp dir: schemathesis keeps a .schemathesis/ cache in the working directory.
+VENV="$(cd "$VENV" && pwd)"
+(cd "$TMP" && "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" \
     --header "Authorization: Bearer $KEY" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$MAX_EXAMPLES" \
     --request-timeout 10 \
-    "$@"
+    "$@")
 echo "schemathesis: OK"
