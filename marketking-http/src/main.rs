@@ -1,38 +1,81 @@
-//! `marketking-http`: the REST service. Minimal for now: it opens the store from the
-//! environment and serves `GET /healthz` and `GET /v1/stats`.
+//! `marketking-http`: the REST service binary. Parses flags, opens the store from the
+//! environment, and serves until SIGTERM/SIGINT, finishing in-flight requests.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use clap::Parser;
 use marketking_core::VectorStore;
+use marketking_http::{app, check_bind, ApiKeys, AppState, HttpConfig};
 
-/// MarketKing HTTP service.
-#[derive(Debug, Parser)]
+/// MarketKing HTTP service. The store comes from the environment (DATABASE_URL, REDIS_URL, ...).
+#[derive(Parser)]
 #[command(version, about)]
 struct Args {
     /// Address to bind.
     #[arg(long, env = "MARKETKING_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
+    /// Comma-separated API keys; every /v1 request then needs `Authorization: Bearer <key>`.
+    #[arg(long, env = "MARKETKING_API_KEYS", hide_env_values = true, default_value = "")]
+    api_keys: String,
+    /// Allow a non-loopback bind address without API keys.
+    #[arg(long, env = "MARKETKING_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+    /// Requests per second per client (API key, or IP without keys); 0 = off.
+    #[arg(long, env = "MARKETKING_RATE_LIMIT", default_value_t = marketking_http::DEFAULT_RATE_LIMIT)]
+    rate_limit: u32,
+    /// Origin allowed by CORS (repeatable); none by default.
+    #[arg(long = "cors-origin", env = "MARKETKING_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "MARKETKING_BODY_LIMIT", default_value_t = marketking_http::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// Per-request timeout in seconds.
+    #[arg(long, env = "MARKETKING_REQUEST_TIMEOUT", default_value_t = 30)]
+    request_timeout: u64,
 }
 
-async fn stats(State(store): State<VectorStore>) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
-    let s = store.stats().await.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(Json(serde_json::to_value(s).unwrap_or_default()))
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let args = Args::parse();
+    let keys = ApiKeys::parse(&args.api_keys);
+    if let Err(msg) = check_bind(&args.bind, &keys, args.allow_unauthenticated) {
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+    let config = HttpConfig {
+        api_keys: keys,
+        rate_limit: args.rate_limit,
+        cors_origins: args.cors_origins,
+        body_limit: args.body_limit,
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+    };
     let store = VectorStore::builder().from_env()?.build().await.context("opening the store")?;
-    let app = Router::new().route("/healthz", get(|| async { "ok" })).route("/v1/stats", get(stats)).with_state(store);
+    tracing::info!(backend = store.backend_kind(), keys = config.api_keys.len(), "store open");
+    let service = app(AppState::new(store, config)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
-    tracing::info!(addr = %args.bind, "listening");
-    axum::serve(listener, app).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }

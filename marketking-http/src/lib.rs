@@ -1,0 +1,162 @@
+//! `marketking-http`: the REST service of MarketKing.
+//!
+//! [`app`] builds the whole [`Router`] from an [`AppState`]: the `/v1` API (documents, search,
+//! stats) behind API keys and a per-client rate limit, plus open `/healthz`, `/readyz`,
+//! `/metrics`, `/openapi.json` and `/docs`. Errors answer `{"error": {"code", "message"}}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use marketking_core::VectorStore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use tracing::Level;
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+pub use auth::ApiKeys;
+pub use routes::ApiDoc;
+
+/// Default request body limit: 10 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// Default per-request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default rate limit, requests per second per client.
+pub const DEFAULT_RATE_LIMIT: u32 = 50;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Service settings (everything but the store).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// API keys; empty = no authentication.
+    pub api_keys: ApiKeys,
+    /// Requests per second per client (key, or IP without keys); 0 = off.
+    pub rate_limit: u32,
+    /// Origins allowed by CORS; empty = no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Largest request body, bytes.
+    pub body_limit: usize,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            api_keys: ApiKeys::none(),
+            rate_limit: DEFAULT_RATE_LIMIT,
+            cors_origins: Vec::new(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: VectorStore,
+    /// The settings.
+    pub config: Arc<HttpConfig>,
+    /// API keys (a copy of `config.api_keys`).
+    pub(crate) keys: ApiKeys,
+    /// The per-client limiter, `None` when off.
+    pub(crate) limiter: Option<auth::Limiter>,
+    /// Request metrics.
+    pub metrics: metrics::Metrics,
+}
+
+impl AppState {
+    /// State over `store` with `config`.
+    pub fn new(store: VectorStore, config: HttpConfig) -> Self {
+        AppState {
+            store,
+            keys: config.api_keys.clone(),
+            limiter: auth::Limiter::new(config.rate_limit),
+            metrics: metrics::Metrics::new(),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// Refuses a non-loopback bind address without API keys unless explicitly allowed.
+pub fn check_bind(addr: &SocketAddr, keys: &ApiKeys, allow_unauthenticated: bool) -> Result<(), String> {
+    if addr.ip().is_loopback() || !keys.is_empty() || allow_unauthenticated {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {addr} without API keys: set MARKETKING_API_KEYS (or --api-keys), \
+         bind to a loopback address, or pass --allow-unauthenticated"
+    ))
+}
+
+async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            error::AppError::Timeout.into_response()
+        }
+    }
+}
+
+async fn no_route() -> error::AppError {
+    error::AppError::NoRoute
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
+            .expose_headers([REQUEST_ID])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The whole service.
+pub fn app(state: AppState) -> Router {
+    let config = state.config.clone();
+    // One INFO line per response (status, latency) inside a span carrying the request id; the
+    // query string and headers (Authorization) are not logged.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros));
+    let mut router = Router::new()
+        .nest("/v1", routes::v1(&state))
+        .merge(routes::open())
+        .fallback(no_route)
+        .layer(from_fn_with_state(config.request_timeout, timeout))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(config.body_limit));
+    if let Some(c) = cors(&config.cors_origins) {
+        router = router.layer(c);
+    }
+    router
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

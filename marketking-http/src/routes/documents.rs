@@ -1,0 +1,94 @@
+//! `/v1/documents` handlers.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use marketking_core::UpsertOutcome;
+
+use super::dto::{BatchBody, BatchReportBody, DocumentBody, NewDocumentBody, Outcome, PatchBody, UpsertBody};
+use crate::error::{ApiJson, ApiPath, AppError, ErrorBody};
+use crate::AppState;
+
+/// Stores one document (a document with a `key` upserts).
+#[utoipa::path(post, path = "/v1/documents", tag = "documents", request_body = NewDocumentBody,
+    responses((status = 201, description = "Stored", body = DocumentBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<NewDocumentBody>,
+) -> Result<(StatusCode, Json<DocumentBody>), AppError> {
+    let doc = s.store.create(body.into()).await?;
+    Ok((StatusCode::CREATED, Json(doc.into())))
+}
+
+/// Stores many documents in one transaction (all or nothing).
+#[utoipa::path(post, path = "/v1/documents/batch", tag = "documents", request_body = BatchBody,
+    responses((status = 200, description = "Stored", body = BatchReportBody),
+              (status = 409, description = "Duplicate key in the batch", body = ErrorBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn batch(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<BatchBody>,
+) -> Result<Json<BatchReportBody>, AppError> {
+    let docs = body.documents.into_iter().map(Into::into).collect();
+    Ok(Json(s.store.batch(docs).await?.into()))
+}
+
+/// One document by id.
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = i64, Path, description = "Document id")),
+    responses((status = 200, description = "The document", body = DocumentBody),
+              (status = 404, description = "No such document", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<DocumentBody>, AppError> {
+    Ok(Json(s.store.get(id).await?.into()))
+}
+
+/// Changes a document; absent fields stay.
+#[utoipa::path(put, path = "/v1/documents/{id}", tag = "documents", request_body = PatchBody,
+    params(("id" = i64, Path, description = "Document id")),
+    responses((status = 200, description = "The updated document", body = DocumentBody),
+              (status = 404, description = "No such document", body = ErrorBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> Result<Json<DocumentBody>, AppError> {
+    Ok(Json(s.store.update(id, body.into()).await?.into()))
+}
+
+/// Deletes a document.
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = i64, Path, description = "Document id")),
+    responses((status = 204, description = "Deleted"),
+              (status = 404, description = "No such document", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, AppError> {
+    s.store.delete(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Inserts or updates the document with this key.
+#[utoipa::path(put, path = "/v1/documents/by-key/{key}", tag = "documents", request_body = NewDocumentBody,
+    params(("key" = String, Path, description = "Caller key")),
+    responses((status = 201, description = "Created", body = UpsertBody),
+              (status = 200, description = "Updated or unchanged", body = UpsertBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upsert(
+    State(s): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+    ApiJson(mut body): ApiJson<NewDocumentBody>,
+) -> Result<(StatusCode, Json<UpsertBody>), AppError> {
+    if body.key.as_deref().is_some_and(|k| k != key) {
+        return Err(AppError::invalid("key", "the body's key differs from the key in the path"));
+    }
+    body.key = Some(key);
+    let (doc, outcome) = s.store.upsert(body.into()).await?;
+    let status = if outcome == UpsertOutcome::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(UpsertBody { outcome: Outcome::from(outcome), document: doc.into() })))
+}

@@ -1,0 +1,69 @@
+//! Search handlers.
+
+use axum::extract::State;
+use axum::Json;
+use marketking_core::SearchOptions;
+
+use super::dto::{SearchBody, SearchParams, SearchResponse, SimilarParams};
+use crate::error::{ApiJson, ApiPath, ApiQuery, AppError, ErrorBody};
+use crate::AppState;
+
+const DEFAULT_K: usize = 10;
+
+/// Semantic search by text (`query`) or by vector (`vector`), with filters.
+#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody,
+    responses((status = 200, description = "Hits, best first", body = SearchResponse),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<SearchBody>,
+) -> Result<Json<SearchResponse>, AppError> {
+    let mut opts = SearchOptions::top(b.k.unwrap_or(DEFAULT_K));
+    opts.sources = b.sources;
+    opts.metadata = b.metadata;
+    opts.min_score = b.min_score;
+    opts.created_after = b.created_after;
+    opts.created_before = b.created_before;
+    opts.ef_search = b.ef_search;
+    opts.probes = b.probes;
+    let hits = match (b.query, b.vector) {
+        (Some(q), None) => s.store.search(&q, &opts).await?,
+        (None, Some(v)) => s.store.search_by_vector(&v, &opts).await?,
+        _ => return Err(AppError::invalid("query", "give exactly one of `query` and `vector`")),
+    };
+    Ok(Json(hits.into()))
+}
+
+/// Semantic search by text from the query string.
+#[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchParams),
+    responses((status = 200, description = "Hits, best first", body = SearchResponse),
+              (status = 400, description = "Bad query string", body = ErrorBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search_get(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<SearchParams>,
+) -> Result<Json<SearchResponse>, AppError> {
+    let mut opts = SearchOptions::top(p.k.unwrap_or(DEFAULT_K));
+    if let Some(src) = p.source {
+        opts = opts.source(src);
+    }
+    Ok(Json(s.store.search(&p.q, &opts).await?.into()))
+}
+
+/// Documents most similar to document `id`, excluding it.
+#[utoipa::path(get, path = "/v1/documents/{id}/similar", tag = "search",
+    params(("id" = i64, Path, description = "Document id"), SimilarParams),
+    responses((status = 200, description = "Hits, best first", body = SearchResponse),
+              (status = 404, description = "No such document", body = ErrorBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn similar(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<SimilarParams>,
+) -> Result<Json<SearchResponse>, AppError> {
+    let opts = SearchOptions::top(p.k.unwrap_or(DEFAULT_K));
+    Ok(Json(s.store.find_similar(id, &opts).await?.into()))
+}

@@ -1,0 +1,108 @@
+//! Health, readiness, metrics, stats and API documentation.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::dto::{ReadyBody, StatsBody};
+use crate::error::{AppError, ErrorBody};
+use crate::AppState;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "ok", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the storage answers; a down cache is reported as `degraded` (still ready).
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, description = "Ready", body = ReadyBody),
+              (status = 503, description = "Storage unavailable", body = ReadyBody)))]
+pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
+    let cache = match s.store.ping_cache().await {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: cache down");
+            "degraded"
+        }
+    };
+    match s.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(ReadyBody { status: "ready".into(), cache: cache.into() })),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness: storage down");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(ReadyBody { status: "unavailable".into(), cache: cache.into() }))
+        }
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let mut out = s.metrics.render();
+    crate::metrics::store_counters(&s, &mut out).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+/// Store statistics: counts, sizes, index, cache and embedder counters.
+#[utoipa::path(get, path = "/v1/stats", tag = "system",
+    responses((status = 200, description = "Statistics", body = StatsBody),
+              (status = 500, description = "Storage error", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stats(State(s): State<AppState>) -> Result<Json<StatsBody>, AppError> {
+    Ok(Json(s.store.stats().await?.into()))
+}
+
+/// The OpenAPI document of this API, with the store's vector size filled in.
+pub async fn openapi(State(s): State<AppState>) -> Response {
+    let mut spec = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_default();
+    let dims = s.store.dimensions();
+    for (schema, field) in [("SearchBody", "vector"), ("NewDocumentBody", "embedding")] {
+        if let Some(p) = spec.pointer_mut(&format!("/components/schemas/{schema}/properties/{field}")) {
+            if let Some(obj) = p.as_object_mut() {
+                obj.insert("minItems".into(), dims.into());
+                obj.insert("maxItems".into(), dims.into());
+            }
+        }
+    }
+    Json(spec).into_response()
+}
+
+/// A small self-contained page listing the operations of `/openapi.json`.
+pub async fn docs() -> Html<&'static str> {
+    Html(DOCS_HTML)
+}
+
+const DOCS_HTML: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>MarketKing API</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+.op{border:1px solid #ddd;border-radius:6px;margin:.6rem 0;padding:.5rem .8rem}
+.m{display:inline-block;min-width:4.5rem;font-weight:bold;text-transform:uppercase}
+.get{color:#0a6}.post{color:#06c}.put{color:#c80}.delete{color:#c22}
+code{background:#f4f4f4;padding:0 .2rem}pre{background:#f8f8f8;padding:.5rem;overflow:auto;font-size:.85em}
+</style></head><body>
+<h1 id="title">MarketKing API</h1>
+<p>Machine-readable spec: <a href="/openapi.json">/openapi.json</a>. Routes under <code>/v1</code> need
+<code>Authorization: Bearer &lt;key&gt;</code> when API keys are configured.</p>
+<div id="ops">Loading…</div>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(spec => {
+  document.getElementById('title').textContent = spec.info.title + ' ' + spec.info.version;
+  const ops = document.getElementById('ops'); ops.textContent = '';
+  for (const [path, item] of Object.entries(spec.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      const d = document.createElement('details'); d.className = 'op';
+      const s = document.createElement('summary');
+      const m = document.createElement('span'); m.className = 'm ' + method; m.textContent = method;
+      const p = document.createElement('code'); p.textContent = path;
+      s.append(m, p, ' — ' + (op.summary || op.description || ''));
+      const pre = document.createElement('pre'); pre.textContent = JSON.stringify(op, null, 2);
+      d.append(s, pre); ops.append(d);
+    }
+  }
+}).catch(e => { document.getElementById('ops').textContent = 'Could not load /openapi.json: ' + e; });
+</script></body></html>
+"#;

@@ -1,0 +1,489 @@
+//! In-process tests of the REST service against PostgreSQL + pgvector and Redis.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::{config, delete, get, json, raw, TestApp, DIMS};
+use marketking_core::RedisCache;
+use marketking_http::{check_bind, ApiKeys, HttpConfig};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn healthz_and_unknown_route() {
+    let t = TestApp::new(config()).await;
+    let r = t.send(get("/healthz")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "ok");
+    let r = t.send(get("/v1/nope")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "not_found");
+    let r = t.send(delete("/v1/search")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.error_code(), "method_not_allowed");
+    let r = t.send(delete("/healthz")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.error_code(), "method_not_allowed");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn document_crud() {
+    let t = TestApp::new(config()).await;
+    let doc = json!({"title": "Trail shoes", "content": "Light running shoes", "source": "catalog", "metadata": {"lang": "en"}});
+    let r = t.send(json("POST", "/v1/documents", doc)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let created = r.json();
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["title"], "Trail shoes");
+    assert_eq!(created["metadata"]["lang"], "en");
+
+    let r = t.send(get(&format!("/v1/documents/{id}"))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["content"], "Light running shoes");
+
+    let r = t.send(json("PUT", &format!("/v1/documents/{id}"), json!({"title": "Road shoes", "source": null}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["title"], "Road shoes");
+    assert_eq!(r.json()["source"], Value::Null);
+
+    let r = t.send(json("PUT", &format!("/v1/documents/{id}"), json!({"title": ""}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_code(), "invalid_input");
+    assert_eq!(r.json()["error"]["field"], "title");
+
+    let r = t.send(delete(&format!("/v1/documents/{id}"))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.body.is_empty());
+    let r = t.send(delete(&format!("/v1/documents/{id}"))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "not_found");
+    let r = t.send(get(&format!("/v1/documents/{id}"))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = t.send(json("PUT", "/v1/documents/987654", json!({"title": "x"}))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // A non-numeric id is a 400 in the JSON shape.
+    let r = t.send(get("/v1/documents/abc")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "bad_request");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn upsert_by_key() {
+    let t = TestApp::new(config()).await;
+    let body = json!({"title": "A", "content": "alpha"});
+    let r = t.send(json("PUT", "/v1/documents/by-key/sku-1", body.clone())).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["outcome"], "created");
+    assert_eq!(r.json()["document"]["key"], "sku-1");
+    let id = r.json()["document"]["id"].as_i64().unwrap();
+
+    let r = t.send(json("PUT", "/v1/documents/by-key/sku-1", body)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["outcome"], "unchanged");
+
+    let r = t.send(json("PUT", "/v1/documents/by-key/sku-1", json!({"title": "A", "content": "alpha two"}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["outcome"], "updated");
+    assert_eq!(r.json()["document"]["id"].as_i64().unwrap(), id);
+
+    let r =
+        t.send(json("PUT", "/v1/documents/by-key/sku-1", json!({"title": "A", "content": "x", "key": "other"}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_code(), "invalid_input");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn batch_report_conflict_and_field_errors() {
+    let t = TestApp::new(config()).await;
+    let docs = json!({"documents": [
+        {"title": "One", "content": "first", "key": "k1"},
+        {"title": "Two", "content": "second"},
+    ]});
+    let r = t.send(json("POST", "/v1/documents/batch", docs)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let rep = r.json();
+    assert_eq!(rep["created"], 2);
+    assert_eq!(rep["ids"].as_array().unwrap().len(), 2);
+
+    let dup = json!({"documents": [
+        {"title": "One", "content": "a", "key": "dup"},
+        {"title": "Two", "content": "b", "key": "dup"},
+    ]});
+    let r = t.send(json("POST", "/v1/documents/batch", dup)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert_eq!(r.error_code(), "conflict");
+
+    let bad = json!({"documents": [{"title": "ok", "content": "a"}, {"title": " ", "content": "b"}]});
+    let r = t.send(json("POST", "/v1/documents/batch", bad)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["error"]["field"], "documents[1].title");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn search_routes_and_stats() {
+    let t = TestApp::new(config()).await;
+    let docs = json!({"documents": [
+        {"title": "Trail shoes", "content": "running shoes for rocky trails", "source": "catalog"},
+        {"title": "Tent", "content": "two person camping tent", "source": "catalog", "metadata": {"season": "summer"}},
+        {"title": "Blog", "content": "how to choose running shoes", "source": "blog"},
+    ]});
+    let r = t.send(json("POST", "/v1/documents/batch", docs)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ids: Vec<i64> = r.json()["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+
+    let r = t.send(json("POST", "/v1/search", json!({"query": "running shoes", "k": 2}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let hits = r.json()["hits"].as_array().unwrap().clone();
+    assert_eq!(hits.len(), 2);
+    assert!(hits[0]["score"].is_number());
+
+    let r = t.send(json("POST", "/v1/search", json!({"query": "shoes", "sources": ["blog"]}))).await;
+    assert_eq!(r.json()["hits"].as_array().unwrap().len(), 1);
+    let r = t.send(json("POST", "/v1/search", json!({"query": "tent", "metadata": {"season": "summer"}}))).await;
+    assert_eq!(r.json()["hits"][0]["document"]["title"], "Tent");
+
+    let v: Vec<f32> = (0..DIMS).map(|i| (i as f32 + 1.0) / DIMS as f32).collect();
+    let r = t.send(json("POST", "/v1/search", json!({"vector": v, "k": 3, "min_score": -1.0}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["hits"].as_array().unwrap().len(), 3);
+
+    let r = t.send(json("POST", "/v1/search", json!({"vector": [1.0, 2.0]}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_code(), "dimension_mismatch");
+    let r = t.send(json("POST", "/v1/search", json!({"query": "x", "vector": v}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = t.send(json("POST", "/v1/search", json!({"k": 3}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = t.send(json("POST", "/v1/search", json!({"query": "x", "k": 0}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["error"]["field"], "k");
+
+    let r = t.send(get("/v1/search?q=running%20shoes&k=1&source=blog")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["hits"][0]["document"]["title"], "Blog");
+    let r = t.send(get("/v1/search?k=1")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "bad_request");
+
+    let r = t.send(get(&format!("/v1/documents/{}/similar?k=5", ids[0]))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let hits = r.json()["hits"].as_array().unwrap().clone();
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| h["document"]["id"].as_i64() != Some(ids[0])));
+    let r = t.send(get("/v1/documents/99999999/similar")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let r = t.send(get("/v1/stats")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["storage"]["documents"], 3);
+    assert_eq!(r.json()["dimensions"], DIMS);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn json_rejections_use_the_error_shape() {
+    let t = TestApp::new(HttpConfig { body_limit: 1024, ..config() }).await;
+    let r = t.send(raw("POST", "/v1/documents", Some("application/json"), "{not json")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "bad_request");
+
+    let r = t.send(raw("POST", "/v1/documents", None, r#"{"title":"a","content":"b"}"#)).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.error_code(), "unsupported_media_type");
+
+    let r = t.send(json("POST", "/v1/documents", json!({"title": 5, "content": "b"}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_code(), "invalid_input");
+
+    let r = t.send(json("POST", "/v1/documents", json!({"title": "a", "content": "b", "bogus": 1}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let big = json!({"title": "big", "content": "x".repeat(4096)});
+    let r = t.send(json("POST", "/v1/documents", big)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.error_code(), "payload_too_large");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn api_keys_guard_v1_only() {
+    let keys = ApiKeys::parse("alpha-key, beta-key");
+    let t = TestApp::new(HttpConfig { api_keys: keys, ..config() }).await;
+    let r = t.send(get("/v1/stats")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.error_code(), "unauthorized");
+
+    let mut req = get("/v1/stats");
+    req.headers_mut().insert("authorization", "Bearer wrong-key".parse().unwrap());
+    let r = t.send(req).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let mut req = get("/v1/stats");
+    req.headers_mut().insert("authorization", "Basic YmV0YS1rZXk=".parse().unwrap());
+    assert_eq!(t.send(req).await.status, StatusCode::UNAUTHORIZED);
+
+    for key in ["alpha-key", "beta-key"] {
+        let mut req = get("/v1/stats");
+        req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+        let r = t.send(req).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+        assert_eq!(t.send(get(open)).await.status, StatusCode::OK, "{open}");
+    }
+    t.cleanup().await;
+}
+
+#[test]
+fn api_key_verification() {
+    let keys = ApiKeys::parse(" a ,b,,");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys.verify("a"), Some(0));
+    assert_eq!(keys.verify("b"), Some(1));
+    assert_eq!(keys.verify("c"), None);
+    assert_eq!(keys.verify(""), None);
+    assert_eq!(format!("{keys:?}"), "ApiKeys(2 configured)");
+    assert!(ApiKeys::parse("").is_empty());
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let t = TestApp::new(HttpConfig { rate_limit: 10, ..config() }).await;
+    // A 400 from the path extractor still counts against the limit and needs no database.
+    for i in 0..10 {
+        let r = t.send(get("/v1/documents/not-a-number")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "request {i}");
+    }
+    let r = t.send(get("/v1/documents/not-a-number")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.error_code(), "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    // Open routes are not limited.
+    assert_eq!(t.send(get("/healthz")).await.status, StatusCode::OK);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn cors_preflight() {
+    let t = TestApp::new(HttpConfig { cors_origins: vec!["https://app.example".into()], ..config() }).await;
+    let preflight = |origin: &str| {
+        axum::http::Request::builder()
+            .method("OPTIONS")
+            .uri("/v1/search")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let r = t.send(preflight("https://app.example")).await;
+    assert!(r.status.is_success(), "{}", r.status);
+    assert_eq!(r.headers["access-control-allow-origin"], "https://app.example");
+    let r = t.send(preflight("https://evil.example")).await;
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    t.cleanup().await;
+
+    let t = TestApp::new(config()).await;
+    let r = t.send(preflight("https://app.example")).await;
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_or_generated() {
+    let t = TestApp::new(config()).await;
+    let mut req = get("/healthz");
+    req.headers_mut().insert("x-request-id", "abc-123".parse().unwrap());
+    let r = t.send(req).await;
+    assert_eq!(r.headers["x-request-id"], "abc-123");
+    let r = t.send(get("/v1/documents/12345678")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!r.headers["x-request-id"].is_empty());
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn openapi_lists_every_v1_path_and_docs_page() {
+    let t = TestApp::new(config()).await;
+    let r = t.send(get("/openapi.json")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let spec = r.json();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = spec["paths"].as_object().unwrap();
+    for (p, methods) in [
+        ("/v1/documents", &["post"][..]),
+        ("/v1/documents/batch", &["post"]),
+        ("/v1/documents/{id}", &["get", "put", "delete"]),
+        ("/v1/documents/by-key/{key}", &["put"]),
+        ("/v1/documents/{id}/similar", &["get"]),
+        ("/v1/search", &["get", "post"]),
+        ("/v1/stats", &["get"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+    ] {
+        for m in methods {
+            assert!(paths.get(p).and_then(|o| o.get(*m)).is_some(), "missing {m} {p}");
+        }
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(spec["paths"]["/v1/search"]["post"]["responses"]["401"].is_object());
+    assert!(spec["paths"]["/v1/search"]["post"]["responses"]["415"].is_object());
+    assert!(spec["paths"]["/v1/stats"]["get"]["responses"]["429"].is_object());
+    assert!(spec["paths"]["/healthz"]["get"]["responses"].get("401").is_none());
+    assert_eq!(spec["components"]["schemas"]["SearchBody"]["properties"]["vector"]["minItems"], DIMS);
+    assert_eq!(spec["components"]["schemas"]["NewDocumentBody"]["properties"]["title"]["maxLength"], 255);
+    let r = t.send(get("/docs")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("/openapi.json"));
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let t = TestApp::new(config()).await;
+    t.send(get("/v1/documents/424242")).await;
+    t.send(json("POST", "/v1/search", json!({"query": "hello"}))).await;
+    let r = t.send(get("/metrics")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = r.text();
+    assert!(
+        text.contains(r#"marketking_http_requests_total{method="GET",route="/v1/documents/{id}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("marketking_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("marketking_cache_misses_total"), "{text}");
+    assert!(text.contains("marketking_embedder_calls_total 1"), "{text}");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn readiness_with_cache_up_and_down() {
+    let t = TestApp::new(config()).await;
+    let r = t.send(get("/readyz")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"status": "ready", "cache": "ok"}));
+    t.cleanup().await;
+
+    let t = TestApp::with_cache(config(), RedisCache::new("redis://127.0.0.1:1/0").unwrap()).await;
+    let r = t.send(get("/readyz")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"status": "ready", "cache": "degraded"}));
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn internal_errors_do_not_leak() {
+    let t = TestApp::new(config()).await;
+    let r = t.send(json("POST", "/v1/documents", json!({"title": "a", "content": "b"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let schema = t.schema.clone();
+    t.sql(&format!("DROP TABLE \"{schema}\".docs CASCADE")).await;
+    let r = t.send(json("POST", "/v1/search", json!({"query": "a query never cached"}))).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    assert_eq!(r.error_code(), "internal");
+    let body = r.text().to_lowercase();
+    for needle in ["select", "postgres", "docs", &schema, "relation", "127.0.0.1"] {
+        assert!(!body.contains(needle), "500 body leaks {needle:?}: {body}");
+    }
+    let r = t.send(get("/readyz")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["status"], "unavailable");
+    t.cleanup().await;
+}
+
+#[test]
+fn check_bind_refuses_public_address_without_keys() {
+    let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+    let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let local6: SocketAddr = "[::1]:8080".parse().unwrap();
+    let none = ApiKeys::none();
+    let some = ApiKeys::parse("k");
+    let err = check_bind(&public, &none, false).unwrap_err();
+    assert!(err.contains("MARKETKING_API_KEYS") && err.contains("--allow-unauthenticated"), "{err}");
+    assert!(check_bind(&public, &some, false).is_ok());
+    assert!(check_bind(&public, &none, true).is_ok());
+    assert!(check_bind(&local, &none, false).is_ok());
+    assert!(check_bind(&local6, &none, false).is_ok());
+}
+
+#[test]
+fn binary_exits_1_on_public_bind_without_keys() {
+    let dir = std::env::temp_dir().join(format!("mkh_bin_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marketking-http"))
+        .args(["--bind", "0.0.0.0:0"])
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("MARKETKING_API_KEYS")
+        .env_remove("MARKETKING_ALLOW_UNAUTHENTICATED")
+        .env("MARKETKING_DB_PATH", dir.join("t.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to listen on 0.0.0.0:0 without API keys"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn request_timeout_answers_json() {
+    // A timeout shorter than any database round trip makes the search time out.
+    let t = TestApp::new(HttpConfig { request_timeout: Duration::from_nanos(1), ..config() }).await;
+    let r = t.send(json("POST", "/v1/search", json!({"query": "slow"}))).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.error_code(), "timeout");
+    t.cleanup().await;
+}
+
+#[test]
+fn binary_serves_and_shuts_down_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = std::env::temp_dir().join(format!("mkh_srv_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_marketking-http"))
+        .args(["--bind", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env("MARKETKING_DB_PATH", dir.join("s.db"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(pos) = line.find("127.0.0.1:").filter(|_| line.contains("listening")) {
+            let digits: String = line[pos + 10..].chars().take_while(char::is_ascii_digit).collect();
+            break digits.parse::<u16>().unwrap();
+        }
+    };
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
+    assert!(resp.to_lowercase().contains("x-request-id"), "{resp}");
+
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
