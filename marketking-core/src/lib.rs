@@ -25,7 +25,7 @@ mod error;
 mod similarity;
 mod store;
 
-pub use backend::{IndexInfo, IndexKind, IndexSpec, SourceCount, StorageStats};
+pub use backend::{IndexInfo, IndexKind, IndexSpec, PoolStats, SourceCount, StorageStats};
 #[cfg(feature = "redis")]
 pub use cache::RedisCache;
 pub use cache::{Cache, CacheStats, MemoryCache, NoCache};

@@ -70,29 +70,42 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     resp
 }
 
-/// Appends the store's cache and embedder counters (from `stats()`, which queries the storage;
-/// skipped with a comment line if that fails).
+/// Appends the store's cache, embedder and connection-pool figures. These are in-process
+/// counters: a scrape never queries the database.
 pub(crate) async fn store_counters(state: &AppState, out: &mut String) {
-    match state.store.stats().await {
-        Ok(s) => {
-            let kind = &s.cache.kind;
-            let lines: [(&str, &str, String); 7] = [
-                ("marketking_cache_hits_total", "Cache hits", format!("{{cache=\"{kind}\"}} {}", s.cache.hits)),
-                ("marketking_cache_misses_total", "Cache misses", format!("{{cache=\"{kind}\"}} {}", s.cache.misses)),
-                ("marketking_cache_errors_total", "Cache errors", format!("{{cache=\"{kind}\"}} {}", s.cache.errors)),
-                ("marketking_embedder_calls_total", "Embedder calls", format!(" {}", s.embedder.calls)),
-                ("marketking_embedder_texts_total", "Texts embedded", format!(" {}", s.embedder.texts)),
-                ("marketking_embedder_errors_total", "Embedder errors", format!(" {}", s.embedder.errors)),
-                ("marketking_documents", "Documents stored", format!(" {}", s.storage.documents)),
-            ];
-            for (name, help, value) in lines {
-                let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{value}");
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "stats for /metrics failed");
-            out.push_str("# store counters unavailable\n");
-        }
+    let store = &state.store;
+    let cache = store.cache_stats();
+    let emb = store.embedder_stats();
+    let kind = &cache.kind;
+    let mut lines: Vec<(&str, &str, &str, String)> = vec![
+        ("marketking_cache_hits_total", "Cache hits", "counter", format!("{{cache=\"{kind}\"}} {}", cache.hits)),
+        ("marketking_cache_misses_total", "Cache misses", "counter", format!("{{cache=\"{kind}\"}} {}", cache.misses)),
+        ("marketking_cache_errors_total", "Cache errors", "counter", format!("{{cache=\"{kind}\"}} {}", cache.errors)),
+        ("marketking_embedder_calls_total", "Embedder calls", "counter", format!(" {}", emb.calls)),
+        ("marketking_embedder_texts_total", "Texts embedded", "counter", format!(" {}", emb.texts)),
+        ("marketking_embedder_errors_total", "Embedder errors", "counter", format!(" {}", emb.errors)),
+        (
+            "marketking_embedder_seconds_total",
+            "Time spent in embedder calls",
+            "counter",
+            format!(" {}", emb.total_ms / 1000.0),
+        ),
+    ];
+    if let Some(pool) = store.pool_stats() {
+        lines.extend([
+            ("marketking_pool_max_connections", "Pool size limit", "gauge", format!(" {}", pool.max_size)),
+            ("marketking_pool_connections", "Open pool connections", "gauge", format!(" {}", pool.connections)),
+            ("marketking_pool_idle_connections", "Idle pool connections", "gauge", format!(" {}", pool.idle)),
+            (
+                "marketking_pool_waited_total",
+                "Checkouts that waited for a connection",
+                "counter",
+                format!(" {}", pool.waited),
+            ),
+            ("marketking_pool_timed_out_total", "Checkouts that timed out", "counter", format!(" {}", pool.timed_out)),
+        ]);
+    }
+    for (name, help, kind, value) in lines {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{value}");
     }
 }

@@ -361,6 +361,18 @@ async fn metrics_count_requests_by_route() {
     assert!(text.contains("marketking_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("marketking_cache_misses_total"), "{text}");
     assert!(text.contains("marketking_embedder_calls_total 1"), "{text}");
+    // Pool figures come from the Postgres pool, within its configured limit.
+    let open: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("marketking_pool_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pool gauge in {text}"));
+    let max: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("marketking_pool_max_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(open >= 1 && open <= max, "{open} of {max}");
     t.cleanup().await;
 }
 

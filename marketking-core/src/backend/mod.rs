@@ -115,6 +115,21 @@ pub struct StorageStats {
     pub index: Option<IndexInfo>,
 }
 
+/// Connection pool figures (PostgreSQL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStats {
+    /// Largest number of connections the pool opens.
+    pub max_size: u32,
+    /// Connections open now.
+    pub connections: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// Checkouts that had to wait for a connection, since start.
+    pub waited: u64,
+    /// Checkouts that timed out, since start.
+    pub timed_out: u64,
+}
+
 /// A storage backend. Every method gets validated input.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + Debug {
@@ -166,6 +181,11 @@ pub(crate) trait Backend: Send + Sync + Debug {
 
     /// Checks the storage is reachable and migrated.
     async fn ping(&self) -> Result<()>;
+
+    /// Connection pool figures, for backends with a pool.
+    fn pool(&self) -> Option<PoolStats> {
+        None
+    }
 
     /// A string naming this storage (server, database, table) for cache key namespacing.
     fn identity(&self) -> String;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::backend::{Backend, IndexInfo, IndexSpec, StorageStats};
+use crate::backend::{Backend, IndexInfo, IndexSpec, PoolStats, StorageStats};
 use crate::cache::{Cache, CacheCounters, CacheStats};
 use crate::document::{
     validate_key, validate_vector, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions,
@@ -301,6 +301,11 @@ impl VectorStore {
     /// This store's cache counters (no storage query; cheap enough to call per request).
     pub fn cache_stats(&self) -> CacheStats {
         self.inner.counters.snapshot(self.inner.cache.kind())
+    }
+
+    /// Connection pool figures (PostgreSQL; `None` for the embedded store).
+    pub fn pool_stats(&self) -> Option<PoolStats> {
+        self.inner.backend.pool()
     }
 
     /// This store's embedder counters (no storage query).

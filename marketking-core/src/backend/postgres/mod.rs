@@ -43,6 +43,7 @@ pub(crate) struct PgBackend {
     iterative_scans: bool,
     identity: String,
     sql: read::Statements,
+    max_size: u32,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -108,7 +109,15 @@ impl PgBackend {
                 "pgvector older than 0.8: filtered approximate searches may return fewer than k rows"
             );
         }
-        Ok(PgBackend { pool, sql: read::Statements::new(&table), table, vector_type, iterative_scans, identity })
+        Ok(PgBackend {
+            pool,
+            sql: read::Statements::new(&table),
+            table,
+            vector_type,
+            iterative_scans,
+            identity,
+            max_size: pool_size,
+        })
     }
 }
 
@@ -187,6 +196,17 @@ impl Backend for PgBackend {
         let conn = self.pool.get().await?;
         conn.query_one(&self.sql.ping, &[]).await?;
         Ok(())
+    }
+
+    fn pool(&self) -> Option<crate::backend::PoolStats> {
+        let st = self.pool.state();
+        Some(crate::backend::PoolStats {
+            max_size: self.max_size,
+            connections: st.connections,
+            idle: st.idle_connections,
+            waited: st.statistics.get_waited,
+            timed_out: st.statistics.get_timed_out,
+        })
     }
 
     fn identity(&self) -> String {
