@@ -139,6 +139,8 @@ impl VectorStore {
 
     /// Stores one document and returns it as stored. With a key, behaves like [`upsert`](Self::upsert).
     pub async fn create(&self, doc: NewDocument) -> Result<Document> {
+        // Validated here too so a single document's errors name the bare field (`title`).
+        doc.validate(self.dimensions())?;
         let report = self.batch(vec![doc]).await?;
         self.get(report.ids[0]).await
     }
@@ -167,6 +169,7 @@ impl VectorStore {
             None => return Err(Error::invalid("key", "is required for upsert")),
             Some(k) => validate_key(k)?,
         }
+        doc.validate(self.dimensions())?;
         let report = self.batch(vec![doc]).await?;
         let outcome = if report.created == 1 {
             UpsertOutcome::Created
