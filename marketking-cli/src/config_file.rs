@@ -1,17 +1,18 @@
 //! The optional `marketking.toml`: the lowest-priority source of the store settings.
 //!
-//! Read from `$MARKETKING_CONFIG` or `./marketking.toml` when present. Only flat
-//! `key = "string"` lines are understood (with `#` comments): `database_url`, `db_path`,
-//! `table` and `redis_url`.
+//! Read from `$MARKETKING_CONFIG` or `./marketking.toml` when present, with the `toml` crate.
+//! Settings: `database_url`, `db_path`, `table` and `redis_url` (strings); anything else is an
+//! error naming the line.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::args::GlobalArgs;
 
 /// Settings found in the file.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) database_url: Option<String>,
     pub(crate) db_path: Option<String>,
@@ -43,35 +44,11 @@ pub(crate) fn load() -> anyhow::Result<Option<FileConfig>> {
 }
 
 fn parse(path: &Path, text: &str) -> anyhow::Result<FileConfig> {
-    let mut c = FileConfig::default();
-    for (i, raw) in text.lines().enumerate() {
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            bail!("{}: expected key = \"value\"", at());
-        };
-        // A double-quoted string, optionally followed by a `#` comment.
-        let quoted = value.trim().strip_prefix('"').and_then(|v| {
-            let end = v.find('"')?;
-            let rest = v[end + 1..].trim();
-            (rest.is_empty() || rest.starts_with('#')).then(|| v[..end].to_string())
-        });
-        let Some(value) = quoted else {
-            bail!("{}: the value must be a double-quoted string", at());
-        };
-        let value = Some(value);
-        match key.trim() {
-            "database_url" => c.database_url = value,
-            "db_path" => c.db_path = value,
-            "table" => c.table = value,
-            "redis_url" => c.redis_url = value,
-            other => bail!("{}: unknown setting {other:?} (database_url, db_path, table, redis_url)", at()),
-        }
-    }
-    Ok(c)
+    toml::from_str(text).map_err(|e| {
+        // One line: `FILE:LINE: message`, like the import errors.
+        let line = e.span().map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message().trim())
+    })
 }
 
 #[cfg(test)]
@@ -87,7 +64,7 @@ mod tests {
         assert_eq!(c.redis_url.as_deref(), Some("redis://h/0"));
         assert_eq!(c.database_url, None);
         let e = parse(Path::new("m.toml"), "tabel = \"x\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("m.toml:1: unknown setting"), "{e}");
+        assert!(e.starts_with("m.toml:1: unknown field `tabel`"), "{e}");
         assert!(parse(Path::new("m.toml"), "table = x\n").is_err());
     }
 }

@@ -690,7 +690,7 @@ mod config_file {
         let mut c = bin();
         c.env("MARKETKING_CONFIG", &bad).args(["stats"]);
         let line = fails(&run(c, None));
-        assert!(line.contains("marketking.toml:1: unknown setting \"tabel\""), "{line}");
+        assert!(line.contains("marketking.toml:1: unknown field `tabel`"), "{line}");
     }
 
     #[test]

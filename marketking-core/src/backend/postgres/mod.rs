@@ -99,6 +99,10 @@ impl PgBackend {
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
             .test_on_check_out(false)
+            // LIFO: sequential calls keep reusing the most recently used connection, whose
+            // server process is warm. FIFO (bb8's default) cycles through every idle connection
+            // and wakes a cold backend process for each call (measured ~0.5 ms per call at 1k rows).
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             .build(manager)
             .await?;
         let vector_type = Type::new("vector".into(), info.vector_oid, Kind::Simple, info.vector_schema.clone());
