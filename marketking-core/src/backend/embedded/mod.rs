@@ -252,7 +252,19 @@ fn acquire_lock(path: &Path) -> Result<File> {
         .truncate(false)
         .open(&lock_path)
         .map_err(|e| storage(format!("cannot open lock file {}: {e}", lock_path.display())))?;
-    match file.try_lock() {
+    // A few short retries before giving up: a child process spawned by this process at the
+    // moment the store closed can hold the lock's file description until it calls exec.
+    let mut attempt = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if attempt < 10 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {
             // Best effort: the pid only improves the error message of a second opener.
             let _ = file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id()));
