@@ -17,6 +17,7 @@ crate::conformance!(
     list_pages_through_everything,
     other_dimensions_are_refused_on_reopen,
     stats_count_sources_and_indexes_differ_explicitly,
+    concurrent_upserts_of_the_same_new_keys_all_succeed,
 );
 
 async fn create_get_update_delete_round_trip(kind: Kind) {
@@ -317,5 +318,49 @@ async fn stats_count_sources_and_indexes_differ_explicitly(kind: Kind) {
             assert!(!store.drop_index().await.unwrap());
         }
     }
+    t.cleanup().await;
+}
+
+/// Several writers upserting the same keys at once, none of which exist yet: every call
+/// succeeds (no unique-violation error for the loser), each key ends up as exactly one row, and
+/// its content is one writer's whole document. Batch sizes cover PostgreSQL's per-key locks
+/// (up to 32 keys) and its table-wide lock for larger batches.
+async fn concurrent_upserts_of_the_same_new_keys_all_succeed(kind: Kind) {
+    let t = Fixture::new(kind);
+    let store = t.plain(32).await;
+    let sizes = [40usize, 8, 1, 33];
+    for (round, &size) in sizes.iter().enumerate() {
+        let writers = (0..4).map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Each writer sends the keys in its own order.
+                let mut batch: Vec<NewDocument> = (0..size)
+                    .map(|i| {
+                        NewDocument::new(format!("title {i}"), format!("round {round} writer {w} key {i}"))
+                            .with_key(format!("r{round}-k{i}"))
+                    })
+                    .collect();
+                batch.rotate_left(w * size / 4);
+                store.batch(batch).await
+            })
+        });
+        let reports: Vec<_> = futures_util::future::join_all(writers).await;
+        let mut created = 0;
+        for r in reports {
+            let report = r.unwrap().unwrap_or_else(|e| panic!("round {round}: a concurrent upsert failed: {e}"));
+            assert_eq!(report.ids.len(), size);
+            created += report.created;
+        }
+        assert_eq!(created, size, "round {round}: each new key is created exactly once");
+        for i in 0..size {
+            let doc = store.get_by_key(&format!("r{round}-k{i}")).await.unwrap();
+            assert!(
+                (0..4).any(|w| doc.content == format!("round {round} writer {w} key {i}")),
+                "content is one writer's: {}",
+                doc.content
+            );
+        }
+    }
+    assert_eq!(store.stats().await.unwrap().storage.documents, sizes.iter().sum::<usize>() as u64);
     t.cleanup().await;
 }

@@ -127,3 +127,33 @@ async fn ping_analyze_and_debug_hide_secrets() {
     assert!(!format!("{err} {err:?}").contains("hunter2"));
     t.cleanup().await;
 }
+
+/// The store prepares its statements once per connection. When the table is dropped and
+/// recreated behind its back (another store's migration), the next calls still work: the server
+/// re-plans the cached statements against the new table.
+#[tokio::test]
+async fn cached_statements_survive_the_table_being_recreated() {
+    let t = PgTable::new();
+    let a = t.plain(16).await;
+    let first = a.create(NewDocument::new("first", "alpha beta").with_key("k1")).await.unwrap();
+    // Every read path runs (and prepares its statement) a few times.
+    for _ in 0..6 {
+        a.get(first.id).await.unwrap();
+        a.get_by_key("k1").await.unwrap();
+        a.search("alpha", &SearchOptions::top(3)).await.unwrap();
+        a.list(0, 10, false).await.unwrap();
+    }
+    t.sql(&format!("DROP TABLE {}", t.table)).await;
+    // A second store migrates again: a new, empty table of the same shape.
+    let b = t.plain(16).await;
+    let second = b.create(NewDocument::new("second", "gamma delta").with_key("k2")).await.unwrap();
+    assert_eq!(a.get(second.id).await.unwrap().title, "second");
+    assert!(matches!(a.get_by_key("k1").await, Err(Error::KeyNotFound { .. })), "the old row went with the old table");
+    assert_eq!(a.get_by_key("k2").await.unwrap().id, second.id);
+    let hits = a.search("gamma", &SearchOptions::top(3)).await.unwrap();
+    assert_eq!(hits.iter().map(|h| h.document.id).collect::<Vec<_>>(), vec![second.id]);
+    assert_eq!(a.list(0, 10, false).await.unwrap().len(), 1);
+    a.delete(second.id).await.unwrap();
+    assert!(matches!(b.get(second.id).await, Err(Error::NotFound { .. })));
+    t.cleanup().await;
+}

@@ -157,8 +157,9 @@ impl Backend for PgBackend {
     }
 
     async fn delete(&self, id: i64) -> Result<bool> {
-        let conn = self.pool.get().await?;
-        let n = conn.execute(&self.sql.delete, &[&id]).await?;
+        let mut conn = self.pool.get().await?;
+        let stmt = conn.statement(&self.sql.delete, &[Type::INT8]).await?;
+        let n = conn.execute(&stmt, &[&id]).await?;
         Ok(n == 1)
     }
 

@@ -61,23 +61,26 @@ pub(crate) fn row_to_document(row: &Row, with_embedding: bool) -> Document {
 
 impl PgBackend {
     pub(crate) async fn get_impl(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
-        let conn = self.pool.get().await?;
+        let mut conn = self.pool.get().await?;
         let sql = if with_embedding { &self.sql.get_emb } else { &self.sql.get };
-        let row = conn.query_opt(sql, &[&id]).await?;
+        let stmt = conn.statement(sql, &[Type::INT8]).await?;
+        let row = conn.query_opt(&stmt, &[&id]).await?;
         Ok(row.map(|r| row_to_document(&r, with_embedding)))
     }
 
     pub(crate) async fn get_by_key_impl(&self, key: &str, with_embedding: bool) -> Result<Option<Document>> {
-        let conn = self.pool.get().await?;
+        let mut conn = self.pool.get().await?;
         let sql = if with_embedding { &self.sql.get_key_emb } else { &self.sql.get_key };
-        let row = conn.query_opt(sql, &[&key]).await?;
+        let stmt = conn.statement(sql, &[Type::TEXT]).await?;
+        let row = conn.query_opt(&stmt, &[&key]).await?;
         Ok(row.map(|r| row_to_document(&r, with_embedding)))
     }
 
     pub(crate) async fn list_impl(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
-        let conn = self.pool.get().await?;
+        let mut conn = self.pool.get().await?;
         let sql = if with_embedding { &self.sql.list_emb } else { &self.sql.list };
-        let rows = conn.query(sql, &[&after_id, &(limit as i64)]).await?;
+        let stmt = conn.statement(sql, &[Type::INT8, Type::INT8]).await?;
+        let rows = conn.query(&stmt, &[&after_id, &(limit as i64)]).await?;
         Ok(rows.iter().map(|r| row_to_document(r, with_embedding)).collect())
     }
 
@@ -201,11 +204,20 @@ impl PgBackend {
             ));
         }
         let mut conn = self.pool.get().await?;
-        if conn.search_settings.as_deref() == Some(settings.as_str()) {
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+        // EXPLAIN text is not cached: it is a diagnostic, and one-off.
+        if explain {
+            conn.batch_execute(&settings).await?;
+            conn.search_settings = Some(settings);
             return Ok(conn.query_typed(&sql, &params).await?);
         }
+        let stmt = conn.statement(&sql, &types).await?;
+        if conn.search_settings.as_deref() == Some(settings.as_str()) {
+            return Ok(conn.query(&stmt, &values).await?);
+        }
         // Pipelined: the SETs and the query go out together and cost one round trip.
-        let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query_typed(&sql, &params));
+        let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query(&stmt, &values));
         conn.search_settings = set.is_ok().then_some(settings);
         set?;
         Ok(rows?)

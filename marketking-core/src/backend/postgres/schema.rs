@@ -64,12 +64,20 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         )"
     ))
     .await?;
-    let existing = tx
+    let mut existing = tx
         .query_opt(
             &format!("SELECT schema_version, model, dimensions FROM {meta} WHERE table_name = $1"),
             &[&table.table],
         )
         .await?;
+    let table_exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?.get(0);
+    if existing.is_some() && !table_exists {
+        // The table was dropped by hand (a reset) and its meta row stayed: nothing is left to
+        // keep, so it is created again, for this model and these dimensions.
+        tracing::info!(table = %table.display(), "table was dropped; creating it again");
+        tx.execute(&format!("DELETE FROM {meta} WHERE table_name = $1"), &[&table.table]).await?;
+        existing = None;
+    }
     match existing {
         Some(row) => {
             let stored_version: i32 = row.get(0);
@@ -97,8 +105,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         }
         None => {
             let t = table.quoted();
-            let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t]).await?.get(0);
-            if exists {
+            if table_exists {
                 return Err(Error::config(
                     "table",
                     format!(

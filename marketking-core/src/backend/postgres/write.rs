@@ -13,6 +13,9 @@ use crate::document::{BatchReport, NewDocument};
 use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 
+/// Batches with up to this many keys lock each key; larger ones lock the table's keyed writes.
+const MAX_KEY_LOCKS: usize = 32;
+
 impl PgBackend {
     pub(crate) async fn write_batch_impl(
         &self,
@@ -27,15 +30,46 @@ impl PgBackend {
         let keys: Vec<&str> = docs.iter().filter_map(|d| d.key.as_deref()).collect();
         let mut existing = HashMap::new();
         if !keys.is_empty() {
-            // FOR UPDATE: a concurrent upsert of the same keys waits for us instead of racing.
-            let rows = tx
-                .query(
-                    &format!(
-                        "SELECT id, key, title, content, source, metadata FROM {t} WHERE key = ANY($1) FOR UPDATE"
-                    ),
-                    &[&keys],
-                )
-                .await?;
+            // A concurrent upsert of the same keys must wait for us instead of racing. Row locks
+            // (FOR UPDATE) cover keys that exist; keys that do not exist yet have no row to lock,
+            // and two writers would both insert one and the second would fail on the unique
+            // index. So advisory locks first, scoped to this transaction and namespaced by table:
+            // a small batch takes the table's lock shared plus one lock per key (in one sorted
+            // order, so overlapping batches cannot deadlock); a large batch takes the table's
+            // lock exclusively instead, so the server's lock table (sized by
+            // max_locks_per_transaction) is never asked for thousands of entries.
+            let namespace = format!("marketking:keys:{t}");
+            let batch_namespace = format!("marketking:batch:{t}");
+            let per_key = keys.len() <= MAX_KEY_LOCKS;
+            let table_lock = if per_key {
+                "SELECT pg_advisory_xact_lock_shared(hashtext($1), 0)"
+            } else {
+                "SELECT pg_advisory_xact_lock(hashtext($1), 0)"
+            };
+            let select =
+                format!("SELECT id, key, title, content, source, metadata FROM {t} WHERE key = ANY($1) FOR UPDATE");
+            // `query_typed` sends its request on the first poll and `join3` polls in order, so
+            // the statements run in this order in one round trip, and the SELECT takes its
+            // snapshot once the locks are held: it sees rows a previous holder committed.
+            let (table_locked, keys_locked, rows) = futures_util::future::join3(
+                tx.query_typed(table_lock, &[(&batch_namespace, Type::TEXT)]),
+                async {
+                    if !per_key {
+                        return Ok(Vec::new());
+                    }
+                    tx.query_typed(
+                        "SELECT count(pg_advisory_xact_lock(hashtext($2), h)) FROM \
+                         (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS s",
+                        &[(&keys, Type::TEXT_ARRAY), (&namespace, Type::TEXT)],
+                    )
+                    .await
+                },
+                tx.query_typed(&select, &[(&keys, Type::TEXT_ARRAY)]),
+            )
+            .await;
+            table_locked?;
+            keys_locked?;
+            let rows = rows?;
             for r in rows {
                 existing.insert(
                     r.get::<_, String>(1),
