@@ -637,9 +637,9 @@ mod embedded {
         let t = Store::embedded();
         assert!(ok(&t.run_stdin(&["import", "-"], text.as_bytes())).contains("created 247"));
         assert_eq!(t.export(&["--with-embeddings"]).len(), 247);
-        // Rows with a precomputed embedding count as updated on re-import (the core does not
-        // compare vectors); nothing is duplicated.
-        assert!(ok(&t.run_stdin(&["import", "-"], text.as_bytes())).contains("created 0, updated 247"));
+        // Re-importing the same rows with their embeddings is a no-op: the stored vectors are
+        // compared, every keyed row is unchanged, nothing is duplicated.
+        assert!(ok(&t.run_stdin(&["import", "-"], text.as_bytes())).contains("created 0, updated 0, unchanged 247"));
         assert_eq!(t.count(), 247);
         // Without embeddings, a re-import is a no-op: every keyed row is unchanged.
         let plain: String = s.export(&[]).iter().map(|r| format!("{r}\n")).collect();

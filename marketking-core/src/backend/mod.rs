@@ -202,6 +202,14 @@ pub(crate) struct Existing {
     pub(crate) content: String,
     pub(crate) source: Option<String>,
     pub(crate) metadata: Value,
+    /// The stored vector: read only when the batch brings precomputed vectors for existing
+    /// keys, to tell an unchanged vector from a new one.
+    pub(crate) embedding: Option<Vec<f32>>,
+}
+
+/// Whether a batch needs the stored vectors of its keys (see [`Existing::embedding`]).
+pub(crate) fn needs_stored_vectors(docs: &[NewDocument]) -> bool {
+    docs.iter().any(|d| d.key.is_some() && d.embedding.is_some())
 }
 
 /// What to do with one input document of a batch.
@@ -209,9 +217,10 @@ pub(crate) struct Existing {
 pub(crate) enum Action {
     /// New row.
     Insert,
-    /// Existing key, same text: keep the vector, maybe update source/metadata.
+    /// Existing key, same text (and, for a precomputed vector, the same vector): keep the
+    /// stored vector, maybe update source/metadata.
     Touch { id: i64, changed: bool },
-    /// Existing key, new text (or a new precomputed vector): rewrite with a new vector.
+    /// Existing key, new text or a different precomputed vector: rewrite with a new vector.
     Rewrite { id: i64 },
 }
 
@@ -227,7 +236,11 @@ pub(crate) fn plan_batch(docs: &[NewDocument], existing: &HashMap<String, Existi
             }
             Ok(match existing.get(key) {
                 None => Action::Insert,
-                Some(e) if d.embedding.is_none() && e.title == d.title && e.content == d.content => {
+                Some(e)
+                    if e.title == d.title
+                        && e.content == d.content
+                        && d.embedding.as_ref().is_none_or(|v| e.embedding.as_ref() == Some(v)) =>
+                {
                     Action::Touch { id: e.id, changed: e.source != d.source || e.metadata != d.metadata }
                 }
                 Some(e) => Action::Rewrite { id: e.id },
@@ -280,7 +293,14 @@ mod tests {
         let mut existing = HashMap::new();
         existing.insert(
             "a".to_string(),
-            Existing { id: 1, title: "t".into(), content: "c".into(), source: None, metadata: serde_json::json!({}) },
+            Existing {
+                id: 1,
+                title: "t".into(),
+                content: "c".into(),
+                source: None,
+                metadata: serde_json::json!({}),
+                embedding: Some(vec![0.6, 0.8]),
+            },
         );
         let same = NewDocument::new("t", "c").with_key("a");
         let meta = NewDocument::new("t", "c").with_key("a").with_source("s");
@@ -293,6 +313,11 @@ mod tests {
         assert_eq!(plan_batch(&[meta], &existing).unwrap(), vec![Action::Touch { id: 1, changed: true }]);
         assert_eq!(plan_batch(&[text], &existing).unwrap(), vec![Action::Rewrite { id: 1 }]);
         assert_eq!(plan_batch(&[fresh], &existing).unwrap(), vec![Action::Insert]);
+        // A precomputed vector equal to the stored one keeps the row; a different one rewrites.
+        let same_vector = NewDocument::new("t", "c").with_key("a").with_embedding(vec![0.6, 0.8]);
+        let new_vector = NewDocument::new("t", "c").with_key("a").with_embedding(vec![0.8, 0.6]);
+        assert_eq!(plan_batch(&[same_vector], &existing).unwrap(), vec![Action::Touch { id: 1, changed: false }]);
+        assert_eq!(plan_batch(&[new_vector], &existing).unwrap(), vec![Action::Rewrite { id: 1 }]);
         let err = plan_batch(&[same.clone(), same], &existing).unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{err}");
     }

@@ -104,6 +104,29 @@ async fn batch_upserts_by_key_and_skips_unchanged_embeddings(kind: Kind) {
     );
     assert!(matches!(store.get_by_key("nope").await, Err(Error::KeyNotFound { .. })));
 
+    // Precomputed vectors (a re-import of an export): the same vector is unchanged, a metadata
+    // change keeps the vector, a different vector is written.
+    let vectors = random_vectors(3, 32, 3, 9);
+    let pre: Vec<NewDocument> = (0..3)
+        .map(|i| NewDocument::new(format!("p{i}"), format!("pre {i}")).with_key(format!("pre-{i}")))
+        .zip(&vectors)
+        .map(|(d, v)| d.with_embedding(v.clone()))
+        .collect();
+    let r = store.batch(pre.clone()).await.unwrap();
+    assert_eq!((r.created, r.updated, r.unchanged, r.embedded), (3, 0, 0, 0));
+    let r = store.batch(pre.clone()).await.unwrap();
+    assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 3), "same vectors: nothing to write");
+    let mut next = pre.clone();
+    next[0].metadata = json!({"v": 2});
+    next[1].embedding = Some(vectors[2].clone());
+    let r = store.batch(next).await.unwrap();
+    assert_eq!((r.created, r.updated, r.unchanged, r.embedded), (0, 2, 1, 0));
+    let p0 = store.get_by_key("pre-0").await.unwrap();
+    assert_eq!(p0.metadata, json!({"v": 2}));
+    assert_eq!(store.get_with_embedding(p0.id).await.unwrap().embedding.as_ref(), Some(&vectors[0]));
+    let p1 = store.get_by_key("pre-1").await.unwrap();
+    assert_eq!(store.get_with_embedding(p1.id).await.unwrap().embedding.as_ref(), Some(&vectors[2]));
+
     let dup = vec![NewDocument::new("a", "b").with_key("d"), NewDocument::new("c", "d").with_key("d")];
     assert!(matches!(store.batch(dup).await, Err(Error::Conflict { .. })));
     t.cleanup().await;

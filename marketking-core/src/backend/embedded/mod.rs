@@ -48,8 +48,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 
 use crate::backend::{
-    fill_embeddings, finish_hits, plan_batch, Action, Backend, Existing, IndexInfo, IndexSpec, SourceCount,
-    StorageStats,
+    fill_embeddings, finish_hits, needs_stored_vectors, plan_batch, Action, Backend, Existing, IndexInfo, IndexSpec,
+    SourceCount, StorageStats,
 };
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::embedder::Embedder;
@@ -409,11 +409,14 @@ impl Shared {
         self.mem.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The stored rows of these keys.
-    fn existing(&self, keys: &[String]) -> Result<HashMap<String, Existing>> {
+    /// The stored rows of these keys (with their vectors when `with_vectors`).
+    fn existing(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT id, title, content, source, metadata FROM documents WHERE key = ?1")?;
+        let mut stmt = conn.prepare_cached(if with_vectors {
+            "SELECT id, title, content, source, metadata, embedding FROM documents WHERE key = ?1"
+        } else {
+            "SELECT id, title, content, source, metadata FROM documents WHERE key = ?1"
+        })?;
         let mut out = HashMap::new();
         for key in keys {
             let found = stmt
@@ -424,6 +427,10 @@ impl Shared {
                         content: r.get(2)?,
                         source: r.get(3)?,
                         metadata: parse_metadata(r.get_ref(4)?.as_str()?)?,
+                        embedding: match with_vectors {
+                            true => decode_vector(r.get_ref(5)?.as_blob()?, self.dims),
+                            false => None,
+                        },
                     })
                 })
                 .optional()?;
@@ -879,7 +886,9 @@ impl Backend for EmbeddedBackend {
     async fn write_batch(&self, mut docs: Vec<NewDocument>, embedder: &dyn Embedder) -> Result<BatchReport> {
         let _writer = self.writer.lock().await;
         let keys: Vec<String> = docs.iter().filter_map(|d| d.key.clone()).collect();
-        let existing = if keys.is_empty() { HashMap::new() } else { self.run(move |s| s.existing(&keys)).await? };
+        let with_vectors = needs_stored_vectors(&docs);
+        let existing =
+            if keys.is_empty() { HashMap::new() } else { self.run(move |s| s.existing(&keys, with_vectors)).await? };
         let actions = plan_batch(&docs, &existing)?;
         drop(existing);
         // Embed in full chunks of the embedder's batch size, counting only the documents that

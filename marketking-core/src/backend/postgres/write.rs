@@ -8,7 +8,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::PgBackend;
-use crate::backend::{fill_embeddings, plan_batch, Action, Existing};
+use crate::backend::{fill_embeddings, needs_stored_vectors, plan_batch, Action, Existing};
 use crate::document::{BatchReport, NewDocument};
 use crate::embedder::Embedder;
 use crate::error::{Error, Result};
@@ -46,8 +46,11 @@ impl PgBackend {
             } else {
                 "SELECT pg_advisory_xact_lock(hashtext($1), 0)"
             };
-            let select =
-                format!("SELECT id, key, title, content, source, metadata FROM {t} WHERE key = ANY($1) FOR UPDATE");
+            let with_vectors = needs_stored_vectors(&docs);
+            let select = format!(
+                "SELECT id, key, title, content, source, metadata{} FROM {t} WHERE key = ANY($1) FOR UPDATE",
+                if with_vectors { ", embedding" } else { "" }
+            );
             // `query_typed` sends its request on the first poll and `join3` polls in order, so
             // the statements run in this order in one round trip, and the SELECT takes its
             // snapshot once the locks are held: it sees rows a previous holder committed.
@@ -73,7 +76,14 @@ impl PgBackend {
             for r in rows {
                 existing.insert(
                     r.get::<_, String>(1),
-                    Existing { id: r.get(0), title: r.get(2), content: r.get(3), source: r.get(4), metadata: r.get(5) },
+                    Existing {
+                        id: r.get(0),
+                        title: r.get(2),
+                        content: r.get(3),
+                        source: r.get(4),
+                        metadata: r.get(5),
+                        embedding: with_vectors.then(|| r.get::<_, Vector>(6).to_vec()),
+                    },
                 );
             }
         }
@@ -144,8 +154,16 @@ impl PgBackend {
                     idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
                 let group_actions: Vec<Action> = idx.iter().map(|&i| actions[i]).collect();
                 report.embedded += fill_embeddings(embedder, &mut group, &group_actions).await?;
-                let vectors: Vec<Option<Vector>> =
-                    group.iter_mut().map(|d| d.embedding.take().map(Vector::from)).collect();
+                // A touched row keeps its stored vector (a precomputed one equal to it is not
+                // written again).
+                let vectors: Vec<Option<Vector>> = group
+                    .iter_mut()
+                    .zip(&group_actions)
+                    .map(|(d, a)| match a {
+                        Action::Touch { .. } => None,
+                        _ => d.embedding.take().map(Vector::from),
+                    })
+                    .collect();
                 let futures = idx.iter().zip(&group).zip(&vectors).map(|((&i, d), v)| {
                     let id = &report.ids[i];
                     let (rewrite, touch, tx) = (&rewrite, &touch, &tx);
