@@ -248,8 +248,10 @@ impl VectorStore {
         opts.validate()?;
         validate_vector("vector", vector, self.dimensions())?;
         let generation = self.generation().await;
-        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let result_key = generation.map(|g| self.result_key(g, b"v", &bytes, opts));
+        let result_key = generation.map(|g| {
+            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+            self.result_key(g, b"v", &bytes, opts)
+        });
         if let Some(hits) = self.cached_results(result_key.as_deref()).await {
             return Ok(hits);
         }
