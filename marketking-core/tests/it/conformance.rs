@@ -18,6 +18,7 @@ crate::conformance!(
     other_dimensions_are_refused_on_reopen,
     stats_count_sources_and_indexes_differ_explicitly,
     concurrent_upserts_of_the_same_new_keys_all_succeed,
+    reimport_of_thousands_of_rows_with_vectors_is_unchanged,
 );
 
 async fn create_get_update_delete_round_trip(kind: Kind) {
@@ -385,5 +386,31 @@ async fn concurrent_upserts_of_the_same_new_keys_all_succeed(kind: Kind) {
         }
     }
     assert_eq!(store.stats().await.unwrap().storage.documents, sizes.iter().sum::<usize>() as u64);
+    t.cleanup().await;
+}
+
+/// Re-importing an export made with embeddings (thousands of keyed rows with vectors, on a store
+/// that never read a vector before): every row is unchanged, and the call returns. Reading the
+/// stored vectors of a whole batch once hung on PostgreSQL (the `vector` column type was looked
+/// up on the connection while the rows were still queued).
+async fn reimport_of_thousands_of_rows_with_vectors_is_unchanged(kind: Kind) {
+    let t = Fixture::new(kind);
+    let vectors = random_vectors(3000, 64, 10, 5);
+    let rows: Vec<NewDocument> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            NewDocument::new(format!("t{i}"), format!("c{i}")).with_key(format!("k{i}")).with_embedding(v.clone())
+        })
+        .collect();
+    let first = t.plain(64).await;
+    assert_eq!(first.batch(rows.clone()).await.unwrap().created, 3000);
+    drop(first);
+    let store = t.plain(64).await;
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), store.batch(rows))
+        .await
+        .expect("a re-import with vectors must not hang")
+        .unwrap();
+    assert_eq!((report.created, report.updated, report.unchanged), (0, 0, 3000));
     t.cleanup().await;
 }

@@ -24,12 +24,26 @@ impl PgBackend {
     ) -> Result<BatchReport> {
         let t = &self.sql.table;
         let mut conn = self.pool.get().await?;
+        let keys: Vec<&str> = docs.iter().filter_map(|d| d.key.as_deref()).collect();
+        let with_vectors = needs_stored_vectors(&docs);
+        // Prepared (and cached on the connection) before the transaction: a statement whose rows
+        // hold a `vector` must have its column types resolved before it runs. Sent unprepared,
+        // tokio-postgres would look the type up on the same connection while the rows are
+        // still arriving, and wait forever once more rows than its buffer holds are queued.
+        let select = if keys.is_empty() {
+            None
+        } else {
+            let sql = format!(
+                "SELECT id, key, title, content, source, metadata{} FROM {t} WHERE key = ANY($1) FOR UPDATE",
+                if with_vectors { ", embedding" } else { "" }
+            );
+            Some(conn.statement(&sql, &[Type::TEXT_ARRAY]).await?)
+        };
         // Dropping `tx` without commit rolls back: any error below leaves no row behind.
         let tx = conn.transaction().await?;
 
-        let keys: Vec<&str> = docs.iter().filter_map(|d| d.key.as_deref()).collect();
         let mut existing = HashMap::new();
-        if !keys.is_empty() {
+        if let Some(select) = select {
             // A concurrent upsert of the same keys must wait for us instead of racing. Row locks
             // (FOR UPDATE) cover keys that exist; keys that do not exist yet have no row to lock,
             // and two writers would both insert one and the second would fail on the unique
@@ -46,14 +60,9 @@ impl PgBackend {
             } else {
                 "SELECT pg_advisory_xact_lock(hashtext($1), 0)"
             };
-            let with_vectors = needs_stored_vectors(&docs);
-            let select = format!(
-                "SELECT id, key, title, content, source, metadata{} FROM {t} WHERE key = ANY($1) FOR UPDATE",
-                if with_vectors { ", embedding" } else { "" }
-            );
-            // `query_typed` sends its request on the first poll and `join3` polls in order, so
-            // the statements run in this order in one round trip, and the SELECT takes its
-            // snapshot once the locks are held: it sees rows a previous holder committed.
+            // Each query sends its request on the first poll and `join3` polls in order, so the
+            // statements run in this order in one round trip, and the SELECT takes its snapshot
+            // once the locks are held: it sees rows a previous holder committed.
             let (table_locked, keys_locked, rows) = futures_util::future::join3(
                 tx.query_typed(table_lock, &[(&batch_namespace, Type::TEXT)]),
                 async {
@@ -67,7 +76,7 @@ impl PgBackend {
                     )
                     .await
                 },
-                tx.query_typed(&select, &[(&keys, Type::TEXT_ARRAY)]),
+                tx.query(&select, &[&keys]),
             )
             .await;
             table_locked?;
