@@ -499,3 +499,111 @@ fn binary_serves_and_shuts_down_on_sigterm() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A slow OpenAI-compatible embeddings server on a thread: answers every POST after `delay`
+/// with one 8-dimensional vector per input. Returns its base URL.
+fn slow_embedder(delay: Duration) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let inputs = request["input"].as_array().map_or(1, Vec::len);
+                std::thread::sleep(delay);
+                let data: Vec<serde_json::Value> = (0..inputs)
+                    .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, (i + 1) as f32]}))
+                    .collect();
+                let reply = json!({"object": "list", "data": data, "model": "slow"}).to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+/// SIGTERM while a search is waiting on the embedder: the search still completes with 200, and
+/// the process then exits cleanly (the graceful shutdown finishes in-flight requests).
+#[test]
+fn sigterm_finishes_the_request_in_flight() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = std::env::temp_dir().join(format!("mkh_inflight_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_marketking-http"))
+        .args(["--bind", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env("MARKETKING_DB_PATH", dir.join("s.db"))
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", slow_embedder(Duration::from_millis(1500)))
+        .env("MARKETKING_EMBEDDING_MODEL", "slow")
+        .env("MARKETKING_EMBEDDING_DIMENSIONS", "8")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(pos) = line.find("127.0.0.1:").filter(|_| line.contains("listening")) {
+            let digits: String = line[pos + 10..].chars().take_while(char::is_ascii_digit).collect();
+            break digits.parse::<u16>().unwrap();
+        }
+    };
+    // Keep reading the server's log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let search = std::thread::spawn(move || {
+        let body = r#"{"query": "waiting for the embedder", "k": 3}"#;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "POST /v1/search HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    });
+    // The search is now waiting on the embedder (1.5 s).
+    std::thread::sleep(Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let resp = search.join().unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "the in-flight search must complete: {resp}");
+    assert!(resp.contains("\"hits\""), "{resp}");
+    assert!(started.elapsed() >= Duration::from_millis(800), "the answer came after the signal, from the embedder");
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "server did not stop after the request finished");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
