@@ -162,7 +162,22 @@ impl From<tokio_postgres::Error> for Error {
                 }
                 Error::Database { message: db.message().to_string(), code: Some(db.code().code().to_string()) }
             }
-            None => Error::Database { message: e.to_string(), code: None },
+            None => {
+                // The driver's own text is only the kind ("error performing TLS handshake"); the
+                // reason (refused, certificate not trusted...) is in the source chain. None of
+                // these carry the connection string.
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    let text = cause.to_string();
+                    if !message.ends_with(&text) {
+                        message.push_str(": ");
+                        message.push_str(&text);
+                    }
+                    source = cause.source();
+                }
+                Error::Database { message, code: None }
+            }
         }
     }
 }

@@ -157,3 +157,48 @@ async fn cached_statements_survive_the_table_being_recreated() {
     assert!(matches!(b.get(second.id).await, Err(Error::NotFound { .. })));
     t.cleanup().await;
 }
+
+/// TLS with a private CA: `sslmode=verify-full` plus `sslrootcert` naming the server's own
+/// certificate (the local server's self-signed "snakeoil" one, issued to `localhost`). The store
+/// connects over TLS; without the root file the same certificate is refused; a missing file or a
+/// root file without TLS is a configuration error naming `sslrootcert`.
+#[tokio::test]
+async fn tls_with_a_private_root_certificate() {
+    let t = PgTable::new();
+    let rows = t.sql("SELECT current_setting('ssl'), current_setting('ssl_cert_file'), current_setting('port')").await;
+    let (ssl, cert, port): (String, String, String) = (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    assert_eq!(ssl, "on", "the local server is expected to serve TLS (Debian's default)");
+    let open = |url: String| {
+        let table = t.table.clone();
+        async move {
+            VectorStore::builder()
+                .database_url(url)
+                .table(table)
+                .pool_size(1)
+                .embedder(HashingEmbedder::new(16).unwrap())
+                .cache(NoCache)
+                .build()
+                .await
+        }
+    };
+    let base = format!("postgres://postgres@localhost:{port}/test");
+    let store = open(format!("{base}?sslmode=verify-full&sslrootcert={cert}")).await.unwrap();
+    let doc = store.create(NewDocument::new("over tls", "encrypted")).await.unwrap();
+    assert_eq!(store.get(doc.id).await.unwrap().title, "over tls");
+    let tls_sessions = t
+        .sql(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.datname = 'test'",
+        )
+        .await;
+    assert!(tls_sessions[0].get::<_, i64>(0) >= 1, "the store's connection uses TLS");
+    drop(store);
+
+    // The same server without the private root: the certificate is not trusted.
+    let err = open(format!("{base}?sslmode=require")).await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    let err = open(format!("{base}?sslmode=require&sslrootcert=/nonexistent/ca.pem")).await.unwrap_err();
+    assert!(matches!(&err, Error::Config { field, .. } if field == "sslrootcert"), "{err}");
+    let err = open(format!("{base}?sslrootcert={cert}")).await.unwrap_err();
+    assert!(matches!(&err, Error::Config { field, .. } if field == "sslrootcert"), "{err}");
+    t.cleanup().await;
+}

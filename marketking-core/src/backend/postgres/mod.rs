@@ -11,13 +11,11 @@
 //!   streams at the server's COPY speed and still reports ids in input order.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::types::{Kind, Type};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::backend::{Backend, IndexInfo, IndexSpec, StorageStats};
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
@@ -29,6 +27,7 @@ mod ident;
 mod pool;
 mod read;
 mod schema;
+mod tls;
 mod write;
 
 pub(crate) use ident::TableName;
@@ -63,12 +62,14 @@ impl PgBackend {
             return Err(Error::config("dimensions", format!("pgvector supports 1..=16000 dimensions, got {dims}")));
         }
         // The URL is never echoed back: it may hold a password.
-        let mut config = tokio_postgres::Config::from_str(url)
+        let tls_options = tls::split(url)?;
+        let mut config = tokio_postgres::Config::from_str(&tls_options.url)
             .map_err(|e| Error::config("DATABASE_URL", format!("is not a valid PostgreSQL connection string ({e})")))?;
-        // TLS only when asked for with `sslmode=require`, and then the server certificate is
-        // verified against the webpki roots (managed Postgres). The driver's default `prefer`
-        // would try TLS against local servers' self-signed certificates and fail, so anything
-        // but `require` means plain TCP.
+        // TLS only when asked for with `sslmode=require` (or libpq's `verify-ca`/`verify-full`),
+        // and then the server certificate and host name are verified against the webpki roots
+        // (managed Postgres) or the `sslrootcert` file. The driver's default `prefer` would try
+        // TLS against local servers' self-signed certificates and fail, so anything else means
+        // plain TCP.
         if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         }
@@ -87,7 +88,15 @@ impl PgBackend {
             config.get_dbname().unwrap_or(""),
             table.display()
         );
-        let manager = Manager(PostgresConnectionManager::new(config, tls_connector()?));
+        let tls_on = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+        if tls_options.root_cert.is_some() && !tls_on {
+            return Err(Error::config(
+                "sslrootcert",
+                "is only used with sslmode=require (or verify-ca / verify-full); add it to the connection string",
+            ));
+        }
+        let root_cert = tls_options.root_cert.or_else(|| tls_on.then(tls::root_cert_from_env).flatten());
+        let manager = Manager(PostgresConnectionManager::new(config, tls::connector(root_cert.as_deref())?));
         // One connection made by hand first: a pool only reports "timed out" when the server is
         // unreachable, while this gives the real reason (refused, auth failed, no database...).
         let mut first = bb8::ManageConnection::connect(&manager).await?;
@@ -123,19 +132,6 @@ impl PgBackend {
             max_size: pool_size,
         })
     }
-}
-
-/// TLS through rustls with the webpki roots; used when the connection string has
-/// `sslmode=require`.
-fn tls_connector() -> Result<MakeRustlsConnect> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config("tls", e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
 }
 
 #[async_trait]
