@@ -456,21 +456,23 @@ async fn request_timeout_answers_json() {
     t.cleanup().await;
 }
 
-#[test]
-fn binary_serves_and_shuts_down_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let dir = std::env::temp_dir().join(format!("mkh_srv_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_marketking-http"))
-        .args(["--bind", "127.0.0.1:0"])
+/// Starts the `marketking-http` binary on an ephemeral loopback port over an embedded store in
+/// `dir`, with `env` added, and returns it with its port (read from its "listening" log line).
+/// The rest of its log is drained on a thread, so it never blocks on a full pipe.
+fn spawn_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_marketking-http"));
+    cmd.args(["--bind", "127.0.0.1:0"])
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env("MARKETKING_DB_PATH", dir.join("s.db"))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let port = loop {
         let line = lines.next().expect("server exited before listening").unwrap();
@@ -479,6 +481,36 @@ fn binary_serves_and_shuts_down_on_sigterm() {
             break digits.parse::<u16>().unwrap();
         }
     };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, port)
+}
+
+fn sigterm(child: &std::process::Child) {
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+}
+
+/// Waits up to 20 s from `started` for `child` to exit.
+fn wait_exit(
+    mut child: std::process::Child,
+    started: std::time::Instant,
+    timeout_msg: &str,
+) -> std::process::ExitStatus {
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{timeout_msg}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn binary_serves_and_shuts_down_on_sigterm() {
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("mkh_srv_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (child, port) = spawn_binary(&dir, &[]);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
     let mut resp = String::new();
@@ -486,16 +518,8 @@ fn binary_serves_and_shuts_down_on_sigterm() {
     assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
     assert!(resp.to_lowercase().contains("x-request-id"), "{resp}");
 
-    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    sigterm(&child);
+    let status = wait_exit(child, std::time::Instant::now(), "server did not stop on SIGTERM");
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -548,33 +572,19 @@ fn slow_embedder(delay: Duration) -> String {
 /// the process then exits cleanly (the graceful shutdown finishes in-flight requests).
 #[test]
 fn sigterm_finishes_the_request_in_flight() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let dir = std::env::temp_dir().join(format!("mkh_inflight_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_marketking-http"))
-        .args(["--bind", "127.0.0.1:0"])
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env("MARKETKING_DB_PATH", dir.join("s.db"))
-        .env("OPENAI_API_KEY", "sk-test")
-        .env("OPENAI_BASE_URL", slow_embedder(Duration::from_millis(1500)))
-        .env("MARKETKING_EMBEDDING_MODEL", "slow")
-        .env("MARKETKING_EMBEDDING_DIMENSIONS", "8")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
-        if let Some(pos) = line.find("127.0.0.1:").filter(|_| line.contains("listening")) {
-            let digits: String = line[pos + 10..].chars().take_while(char::is_ascii_digit).collect();
-            break digits.parse::<u16>().unwrap();
-        }
-    };
-    // Keep reading the server's log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let embedder = slow_embedder(Duration::from_millis(1500));
+    let (child, port) = spawn_binary(
+        &dir,
+        &[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", &embedder),
+            ("MARKETKING_EMBEDDING_MODEL", "slow"),
+            ("MARKETKING_EMBEDDING_DIMENSIONS", "8"),
+        ],
+    );
     let search = std::thread::spawn(move || {
         let body = r#"{"query": "waiting for the embedder", "k": 3}"#;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -591,19 +601,12 @@ fn sigterm_finishes_the_request_in_flight() {
     // The search is now waiting on the embedder (1.5 s).
     std::thread::sleep(Duration::from_millis(400));
     let started = std::time::Instant::now();
-    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    sigterm(&child);
     let resp = search.join().unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "the in-flight search must complete: {resp}");
     assert!(resp.contains("\"hits\""), "{resp}");
     assert!(started.elapsed() >= Duration::from_millis(800), "the answer came after the signal, from the embedder");
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not stop after the request finished");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(child, started, "server did not stop after the request finished");
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
