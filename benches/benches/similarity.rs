@@ -3,7 +3,9 @@
 //! `cosine_similarity` at 384, 1536 and 3072 dimensions (no network, no database).
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use marketking_core::cosine_similarity;
 
 fn vectors(dims: usize) -> (Vec<f32>, Vec<f32>) {

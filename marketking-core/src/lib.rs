@@ -24,6 +24,8 @@ mod embedder;
 mod error;
 mod similarity;
 mod store;
+#[cfg(any(feature = "postgres", feature = "openai"))]
+mod tls;
 
 pub use backend::{IndexInfo, IndexKind, IndexSpec, PoolStats, SourceCount, StorageStats};
 #[cfg(feature = "redis")]

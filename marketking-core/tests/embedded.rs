@@ -16,7 +16,7 @@ use marketking_core::{
     SearchOptions, SourceCount, VectorStore,
 };
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
 /// Between fork and exec, a child spawned by `killed_batch_is_all_or_nothing` shares the open
@@ -213,7 +213,7 @@ const WORDS: [&str; 12] =
     ["red", "running", "shoes", "trail", "coffee", "mug", "ceramic", "laptop", "stand", "desk", "lamp", "wool"];
 
 fn sample_doc(i: usize, rng: &mut StdRng) -> NewDocument {
-    let content: Vec<&str> = (0..6).map(|_| WORDS[rng.gen_range(0..WORDS.len())]).collect();
+    let content: Vec<&str> = (0..6).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect();
     let mut d = NewDocument::new(format!("Item {i}"), content.join(" ")).with_metadata(json!({
         "lang": if i.is_multiple_of(3) { "de" } else { "en" },
         "n": i % 5,
@@ -595,7 +595,7 @@ async fn large_store_parallel_scan_is_exact() {
         .await
         .unwrap();
     let mut rng = StdRng::seed_from_u64(2024);
-    let vector = |rng: &mut StdRng| (0..128).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let vector = |rng: &mut StdRng| (0..128).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
     let docs: Vec<NewDocument> = (0..20_000)
         .map(|i| {
             let d = NewDocument::new(format!("d{i}"), "x").with_embedding(vector(&mut rng));
@@ -651,7 +651,7 @@ fn child_writer() {
         let mut rng = StdRng::seed_from_u64(seed);
         let docs: Vec<NewDocument> = (0..KILL_BATCH)
             .map(|i| {
-                let v: Vec<f32> = (0..64).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let v: Vec<f32> = (0..64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
                 NewDocument::new(format!("doc {i}"), "killed batch").with_embedding(v)
             })
             .collect();
@@ -704,7 +704,7 @@ fn killed_batch_is_all_or_nothing() {
         }
         // The kill point: somewhere in the batch (or after it, for the longer delays).
         if max_delay_ms > 0 {
-            std::thread::sleep(Duration::from_millis(rng.gen_range(0..=max_delay_ms)));
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..=max_delay_ms)));
         }
         child.kill().unwrap();
         child.wait().unwrap();

@@ -999,7 +999,7 @@ mod tests {
     use super::*;
     use crate::similarity::cosine_similarity;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
     use serde_json::json;
 
     const SOURCES: [&str; 4] = ["a", "b", "c", "d"];
@@ -1012,7 +1012,7 @@ mod tests {
         let mut raw = Vec::new();
         for i in 0..n {
             let id = (i as i64) * 3 + 1;
-            let v: Vec<f32> = (0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let v: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let source = (!i.is_multiple_of(5)).then(|| SOURCES[i % 4].to_string());
             let metadata = json!({"group": i % 7, "tags": if i.is_multiple_of(2) { json!(["even"]) } else { json!(["odd", "x"]) }});
             let filter = RowFilter {
@@ -1072,7 +1072,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(99);
         for (opts, exclude) in option_sets() {
             for _ in 0..3 {
-                let q: Vec<f32> = (0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let q: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
                 let got = scan(&mem, &normalize(&q), &opts, exclude, 1);
                 let want = reference(&raw, &q, &opts, exclude);
                 let got_ids: Vec<i64> = got.iter().map(|c| c.id).collect();
@@ -1091,7 +1091,7 @@ mod tests {
         let (mem, _) = random_index(2000, dims, 3);
         let mut rng = StdRng::seed_from_u64(5);
         for (opts, exclude) in option_sets() {
-            let q: Vec<f32> = normalize(&(0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<_>>());
+            let q: Vec<f32> = normalize(&(0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
             let single = scan(&mem, &q, &opts, exclude, 1);
             for threads in [2, 3, 4, 7] {
                 let par = scan(&mem, &q, &opts, exclude, threads);

@@ -7,7 +7,6 @@
 //! replace the webpki roots, for servers with a private CA.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -88,33 +87,7 @@ pub(crate) fn root_cert_from_env() -> Option<PathBuf> {
 
 /// TLS through rustls: the webpki roots, or only the certificates of `root_cert`.
 pub(crate) fn connector(root_cert: Option<&Path>) -> Result<MakeRustlsConnect> {
-    let mut roots = rustls::RootCertStore::empty();
-    match root_cert {
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(path) => {
-            use rustls::pki_types::pem::PemObject;
-            use rustls::pki_types::CertificateDer;
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| Error::config("sslrootcert", format!("cannot read {shown}: {e}")))?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::config("sslrootcert", format!("{shown} is not a PEM certificate file: {e}")))?;
-            if certs.is_empty() {
-                return Err(Error::config("sslrootcert", format!("{shown} holds no certificate")));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::config("sslrootcert", format!("{shown}: unusable certificate: {e}")))?;
-            }
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config("tls", e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
+    Ok(MakeRustlsConnect::new(crate::tls::client_config(root_cert, "sslrootcert")?))
 }
 
 #[cfg(test)]
