@@ -27,6 +27,9 @@ mod store;
 #[cfg(any(feature = "postgres", feature = "openai"))]
 mod tls;
 
+/// Re-exported so implementing [`Embedder`] or [`Cache`] needs no extra dependency:
+/// `#[marketking_core::async_trait]` on the `impl`.
+pub use async_trait::async_trait;
 pub use backend::{IndexInfo, IndexKind, IndexSpec, PoolStats, SourceCount, StorageStats};
 #[cfg(feature = "redis")]
 pub use cache::RedisCache;
