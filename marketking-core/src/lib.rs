@@ -23,6 +23,7 @@ mod document;
 mod embedder;
 mod error;
 mod gate;
+mod plan;
 mod similarity;
 mod store;
 #[cfg(any(feature = "postgres", feature = "openai"))]

@@ -15,6 +15,7 @@ mod builder;
 mod counted;
 mod result_cache;
 mod search;
+mod write;
 
 use builder::Config;
 pub use builder::{StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
@@ -144,7 +145,7 @@ impl VectorStore {
         for (i, d) in docs.iter().enumerate() {
             d.validate(dims).map_err(|e| index_field(e, i))?;
         }
-        let report = self.inner.backend.write_batch(docs, &self.inner.embedder).await?;
+        let report = self.write_planned(docs).await?;
         self.invalidate().await;
         Ok(report)
     }

@@ -29,10 +29,9 @@
 //!   Stored vectors are kept as written (f32 little-endian blobs); the normalised copies live only
 //!   in memory, and `include_embedding` returns the stored vector.
 //! * **Writers are serialised** by an async mutex, so the existing rows a batch plans against
-//!   cannot change before it writes. Embedding happens before the write transaction starts, so no
-//!   SQLite lock is held during (possibly slow, remote) embedder calls and readers keep going;
-//!   an embedder error anywhere means nothing is written. All SQLite work runs on the blocking
-//!   thread pool.
+//!   cannot change before it writes. The store embeds before it calls the backend, so neither
+//!   that mutex nor a SQLite lock is held during (possibly slow, remote) embedder calls. All
+//!   SQLite work runs on the blocking thread pool.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -45,14 +44,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 
-use crate::backend::{
-    fill_embeddings, finish_hits, needs_stored_vectors, plan_batch, Action, Backend, Existing, IndexInfo, IndexSpec,
-    SourceCount, StorageStats,
-};
+use crate::backend::{finish_hits, Backend, IndexInfo, IndexSpec, SourceCount, StorageStats, Written};
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
-use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::gate::CommitGate;
+use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Action, Existing};
 use crate::similarity::dot;
 
 mod lock;
@@ -737,7 +733,13 @@ fn scan_range(
 
 #[async_trait]
 impl Backend for EmbeddedBackend {
-    async fn write_batch(&self, mut docs: Vec<NewDocument>, embedder: &dyn Embedder) -> Result<BatchReport> {
+    async fn existing(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>> {
+        let keys = keys.to_vec();
+        self.run(move |s| s.existing(&keys, with_vectors)).await
+    }
+
+    async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written> {
+        // Writers are serialised, so the rows read here cannot change before the write.
         let _writer = self.writer.lock().await;
         let keys: Vec<String> = docs.iter().filter_map(|d| d.key.clone()).collect();
         let with_vectors = needs_stored_vectors(&docs);
@@ -745,30 +747,12 @@ impl Backend for EmbeddedBackend {
             if keys.is_empty() { HashMap::new() } else { self.run(move |s| s.existing(&keys, with_vectors)).await? };
         let actions = plan_batch(&docs, &existing)?;
         drop(existing);
-        // Embed in full chunks of the embedder's batch size, counting only the documents that
-        // need a vector; an error here returns before anything is written.
-        let batch = embedder.max_batch_size().max(1);
-        let needs = |d: &NewDocument, a: &Action| d.embedding.is_none() && !matches!(a, Action::Touch { .. });
-        let mut embedded = 0;
-        let mut start = 0;
-        while start < docs.len() {
-            let mut end = start;
-            let mut n = 0;
-            while end < docs.len() && n < batch {
-                if needs(&docs[end], &actions[end]) {
-                    n += 1;
-                }
-                end += 1;
-            }
-            if n > 0 {
-                embedded += fill_embeddings(embedder, &mut docs[start..end], &actions[start..end]).await?;
-            }
-            start = end;
+        let missing = missing_vectors(&docs, &actions);
+        if !missing.is_empty() {
+            return Ok(Written::NeedVectors(docs, missing));
         }
         let gate = CommitGate::current();
-        let mut report = self.run(move |s| s.write(docs, actions, gate.as_ref())).await?;
-        report.embedded = embedded;
-        Ok(report)
+        Ok(Written::Done(self.run(move |s| s.write(docs, actions, gate.as_ref())).await?))
     }
 
     async fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
