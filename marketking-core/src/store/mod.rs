@@ -130,7 +130,7 @@ impl VectorStore {
         // Validated here too so a single document's errors name the bare field (`title`).
         doc.validate(self.dimensions())?;
         let report = self.batch(vec![doc]).await?;
-        self.get(report.ids[0]).await
+        self.get(only_id(&report)?).await
     }
 
     /// Stores many documents in one transaction (all or nothing), embedding in chunks of the
@@ -166,7 +166,7 @@ impl VectorStore {
         } else {
             UpsertOutcome::Unchanged
         };
-        Ok((self.get(report.ids[0]).await?, outcome))
+        Ok((self.get(only_id(&report)?).await?, outcome))
     }
 
     /// The document with this id (without its embedding).
@@ -299,6 +299,11 @@ impl VectorStore {
         o.probes.get_or_insert(self.inner.probes);
         o
     }
+}
+
+/// The id of a one-document batch.
+fn only_id(report: &BatchReport) -> Result<i64> {
+    report.ids.first().copied().ok_or_else(|| Error::Storage("a one-document write reported no id".into()))
 }
 
 /// Prefixes a field error with the document's position in a batch.

@@ -576,22 +576,20 @@ impl MemIndex {
         self.ids.len()
     }
 
-    fn vector(&self, row: usize) -> &[f32] {
-        &self.vectors[row * self.dims..(row + 1) * self.dims]
-    }
-
     /// Inserts a new row or updates an existing one.
     fn apply(&mut self, p: Pending) {
         match self.pos.get(&p.id) {
             Some(&row) => {
-                if let Some(unit) = p.unit {
-                    self.vectors[row * self.dims..(row + 1) * self.dims].copy_from_slice(&unit);
+                let d = self.dims;
+                if let (Some(unit), Some(slot)) = (p.unit, self.vectors.get_mut(row * d..(row + 1) * d)) {
+                    slot.copy_from_slice(&unit);
                 }
-                let r = &mut self.rows[row];
-                r.source = p.source;
-                r.metadata = p.metadata;
-                if let Some(c) = p.created_at {
-                    r.created_at = c;
+                if let Some(r) = self.rows.get_mut(row) {
+                    r.source = p.source;
+                    r.metadata = p.metadata;
+                    if let Some(c) = p.created_at {
+                        r.created_at = c;
+                    }
                 }
             }
             None => {
@@ -614,11 +612,13 @@ impl MemIndex {
         let Some(row) = self.pos.remove(&id) else {
             return false;
         };
-        let last = self.ids.len() - 1;
+        let last = self.ids.len().saturating_sub(1);
         if row != last {
             let d = self.dims;
             self.vectors.copy_within(last * d..(last + 1) * d, row * d);
-            self.pos.insert(self.ids[last], row);
+            if let Some(&moved) = self.ids.last() {
+                self.pos.insert(moved, row);
+            }
         }
         self.ids.swap_remove(row);
         self.rows.swap_remove(row);
@@ -705,18 +705,18 @@ fn scan_range(
     }
     let filtered = opts.has_filters();
     let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(k + 1);
-    for row in range {
-        let id = mem.ids[row];
+    let d = mem.dims.max(1);
+    let ids = mem.ids.get(range.clone()).unwrap_or_default();
+    let rows = mem.rows.get(range.clone()).unwrap_or_default();
+    let vectors = mem.vectors.get(range.start * d..range.end * d).unwrap_or_default().chunks_exact(d);
+    for ((&id, r), vector) in ids.iter().zip(rows).zip(vectors) {
         if exclude == Some(id) {
             continue;
         }
-        if filtered {
-            let r = &mem.rows[row];
-            if !opts.matches(r.source.as_deref(), &r.metadata, r.created_at) {
-                continue;
-            }
+        if filtered && !opts.matches(r.source.as_deref(), &r.metadata, r.created_at) {
+            continue;
         }
-        let score = dot(query, mem.vector(row));
+        let score = dot(query, vector);
         if opts.min_score.is_some_and(|m| score < m) {
             continue;
         }
@@ -989,7 +989,7 @@ mod tests {
         for (id, v, _) in raw.iter().filter(|r| r.0 != raw[10].0 && r.0 != raw[49].0) {
             let row = mem.pos[id];
             assert_eq!(mem.ids[row], *id);
-            assert_eq!(mem.vector(row), normalize(v).as_slice());
+            assert_eq!(&mem.vectors[row * 8..(row + 1) * 8], normalize(v).as_slice());
         }
     }
 
