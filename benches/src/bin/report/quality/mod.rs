@@ -54,7 +54,7 @@ struct Args {
     /// Fail (exit 1) when any measured recall@k is below this: a sanity floor for CI.
     #[arg(long, value_name = "RECALL")]
     min_recall: Option<f64>,
-    /// Write the JSON result here (default target/mk-bench/quality-<dataset sha>-<time>.json).
+    /// Write the JSON result here (default `target/mk-bench/quality-<dataset sha>-<time>.json`).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Print a comparison with an earlier JSON result file.
