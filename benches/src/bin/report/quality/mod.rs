@@ -126,6 +126,10 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
         (true, Some(_)) => vec![BackendKind::Embedded, BackendKind::Postgres],
         (true, None) => vec![BackendKind::Embedded],
     };
+    anyhow::ensure!(
+        database_url.is_some() || !backends.contains(&BackendKind::Postgres),
+        "--backend postgres needs DATABASE_URL"
+    );
     let info = &data.info;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("# MarketKing search quality: {}\n", info.dir.display());
