@@ -35,6 +35,10 @@ pub(crate) struct GlobalArgs {
     /// Print only results and errors: no progress bar, no summaries.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
+    /// Set when `--db-path` is on the command line without `--database-url`: the embedded
+    /// file then wins over `DATABASE_URL` in the environment (flags win).
+    #[arg(skip)]
+    pub(crate) embedded_only: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@ use crate::args::GlobalArgs;
 
 /// Opens (and migrates) the store. Precedence: flags, then the environment (clap folds
 /// `DATABASE_URL`, `MARKETKING_DB_PATH`, `MARKETKING_TABLE` and `REDIS_URL` into the flags; `main`
-/// ignores `DATABASE_URL` when `--db-path` is on the command line), then `marketking.toml`
+/// marks `--db-path` on the command line as winning over `DATABASE_URL`), then `marketking.toml`
 /// (already applied to `global`), then the core's other `MARKETKING_*` variables, then defaults.
 pub(crate) async fn open_store(global: &GlobalArgs) -> anyhow::Result<VectorStore> {
     // `from_env` first: values set after it win over the environment.
@@ -16,7 +16,10 @@ pub(crate) async fn open_store(global: &GlobalArgs) -> anyhow::Result<VectorStor
         builder = builder.database_url(url.clone());
     }
     if let Some(path) = &global.db_path {
-        builder = builder.db_path(path.clone());
+        builder = match global.embedded_only {
+            true => builder.embedded(path.clone()),
+            false => builder.db_path(path.clone()),
+        };
     }
     if let Some(table) = &global.table {
         builder = builder.table(table.clone());

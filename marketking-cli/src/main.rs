@@ -19,10 +19,9 @@ fn main() -> ExitCode {
     let matches = args::Cli::command().get_matches();
     let mut cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // `--db-path` on the command line means the embedded store even when DATABASE_URL is in
-    // the environment (flags win). The core reads DATABASE_URL itself, so drop it here, before
-    // any thread exists.
+    // the environment (flags win); `config::open_store` applies it.
     if from_command_line(&matches, "db_path") && !from_command_line(&matches, "database_url") {
-        std::env::remove_var("DATABASE_URL");
+        cli.global.embedded_only = true;
         cli.global.database_url = None;
     }
     init_tracing(&cli.global);

@@ -92,20 +92,9 @@ pub(crate) fn print_document(out: &mut impl Write, d: &Document) -> std::io::Res
     writeln!(out, "{}", d.content)
 }
 
-/// Bytes as B / KiB / MiB / GiB.
+/// Bytes as B / KiB / MiB / GiB (indicatif's formatting, as the progress bar shows them).
 pub(crate) fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    indicatif::HumanBytes(b).to_string()
 }
 
 pub(crate) fn print_stats(out: &mut impl Write, s: &Stats) -> std::io::Result<()> {
@@ -151,6 +140,6 @@ mod tests {
     #[test]
     fn bytes_are_readable() {
         assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(8192), "8.0 KiB");
+        assert_eq!(human_bytes(8192), "8.00 KiB");
     }
 }

@@ -219,9 +219,11 @@ impl Error {
 }
 
 /// How long a client should wait before retrying when the storage is unavailable.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Error {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Error::Unavailable { message: message.into(), retry_after: UNAVAILABLE_RETRY_AFTER, source: None }
     }
@@ -232,6 +234,7 @@ impl Error {
     }
 
     /// [`Error::Storage`] with its cause.
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub(crate) fn storage_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Storage { message: message.into(), source: Some(source.into()) }
     }

@@ -84,6 +84,7 @@ impl CommitGate {
     }
 
     /// Fails with [`Error::Cancelled`] once the gate is cancelled (for long writes to stop early).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub(crate) fn check(&self) -> Result<()> {
         if self.is_cancelled() {
             return Err(Error::Cancelled);
@@ -93,6 +94,7 @@ impl CommitGate {
 }
 
 /// The commit point of a write made in async code: checks the current task's gate, if any.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn commit_point() -> Result<()> {
     CommitGate::current().map_or(Ok(()), |g| g.enter_commit())
 }

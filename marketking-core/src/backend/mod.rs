@@ -218,6 +218,7 @@ pub(crate) trait Backend: Send + Sync + Debug {
 
 /// Opens the backend `storage` names, for `model` with `dims` dimensions (connects, migrates,
 /// checks the model guard).
+#[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(unused_variables, unreachable_code))]
 pub(crate) async fn open(storage: StorageConfig, model: &str, dims: usize) -> Result<Box<dyn Backend>> {
     Ok(match storage {
         #[cfg(feature = "postgres")]
@@ -239,6 +240,7 @@ pub(crate) async fn open(storage: StorageConfig, model: &str, dims: usize) -> Re
 
 /// What [`Backend::write_batch`] did.
 #[derive(Debug)]
+#[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
 pub(crate) enum Written {
     /// Committed.
     Done(BatchReport),
@@ -248,6 +250,7 @@ pub(crate) enum Written {
 }
 
 /// Sorts hits best first (ties by id) and applies `min_score` and `k`.
+#[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
 pub(crate) fn finish_hits(mut hits: Vec<SearchHit>, opts: &SearchOptions) -> Vec<SearchHit> {
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.document.id.cmp(&b.document.id)));
     if let Some(min) = opts.min_score {

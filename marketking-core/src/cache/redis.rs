@@ -80,11 +80,18 @@ impl RedisCache {
     }
 }
 
-/// Removes userinfo from a URL for display.
+/// The URL with its user and password replaced by `***`, for display. A URL that does not
+/// parse is not shown at all (it might still hold a password).
 pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_password(None);
+                let _ = u.set_username("***");
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_string(),
     }
 }
 
@@ -123,5 +130,7 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(super::redact_url("redis://:s3cret@h:6379/0"), "redis://***@h:6379/0");
         assert_eq!(super::redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(super::redact_url("redis://user:p@ss@h/0"), "redis://***@h/0");
+        assert_eq!(super::redact_url("not a url :s3cret@"), "<unparsable URL>");
     }
 }

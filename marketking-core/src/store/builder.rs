@@ -57,6 +57,8 @@ pub const DEFAULT_POOL_SIZE: u32 = 8;
 pub(crate) struct Config {
     pub(crate) database_url: Option<String>,
     pub(crate) db_path: Option<PathBuf>,
+    /// Set by [`VectorStoreBuilder::embedded`]: the file wins over any database URL.
+    pub(crate) embedded_only: bool,
     pub(crate) table: String,
     pub(crate) pool_size: u32,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
@@ -77,6 +79,7 @@ impl Default for Config {
         Config {
             database_url: None,
             db_path: None,
+            embedded_only: false,
             table: DEFAULT_TABLE.into(),
             pool_size: DEFAULT_POOL_SIZE,
             embedder: None,
@@ -210,6 +213,14 @@ impl VectorStoreBuilder {
         self
     }
 
+    /// Uses the embedded store at `path` even when a database URL is set (on the builder or
+    /// in `DATABASE_URL`): an explicit choice of the file, as a command-line flag is.
+    pub fn embedded(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.db_path = Some(path.into());
+        self.config.embedded_only = true;
+        self
+    }
+
     /// Table name (default `embeddings`); letters, digits and `_`, optionally `schema.table`.
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.config.table = table.into();
@@ -268,10 +279,10 @@ impl VectorStoreBuilder {
     pub fn storage(&self) -> StorageConfig {
         let c = &self.config;
         match &c.database_url {
-            Some(url) => StorageConfig::Postgres { url: url.clone(), table: c.table.clone(), pool_size: c.pool_size },
-            None => {
-                StorageConfig::Embedded { path: c.db_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)) }
+            Some(url) if !c.embedded_only => {
+                StorageConfig::Postgres { url: url.clone(), table: c.table.clone(), pool_size: c.pool_size }
             }
+            _ => StorageConfig::Embedded { path: c.db_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)) },
         }
     }
 
