@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Documents in the timeout-then-retry batch (large enough to take over 1 s to write).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 50_000)]
     timeout_docs: usize,
     /// Keep the work directory even when every target held.
     #[arg(long)]
@@ -99,6 +99,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     let pg_bin = pg::find_bin(args.pg_bin.as_deref())?;
     let mut ctx = Ctx::new(&bin_dir, args.redis_bin, pg_bin, work, args.clients.max(1), args.timeout_docs)?;
     println!("fault-suite: work dir {}", ctx.work.display());
+    procs::record_pids_in(ctx.work.join("pids"));
 
     let mut checks = Checks::default();
     let started = Instant::now();

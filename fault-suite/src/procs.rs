@@ -3,13 +3,24 @@
 
 use std::fs::OpenOptions;
 use std::future::Future;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
+
+/// `<work>/pids`: every child's pid and name, one a line, so that `scripts/fault-suite.sh` can
+/// still stop them if the suite itself is killed with SIGKILL (no destructor runs then).
+static PID_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sets the file where child pids are listed.
+pub(crate) fn record_pids_in(path: PathBuf) {
+    let _ = PID_FILE.set(path);
+}
 
 /// A running child process with its output in a log file. Dropping it kills it (SIGKILL).
 #[derive(Debug)]
@@ -28,6 +39,11 @@ impl Proc {
         cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let pid = child.id().context("child has no pid")?;
+        if let Some(file) = PID_FILE.get() {
+            let line = format!("{pid} {}\n", cmd.as_std().get_program().to_string_lossy());
+            let _ =
+                OpenOptions::new().create(true).append(true).open(file).and_then(|mut f| f.write_all(line.as_bytes()));
+        }
         Ok(Proc { name: name.to_string(), child, pid, log: log.to_path_buf() })
     }
 

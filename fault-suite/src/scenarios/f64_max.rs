@@ -36,7 +36,7 @@ fn is_2xx(r: &Result<Reply, Failure>) -> bool {
 }
 
 pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
-    let (storage, docs) = ctx.pg_table_with("f64_max", 50).await?;
+    let (storage, docs) = ctx.pg_table_with("fs_f64_max", 50).await?;
     let Storage::Pg { url, table } = &storage else { unreachable!("pg_table_with gives a PostgreSQL table") };
     let mut server = Server::start(ctx, ServerOpts::new("f64-max-server", storage.clone(), Cache::None)).await?;
     let http = server.http.clone();

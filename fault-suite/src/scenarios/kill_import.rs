@@ -29,7 +29,7 @@ pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
     let file = ctx.file("kill-import.jsonl");
     data::write_jsonl(&file, &docs)?;
     let url = ctx.pg().await?.url();
-    let pg = Storage::Pg { url, table: "kill_import.docs".into() };
+    let pg = Storage::Pg { url, table: "fs_kill_import.docs".into() };
     backend(ctx, checks, "postgres", &pg, &file, &docs).await?;
     let embedded = Storage::Embedded(ctx.file("kill-import.db"));
     backend(ctx, checks, "embedded", &embedded, &file, &docs).await
@@ -48,13 +48,13 @@ async fn backend(
     for round in 1..=2 {
         // Each run is killed once it has committed two more batches than the previous one had,
         // so the kill lands while a later batch is being embedded or written.
-        let (at_kill, elapsed) = killed_import(ctx, storage, file, committed + 2 * BATCH).await?;
+        let (at_kill, how, elapsed) = killed_import(ctx, storage, file, committed + 2 * BATCH).await?;
         let keys = stored_keys(storage).await?;
         let n = keys.len();
         let prefix: HashSet<&str> = docs.iter().take(n).map(|d| d.key.as_str()).collect();
         let exact = keys.len() == prefix.len() && keys.iter().all(|k| prefix.contains(k.as_str()));
         info(format!(
-            "run {round}: killed after {:.2}s with {at_kill} rows seen committed; {n} rows in the table after the kill",
+            "run {round}: killed after {:.2}s, {how}, with {at_kill} rows seen committed; {n} rows in the table after",
             elapsed.as_secs_f64()
         ));
         checks.check(
@@ -102,13 +102,28 @@ fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
 
-/// Starts an import, kill -9s it once `threshold` rows are committed, and returns the count
-/// seen at that moment and the run time. Fails if the import ends on its own first.
-async fn killed_import(ctx: &Ctx, storage: &Storage, file: &Path, threshold: usize) -> Result<(usize, Duration)> {
+/// Starts an import and kill -9s it once `threshold` rows are committed and the next batch is
+/// being written; returns the count seen then, how the kill landed, and the run time. Fails if
+/// the import ends on its own first.
+///
+/// On PostgreSQL "being written" is observed: the importer's backend holds a transaction with an
+/// xid, i.e. uncommitted rows. The embedded store cannot be watched from outside, so the kill
+/// comes half a batch interval (measured between the commits seen) after the threshold.
+async fn killed_import(
+    ctx: &Ctx,
+    storage: &Storage,
+    file: &Path,
+    threshold: usize,
+) -> Result<(usize, String, Duration)> {
     let mut cmd = cli(ctx, storage);
     cmd.arg("import").arg(file).args(["--batch-size", &BATCH.to_string()]);
     let mut child = Proc::spawn("marketking import", cmd, &ctx.file("kill-import.log"))?;
     let started = Instant::now();
+    let admin = match storage {
+        Storage::Pg { url, .. } => Some(pg::connect(url).await?),
+        Storage::Embedded(_) => None,
+    };
+    let (mut last, mut last_change, mut interval) = (0, Instant::now(), Duration::from_millis(20));
     loop {
         if let Some(status) = child.exited()? {
             bail!(
@@ -117,16 +132,42 @@ async fn killed_import(ctx: &Ctx, storage: &Storage, file: &Path, threshold: usi
             );
         }
         let n = stored_keys(storage).await.map(|k| k.len()).unwrap_or(0);
+        if n != last {
+            interval = last_change.elapsed();
+            (last, last_change) = (n, Instant::now());
+        }
         if n >= threshold {
-            child.kill9().await?;
-            return Ok((n, started.elapsed()));
+            let how = match &admin {
+                Some(admin) if writing(admin).await? => "while its transaction held uncommitted rows".to_string(),
+                Some(_) => String::new(),
+                None => {
+                    tokio::time::sleep(interval / 2).await;
+                    format!("{:.0} ms into the next batch", (interval / 2).as_secs_f64() * 1000.0)
+                }
+            };
+            if !how.is_empty() {
+                child.kill9().await?;
+                return Ok((n, how, started.elapsed()));
+            }
         }
         if started.elapsed() > Duration::from_secs(120) {
             bail!("no progress: {n} rows after 120 s");
         }
-        // Polling a committed count; 5 ms is well under the time one batch takes.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Polling a committed count; 2 ms is well under the time one batch takes.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// Whether a backend other than `admin`'s has a transaction with an xid (uncommitted writes).
+async fn writing(admin: &tokio_postgres::Client) -> Result<bool> {
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL",
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) > 0)
 }
 
 /// The keys of the committed rows (none when the table or file does not exist yet).

@@ -72,7 +72,7 @@ fn recovery(samples: &[Sample], back: f64) -> Option<f64> {
 }
 
 pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
-    let (storage, _) = ctx.pg_table_with("pg_restart", 1000).await?;
+    let (storage, _) = ctx.pg_table_with("fs_restart", 1000).await?;
     let Storage::Pg { url, table } = &storage else { unreachable!("a PostgreSQL table") };
     let ids: Vec<i64> = {
         let admin = pg::connect(url).await?;

@@ -35,7 +35,7 @@ async fn pool_full(admin: &tokio_postgres::Client) -> Result<i64> {
 }
 
 pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
-    let (storage, _) = ctx.pg_table_with("pg_terminate", 1000).await?;
+    let (storage, _) = ctx.pg_table_with("fs_terminate", 1000).await?;
     let Storage::Pg { url, table } = &storage else { unreachable!("a PostgreSQL table") };
     let admin = pg::connect(url).await?;
     let ids: Vec<i64> = admin.query(&format!("SELECT id FROM {table}"), &[]).await?.iter().map(|r| r.get(0)).collect();
@@ -47,6 +47,8 @@ pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
     info(format!("{clients} clients, reads (search, get, similar), pool of {POOL}, cache off"));
     let clock = Clock::start();
     let load = Load::start(&server.http, clients, clock, reads(ids, data::queries(100)));
+    // A second of steady load first: the "before" row is the baseline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut marks = Vec::new();
     for round in 1..=2 {
         let open = pool_full(&admin).await?;

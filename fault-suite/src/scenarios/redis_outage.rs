@@ -72,7 +72,7 @@ fn ratio(outage: &Summary, baseline: &Summary) -> f64 {
 }
 
 pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
-    let (storage, _) = ctx.pg_table_with("redis_outage", 1000).await?;
+    let (storage, _) = ctx.pg_table_with("fs_redis_outage", 1000).await?;
     let mut redis = ctx.redis("redis-outage-redis").await?;
     let none = Server::start(ctx, ServerOpts::new("redis-outage-nocache", storage.clone(), Cache::None)).await?;
     let cached = Server::start(ctx, ServerOpts::new("redis-outage-redis", storage, Cache::Redis(redis.url()))).await?;

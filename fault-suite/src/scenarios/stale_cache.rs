@@ -71,7 +71,7 @@ async fn write_probe(server: &Server, title: &str, query: &str) -> Result<String
 }
 
 pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
-    let (storage, _) = ctx.pg_table_with("stale_cache", 300).await?;
+    let (storage, _) = ctx.pg_table_with("fs_stale_cache", 300).await?;
     let redis = ctx.redis("stale-cache-redis").await?;
     let proxy = Proxy::start(redis.port()).await?;
     let url = format!("redis://127.0.0.1:{}/0", proxy.port());
