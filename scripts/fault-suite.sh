@@ -27,7 +27,7 @@ cleanup() {
   # Only pids it listed, and only if they still run one of its programs (a pid may be reused).
   if [ -f "$WORK/pids" ]; then
     while read -r pid prog; do
-      if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$(basename "$prog")"; then
+      if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$(basename "$prog")"; then
         kill -9 "$pid" 2>/dev/null || true
       fi
     done < "$WORK/pids"

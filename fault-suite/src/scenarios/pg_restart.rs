@@ -124,18 +124,26 @@ pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
     let outage: Vec<&Sample> = run.samples.iter().filter(|s| s.start >= t_stop).collect();
     print_table("by operation, from the stop on", &by_op(outage.iter().copied(), end - t_stop));
 
-    let not_ready = probes.iter().filter(|p| p.result == Ok(503)).map(|p| p.end - t_down).reduce(f64::min);
+    // Probes sent once PostgreSQL is down; a 503 while it is still shutting down says nothing
+    // about whether /readyz notices an outage.
+    let not_ready =
+        probes.iter().filter(|p| p.start >= t_down && p.result == Ok(503)).map(|p| p.end - t_down).reduce(f64::min);
     let ready_again =
         probes.iter().filter(|p| p.start >= t_back && p.result == Ok(200)).map(|p| p.end - t_back).reduce(f64::min);
-    let probe_summary = {
+    let tally = |from: f64, to: f64| {
         let mut by: std::collections::BTreeMap<String, usize> = Default::default();
-        for p in &probes {
+        for p in probes.iter().filter(|p| p.start >= from && p.start < to) {
             *by.entry(p.result.map_or_else(|t| t.to_string(), |s| s.to_string())).or_default() += 1;
         }
         by.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ")
     };
     let slowest = probes.iter().map(|p| p.end - p.start).fold(0.0, f64::max);
-    info(format!("/readyz probes: {probe_summary}; slowest answer {slowest:.2}s"));
+    info(format!(
+        "/readyz probes: before {}; sent while down {}; after {}; slowest answer {slowest:.2}s",
+        tally(f64::MIN, t_down),
+        tally(t_down, t_back),
+        tally(t_back, f64::MAX)
+    ));
     let fmt = |x: Option<f64>| x.map_or("never".to_string(), |s| format!("{s:.2}s"));
 
     let all = Summary::of(&run.samples, run.secs);
