@@ -278,10 +278,12 @@ impl SearchOptions {
         if let Some(m) = &self.metadata {
             validate_metadata("metadata filter", m)?;
         }
-        if let (Some(a), Some(b)) = (self.created_after, self.created_before) {
-            if a >= b {
-                return Err(Error::invalid("created_before", "must be later than created_after"));
-            }
+        // An empty or inverted range is valid and matches nothing (like SQL's `>= a AND < b`).
+        if let Some(a) = &self.created_after {
+            validate_timestamp("created_after", a)?;
+        }
+        if let Some(b) = &self.created_before {
+            validate_timestamp("created_before", b)?;
         }
         if let Some(ef) = self.ef_search {
             if ef == 0 || ef > 1000 {
@@ -410,23 +412,65 @@ pub(crate) fn validate_metadata(field: &str, metadata: &Value) -> Result<()> {
     if !metadata.is_object() {
         return Err(Error::invalid(field, "must be a JSON object"));
     }
-    // PostgreSQL text and jsonb cannot hold NUL characters.
-    if metadata.to_string().contains("\\u0000") {
+    // PostgreSQL text and jsonb cannot hold NUL characters, in keys or in string values. (Only a
+    // real NUL counts: the six characters `\u0000` written literally are ordinary text.)
+    if has_nul(metadata) {
         return Err(Error::invalid(field, "must not contain NUL characters"));
     }
     Ok(())
 }
 
-/// Checks a vector's length and that every value is finite and it is not all zeros.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// Earliest instant a date filter accepts: RFC 3339's first year (PostgreSQL goes back to 4713
+/// BC, chrono further; one range for both backends).
+pub const MIN_TIMESTAMP: &str = "0000-01-01T00:00:00Z";
+/// Latest instant a date filter accepts: RFC 3339's last year.
+pub const MAX_TIMESTAMP: &str = "9999-12-31T23:59:59.999999Z";
+
+fn validate_timestamp(field: &str, t: &DateTime<Utc>) -> Result<()> {
+    use chrono::Datelike;
+    if !(0..=9999).contains(&t.year()) {
+        return Err(Error::invalid(
+            field,
+            format!("must be between {MIN_TIMESTAMP} and {MAX_TIMESTAMP}, got {}", t.to_rfc3339()),
+        ));
+    }
+    Ok(())
+}
+
+/// Largest magnitude of one vector value. pgvector computes norms and dot products in 32-bit
+/// floats: with at most 16,000 dimensions of at most 1e16 each, a squared norm stays below
+/// `f32::MAX` (3.4e38), so a distance is never infinite or NaN.
+pub const MAX_VECTOR_VALUE: f32 = 1e16;
+/// A vector needs at least one value at least this large in magnitude, so its squared norm
+/// (at least 1e-30) does not underflow to zero in 32-bit floats (cosine would be undefined).
+pub const MIN_VECTOR_PEAK: f32 = 1e-15;
+
+/// Checks a vector's length, that every value is finite and at most [`MAX_VECTOR_VALUE`] in
+/// magnitude, and that one value reaches [`MIN_VECTOR_PEAK`] (so it is not all zeros).
 pub(crate) fn validate_vector(field: &str, v: &[f32], dimensions: usize) -> Result<()> {
     if v.len() != dimensions {
         return Err(Error::DimensionMismatch { expected: dimensions, actual: v.len() });
     }
-    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(field, format!("value at index {i} is not finite ({})", v[i])));
+    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite() || x.abs() > MAX_VECTOR_VALUE) {
+        return Err(Error::invalid(
+            field,
+            format!("value at index {i} must be a finite number between -{MAX_VECTOR_VALUE:e} and {MAX_VECTOR_VALUE:e}, got {x}"),
+        ));
     }
-    if v.iter().all(|x| *x == 0.0) {
-        return Err(Error::invalid(field, "must not be all zeros (cosine similarity is undefined)"));
+    if v.iter().all(|x| x.abs() < MIN_VECTOR_PEAK) {
+        return Err(Error::invalid(
+            field,
+            format!("must not be all zeros: at least one value must be at least {MIN_VECTOR_PEAK:e} in magnitude (cosine similarity is undefined otherwise)"),
+        ));
     }
     Ok(())
 }

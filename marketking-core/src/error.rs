@@ -114,9 +114,23 @@ pub enum Error {
         code: Option<String>,
     },
 
-    /// No connection could be taken from the pool in time.
-    #[error("connection pool error: {0}")]
-    Pool(String),
+    /// The storage cannot be reached right now: the server is down or restarting, the
+    /// connection was lost, or no connection could be had in time. Worth retrying after
+    /// `retry_after`. A read that failed this way was already retried once on a fresh
+    /// connection; a write that failed this way was rolled back, unless the connection was
+    /// lost while its commit was in flight.
+    #[error("storage unavailable: {message}")]
+    Unavailable {
+        /// What happened, without secrets.
+        message: String,
+        /// A sensible wait before retrying.
+        retry_after: Duration,
+    },
+
+    /// The write was cancelled (its [`CommitGate`](crate::CommitGate) was cancelled) before it
+    /// reached its commit: nothing was written.
+    #[error("cancelled before the write committed; nothing was written")]
+    Cancelled,
 
     /// A cache backend failed. The store never returns this from a call (cache failures are
     /// logged and counted); it is returned by [`Cache`](crate::Cache) implementations.
@@ -152,6 +166,28 @@ impl Error {
     }
 }
 
+/// How long a client should wait before retrying when the storage is unavailable.
+pub(crate) const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl Error {
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Error::Unavailable { message: message.into(), retry_after: UNAVAILABLE_RETRY_AFTER }
+    }
+
+    /// True when the storage could not be reached (see [`Error::Unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}
+
+/// SQLSTATEs that mean "this connection or server is going away / not ready", not "this query is
+/// wrong": connection exceptions (class 08), admin and crash shutdown, server starting up, too
+/// many connections.
+#[cfg(feature = "postgres")]
+fn unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
 #[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -160,6 +196,9 @@ impl From<tokio_postgres::Error> for Error {
                 if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
                     return Error::Conflict { reason: db.detail().unwrap_or(db.message()).to_string() };
                 }
+                if unavailable_state(db.code().code()) {
+                    return Error::unavailable(format!("the database server said: {}", db.message()));
+                }
                 Error::Database { message: db.message().to_string(), code: Some(db.code().code().to_string()) }
             }
             None => {
@@ -167,14 +206,21 @@ impl From<tokio_postgres::Error> for Error {
                 // reason (refused, certificate not trusted...) is in the source chain. None of
                 // these carry the connection string.
                 let mut message = e.to_string();
+                let mut io = e.is_closed();
                 let mut source = std::error::Error::source(&e);
                 while let Some(cause) = source {
+                    io |= cause.is::<std::io::Error>();
                     let text = cause.to_string();
                     if !message.ends_with(&text) {
                         message.push_str(": ");
                         message.push_str(&text);
                     }
                     source = cause.source();
+                }
+                // A closed connection or a socket error is the server (or the network) going
+                // away; anything else (a value that does not decode, a protocol error) is not.
+                if io {
+                    return Error::unavailable(message);
                 }
                 Error::Database { message, code: None }
             }
@@ -183,11 +229,11 @@ impl From<tokio_postgres::Error> for Error {
 }
 
 #[cfg(feature = "postgres")]
-impl From<bb8::RunError<tokio_postgres::Error>> for Error {
-    fn from(e: bb8::RunError<tokio_postgres::Error>) -> Self {
+impl From<bb8::RunError<Error>> for Error {
+    fn from(e: bb8::RunError<Error>) -> Self {
         match e {
-            bb8::RunError::User(e) => e.into(),
-            bb8::RunError::TimedOut => Error::Pool("timed out waiting for a connection".into()),
+            bb8::RunError::User(e) => e,
+            bb8::RunError::TimedOut => Error::unavailable("timed out waiting for a database connection"),
         }
     }
 }

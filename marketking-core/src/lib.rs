@@ -22,10 +22,12 @@ mod cache;
 mod document;
 mod embedder;
 mod error;
+mod gate;
 mod similarity;
 mod store;
 #[cfg(any(feature = "postgres", feature = "openai"))]
 mod tls;
+mod vector;
 
 /// Re-exported so implementing [`Embedder`] or [`Cache`] needs no extra dependency:
 /// `#[marketking_core::async_trait]` on the `impl`.
@@ -36,12 +38,13 @@ pub use cache::RedisCache;
 pub use cache::{Cache, CacheStats, MemoryCache, NoCache};
 pub use document::{
     json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, UpsertOutcome, MAX_K,
-    MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TITLE_CHARS,
+    MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK,
 };
 pub use embedder::{Embedder, HashingEmbedder};
 #[cfg(feature = "openai")]
 pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 pub use error::{Error, Result};
+pub use gate::CommitGate;
 pub use similarity::cosine_similarity;
 pub use store::{
     EmbedderStats, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE,

@@ -726,3 +726,56 @@ fn killed_batch_is_all_or_nothing() {
     eprintln!("killed batches: {lost} rolled back, {kept} committed");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Another program's SQLite database is left exactly as it was: no tables added, no switch to
+/// WAL, no lock file left behind.
+#[tokio::test]
+async fn a_foreign_sqlite_database_is_refused_untouched() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("foreign");
+    let path = dir.join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = try_open(&path, 64).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert!(msg.contains("app.db") && msg.contains("not a MarketKing store") && msg.contains("users"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file is byte for byte unchanged");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, vec!["app.db".to_string()], "no -wal, -shm or .lock file left next to it");
+
+    // A database of another application id is refused too, even without tables.
+    let other = dir.join("other.db");
+    rusqlite::Connection::open(&other).unwrap().pragma_update(None, "application_id", 42).unwrap();
+    let err = try_open(&other, 64).await.unwrap_err();
+    assert!(err.to_string().contains("another application"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A store file marks itself as ours, and a closed store leaves no lock file behind.
+#[tokio::test]
+async fn a_closed_store_leaves_only_its_file_and_reopens() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("tidy");
+    let path = dir.join("s.db");
+    let store = open(&path).await;
+    store.create(NewDocument::new("kept", "across reopen")).await.unwrap();
+    assert!(dir.join("s.db.lock").exists(), "the lock file exists while the store is open");
+    drop(store);
+    assert!(!dir.join("s.db.lock").exists(), "and is removed when it closes");
+    let id: i32 =
+        rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
+    assert_ne!(id, 0, "the file carries MarketKing's application id");
+    let again = open(&path).await;
+    assert_eq!(again.stats().await.unwrap().storage.documents, 1);
+    drop(again);
+    let _ = std::fs::remove_dir_all(dir);
+}

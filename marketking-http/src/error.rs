@@ -117,7 +117,7 @@ impl IntoResponse for AppError {
             AppError::Timeout => body(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                "the request took too long and was cancelled".into(),
+                "the request took too long and was cancelled; nothing was written".into(),
                 None,
             ),
             AppError::NoRoute => body(StatusCode::NOT_FOUND, "not_found", "no such route".into(), None),
@@ -151,7 +151,25 @@ impl IntoResponse for AppError {
                         wait.unwrap_or(Duration::from_secs(1)),
                     )
                 }
-                E::Pool(_) | E::Embedder { .. } => {
+                E::Unavailable { retry_after: wait, .. } => {
+                    tracing::warn!(error = %e, "storage unavailable");
+                    retry_after(
+                        body(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "unavailable",
+                            "the storage is unavailable right now; retry later".into(),
+                            None,
+                        ),
+                        wait,
+                    )
+                }
+                E::Cancelled => body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long and was cancelled; nothing was written".into(),
+                    None,
+                ),
+                E::Embedder { .. } => {
                     tracing::error!(error = %e, "dependency unavailable");
                     body(
                         StatusCode::SERVICE_UNAVAILABLE,

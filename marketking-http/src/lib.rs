@@ -13,7 +13,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use marketking_core::VectorStore;
+use marketking_core::{CommitGate, VectorStore};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -103,12 +103,26 @@ pub fn check_bind(addr: &SocketAddr, keys: &ApiKeys, allow_unauthenticated: bool
     ))
 }
 
+/// The request timeout. Not tower-http's `TimeoutLayer`, which drops the handler: a write can be
+/// past its commit when its future is dropped (on the server, or on the embedded store's
+/// blocking thread), and the client would be told "timed out" about a write that happened, then
+/// retry it and write it twice. Here the handler runs under a [`CommitGate`]: on timeout the
+/// gate is cancelled, which guarantees no write of the request commits, and only then is the
+/// timeout answered; if a write is already committing, its real answer is awaited instead.
 async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => {
-            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
-            error::AppError::Timeout.into_response()
+    let gate = CommitGate::new();
+    let handler = gate.scope(next.run(req));
+    tokio::pin!(handler);
+    tokio::select! {
+        resp = &mut handler => resp,
+        () = tokio::time::sleep(limit) => {
+            if gate.cancel() {
+                tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out; nothing was written");
+                error::AppError::Timeout.into_response()
+            } else {
+                tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out while committing; waiting for the commit");
+                handler.await
+            }
         }
     }
 }

@@ -113,6 +113,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Cache operations that failed (the call went on without the cache).
     pub errors: u64,
+    /// Cache operations skipped because the cache failed recently (circuit breaker open).
+    pub bypassed: u64,
     /// `hits / (hits + misses)`, 0 when there were no lookups.
     pub hit_rate: f64,
 }
@@ -122,6 +124,7 @@ pub(crate) struct CacheCounters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) errors: AtomicU64,
+    pub(crate) bypassed: AtomicU64,
 }
 
 impl CacheCounters {
@@ -134,6 +137,7 @@ impl CacheCounters {
             hits,
             misses,
             errors: self.errors.load(Ordering::Relaxed),
+            bypassed: self.bypassed.load(Ordering::Relaxed),
             hit_rate: if total == 0 { 0.0 } else { hits as f64 / total as f64 },
         }
     }

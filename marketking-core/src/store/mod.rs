@@ -1,28 +1,26 @@
 //! [`VectorStore`]: the public API over a backend, an embedder and a cache.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::backend::{Backend, IndexInfo, IndexSpec, PoolStats, StorageStats};
-use crate::cache::{Cache, CacheCounters, CacheStats};
-use crate::document::{
-    validate_key, validate_vector, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions,
-    UpsertOutcome,
-};
+use crate::cache::{Cache, CacheStats};
+use crate::document::{validate_key, BatchReport, Document, DocumentPatch, NewDocument, SearchOptions, UpsertOutcome};
 use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};
 
 mod builder;
 mod counted;
+mod result_cache;
+mod search;
 
 use builder::Config;
 pub use builder::{StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
 use counted::Counted;
 pub use counted::EmbedderStats;
+use result_cache::ResultCache;
 
 /// Everything `stats` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,19 +49,10 @@ pub struct VectorStore {
 struct Inner {
     backend: Box<dyn Backend>,
     embedder: Counted,
-    cache: Arc<dyn Cache>,
-    counters: CacheCounters,
-    /// Cache key prefix: names the storage and the model, so stores on other tables, databases
-    /// or models that share one Redis never read each other's entries.
-    namespace: String,
+    cache: Arc<ResultCache>,
     ef_search: u32,
     probes: u32,
-    result_ttl: Duration,
-    cache_results: bool,
 }
-
-/// Query embeddings change only with the model, so they live long.
-const EMBEDDING_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl VectorStore {
     /// A builder; see [`VectorStoreBuilder`].
@@ -100,19 +89,17 @@ impl VectorStore {
                 ))
             }
         };
+        // Cache key prefix: names the storage and the model, so stores on other tables,
+        // databases or models that share one Redis never read each other's entries.
         let namespace =
             format!("mk:{:016x}", xxh3_128(format!("{}|{}|{}", backend.identity(), model, dims).as_bytes()) as u64);
         Ok(VectorStore {
             inner: Arc::new(Inner {
                 backend,
                 embedder: Counted::new(embedder),
-                cache,
-                counters: CacheCounters::default(),
-                namespace,
+                cache: Arc::new(ResultCache::new(cache, namespace, config.result_ttl, config.cache_results)),
                 ef_search: config.ef_search,
                 probes: config.probes,
-                result_ttl: config.result_ttl,
-                cache_results: config.cache_results,
             }),
         })
     }
@@ -226,63 +213,6 @@ impl VectorStore {
         Ok(())
     }
 
-    /// Documents most similar to a text query, best first.
-    pub async fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
-        opts.validate()?;
-        if query.trim().is_empty() {
-            return Err(Error::invalid("query", "must not be empty"));
-        }
-        let generation = self.generation().await;
-        let result_key = generation.map(|g| self.result_key(g, b"q", query.as_bytes(), opts));
-        if let Some(hits) = self.cached_results(result_key.as_deref()).await {
-            return Ok(hits);
-        }
-        let vector = self.query_embedding(query).await?;
-        let hits = self.inner.backend.search(&vector, &self.resolve(opts), None).await?;
-        self.store_results(result_key.as_deref(), &hits).await;
-        Ok(hits)
-    }
-
-    /// Documents most similar to a vector, best first.
-    pub async fn search_by_vector(&self, vector: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
-        opts.validate()?;
-        validate_vector("vector", vector, self.dimensions())?;
-        let generation = self.generation().await;
-        let result_key = generation.map(|g| {
-            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-            self.result_key(g, b"v", &bytes, opts)
-        });
-        if let Some(hits) = self.cached_results(result_key.as_deref()).await {
-            return Ok(hits);
-        }
-        let hits = self.inner.backend.search(vector, &self.resolve(opts), None).await?;
-        self.store_results(result_key.as_deref(), &hits).await;
-        Ok(hits)
-    }
-
-    /// Documents most similar to document `id`, excluding it.
-    pub async fn find_similar(&self, id: i64, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
-        opts.validate()?;
-        let doc = self.get_with_embedding(id).await?;
-        let vector = doc.embedding.ok_or(Error::NotFound { id })?;
-        let generation = self.generation().await;
-        let result_key = generation.map(|g| self.result_key(g, b"s", &id.to_le_bytes(), opts));
-        if let Some(hits) = self.cached_results(result_key.as_deref()).await {
-            return Ok(hits);
-        }
-        let hits = self.inner.backend.search(&vector, &self.resolve(opts), Some(id)).await?;
-        self.store_results(result_key.as_deref(), &hits).await;
-        Ok(hits)
-    }
-
-    /// The plan a search with these options would run, as text (PostgreSQL: `EXPLAIN` of the
-    /// exact statement and settings a search uses). For checking that an index is used.
-    pub async fn explain_search(&self, vector: &[f32], opts: &SearchOptions) -> Result<String> {
-        opts.validate()?;
-        validate_vector("vector", vector, self.dimensions())?;
-        self.inner.backend.explain(vector, &self.resolve(opts)).await
-    }
-
     /// Documents with id greater than `after_id`, ascending, at most `limit` (1..=10000):
     /// pages through the whole store (export).
     pub async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
@@ -298,14 +228,14 @@ impl VectorStore {
             storage: self.inner.backend.stats().await?,
             model: self.model().to_string(),
             dimensions: self.dimensions(),
-            cache: self.inner.counters.snapshot(self.inner.cache.kind()),
+            cache: self.inner.cache.stats(),
             embedder: self.inner.embedder.snapshot(),
         })
     }
 
     /// This store's cache counters (no storage query; cheap enough to call per request).
     pub fn cache_stats(&self) -> CacheStats {
-        self.inner.counters.snapshot(self.inner.cache.kind())
+        self.inner.cache.stats()
     }
 
     /// Connection pool figures (PostgreSQL; `None` for the embedded store).
@@ -353,116 +283,12 @@ impl VectorStore {
 
     /// Checks the cache answers (a counter read). The store works without it.
     pub async fn ping_cache(&self) -> Result<()> {
-        self.inner.cache.counter(&self.generation_key()).await.map(|_| ())
+        self.inner.cache.ping().await
     }
 
-    // ---- caching -------------------------------------------------------------------------
-
-    fn generation_key(&self) -> String {
-        format!("{}:gen", self.inner.namespace)
-    }
-
-    /// The invalidation generation, `None` when result caching is off or the cache failed
-    /// (then results are neither read from nor written to the cache).
-    async fn generation(&self) -> Option<u64> {
-        if !self.inner.cache_results {
-            return None;
-        }
-        match self.inner.cache.counter(&self.generation_key()).await {
-            Ok(g) => Some(g),
-            Err(e) => {
-                self.cache_error("read generation", &e);
-                None
-            }
-        }
-    }
-
-    /// Bumps the generation after a committed write, so every process sharing the cache stops
-    /// reading results cached before it. If the cache is down, the results TTL bounds staleness.
+    /// After a committed write: invalidates cached results (see [`ResultCache::invalidate`]).
     async fn invalidate(&self) {
-        if let Err(e) = self.inner.cache.incr(&self.generation_key()).await {
-            self.cache_error("invalidate", &e);
-        }
-    }
-
-    fn result_key(&self, generation: u64, kind: &[u8], query: &[u8], opts: &SearchOptions) -> String {
-        // Everything that changes the answer goes into the hash: the query, every option and
-        // the store defaults that apply when the options leave them unset.
-        let mut buf = Vec::with_capacity(query.len() + 256);
-        buf.extend_from_slice(kind);
-        buf.extend_from_slice(&(query.len() as u64).to_le_bytes());
-        buf.extend_from_slice(query);
-        buf.extend_from_slice(serde_json::to_string(opts).unwrap_or_default().as_bytes());
-        buf.extend_from_slice(&self.inner.ef_search.to_le_bytes());
-        buf.extend_from_slice(&self.inner.probes.to_le_bytes());
-        format!("{}:r:{generation}:{:032x}", self.inner.namespace, xxh3_128(&buf))
-    }
-
-    async fn cached_results(&self, key: Option<&str>) -> Option<Vec<SearchHit>> {
-        let key = key?;
-        match self.inner.cache.get(key).await {
-            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
-                Ok(hits) => {
-                    self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
-                    Some(hits)
-                }
-                Err(e) => {
-                    self.cache_error("decode results", &Error::Cache(e.to_string()));
-                    None
-                }
-            },
-            Ok(None) => {
-                self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            Err(e) => {
-                self.cache_error("read results", &e);
-                None
-            }
-        }
-    }
-
-    async fn store_results(&self, key: Option<&str>, hits: &[SearchHit]) {
-        let Some(key) = key else { return };
-        let bytes = match serde_json::to_vec(hits) {
-            Ok(b) => b,
-            Err(_) => return,
-        };
-        if let Err(e) = self.inner.cache.set(key, &bytes, Some(self.inner.result_ttl)).await {
-            self.cache_error("write results", &e);
-        }
-    }
-
-    async fn query_embedding(&self, text: &str) -> Result<Vec<f32>> {
-        let e = &self.inner.embedder;
-        let key = format!(
-            "{}:e:{}:{}:{:032x}",
-            self.inner.namespace,
-            e.model_id(),
-            e.dimensions(),
-            xxh3_128(text.as_bytes())
-        );
-        match self.inner.cache.get(&key).await {
-            Ok(Some(bytes)) if bytes.len() == 4 * e.dimensions() => {
-                self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
-            }
-            Ok(_) => {
-                self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(err) => self.cache_error("read embedding", &err),
-        }
-        let v = embed_checked(e, &[text.to_string()]).await?.remove(0);
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        if let Err(err) = self.inner.cache.set(&key, &bytes, Some(EMBEDDING_TTL)).await {
-            self.cache_error("write embedding", &err);
-        }
-        Ok(v)
-    }
-
-    fn cache_error(&self, what: &str, e: &Error) {
-        self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(cache = self.inner.cache.kind(), error = %e, "cache {what} failed; continuing without it");
+        self.inner.cache.invalidate().await;
     }
 
     /// The options with the store's default ef_search and probes filled in.

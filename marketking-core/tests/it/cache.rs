@@ -136,3 +136,95 @@ async fn cache_trait_round_trips_on_redis() {
     let dbg = format!("{:?}", RedisCache::new("redis://:sekrit@127.0.0.1:6379/0").unwrap());
     assert!(!dbg.contains("sekrit"), "{dbg}");
 }
+
+/// A Redis partition that keeps the cached data: `CLIENT PAUSE ... WRITE` blocks the generation
+/// bump (an INCR) while reads still answer. The write's bump times out; the search after it
+/// must not be served the result cached before it, although Redis still holds that result.
+#[tokio::test]
+async fn a_write_whose_bump_failed_is_never_followed_by_a_stale_cached_result() {
+    let redis = PrivateRedis::start();
+    let t = PgTable::new();
+    let cache = RedisCache::new(&redis.url()).unwrap().with_timeout(Duration::from_millis(150));
+    let store = t.store(TestEmbedder::new(32), cache).await.unwrap();
+    let first = store.create(NewDocument::new("first", "partition test document")).await.unwrap();
+    let opts = SearchOptions::top(10);
+    let before = store.search("partition test document", &opts).await.unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(store.search("partition test document", &opts).await.unwrap(), before, "served from Redis");
+    assert!(store.cache_stats().hits >= 1);
+
+    let admin = redis::Client::open(redis.url()).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("WRITE").query_async(&mut admin).await.unwrap();
+    let second = store.create(NewDocument::new("second", "partition test document too")).await.unwrap();
+    let errors_after_write = store.cache_stats().errors;
+    assert!(errors_after_write >= 1, "the bump failed: {:?}", store.cache_stats());
+
+    // During the pause (reads still answer) and after it: never the stale single hit.
+    for _ in 0..3 {
+        let hits = store.search("partition test document", &opts).await.unwrap();
+        let ids: Vec<i64> = hits.iter().map(|h| h.document.id).collect();
+        assert!(ids.contains(&second.id) && ids.contains(&first.id), "stale result: {ids:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(1700)).await; // the pause ends
+    let hits = store.search("partition test document", &opts).await.unwrap();
+    assert_eq!(hits.len(), 2);
+    // Once the bump went through, results are cached again.
+    let again = store.search("partition test document", &opts).await.unwrap();
+    assert_eq!(again, hits);
+    let hits_before = store.cache_stats().hits;
+    store.search("partition test document", &opts).await.unwrap();
+    assert!(store.cache_stats().hits > hits_before, "{:?}", store.cache_stats());
+    t.cleanup().await;
+}
+
+/// A cache that always fails, counting how often it is asked.
+#[derive(Debug, Default)]
+struct DeadCache {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[marketking_core::async_trait]
+impl Cache for DeadCache {
+    async fn get(&self, _key: &str) -> marketking_core::Result<Option<Vec<u8>>> {
+        self.fail()
+    }
+    async fn set(&self, _key: &str, _value: &[u8], _ttl: Option<Duration>) -> marketking_core::Result<()> {
+        self.fail()
+    }
+    async fn incr(&self, _key: &str) -> marketking_core::Result<u64> {
+        self.fail()
+    }
+    async fn counter(&self, _key: &str) -> marketking_core::Result<u64> {
+        self.fail()
+    }
+    fn kind(&self) -> &'static str {
+        "dead"
+    }
+}
+
+impl DeadCache {
+    fn fail<T>(&self) -> marketking_core::Result<T> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(marketking_core::Error::Cache("connection refused".into()))
+    }
+}
+
+/// A dead cache costs one failed call per breaker interval, not three per search.
+#[tokio::test]
+async fn a_dead_cache_is_left_alone_between_probes() {
+    let t = PgTable::new();
+    let cache = std::sync::Arc::new(DeadCache::default());
+    let store = t.store(TestEmbedder::new(32), cache.clone()).await.unwrap();
+    store.create(NewDocument::new("doc", "dead cache document")).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(store.search("dead cache document", &SearchOptions::top(1)).await.unwrap().len(), 1);
+    }
+    // Failed calls made by searches and writes (the background retry of the failed bump is not
+    // counted: it costs no request anything).
+    let stats = store.cache_stats();
+    assert!(stats.errors <= 2, "the breaker opened after the first failure: {stats:?}");
+    assert!(stats.bypassed >= 40, "{stats:?}");
+    assert!(cache.calls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    t.cleanup().await;
+}

@@ -6,4 +6,5 @@
 mod cache;
 mod common;
 mod conformance;
+mod faults;
 mod postgres;

@@ -12,11 +12,12 @@
 //! * **One process at a time.** Opening takes an exclusive advisory lock on a sidecar file
 //!   `<path>.lock` (holding the owner's pid) for the backend's whole lifetime. The vectors are
 //!   cached in memory, so a second writer would make the first one's cache silently stale:
-//!   a second open fails at once with a clear [`Error::Storage`] instead. The kernel releases the
-//!   lock when the process exits, however it exits, so a crash never leaves a stale lock; the
-//!   lock file itself is left in place on purpose (deleting it would race with a new owner).
-//!   The lock file is opened close-on-exec; a child the owner spawns shares the lock only in
-//!   the instant between fork and exec.
+//!   a second open fails at once with a clear [`Error::Storage`] instead (see `lock.rs`).
+//! * **Only our own files.** A file that is not SQLite, or is another program's SQLite
+//!   database, is refused before anything is written to it (see `schema.rs`).
+//! * **A write its caller gave up on does not commit.** The SQLite work of a write runs on a
+//!   blocking thread that outlives a dropped future; it checks the caller's
+//!   [`CommitGate`](crate::CommitGate) before committing.
 //! * **Vectors in one contiguous buffer.** At open, every vector is loaded into a single
 //!   row-major `Vec<f32>`, normalised to unit length, next to parallel arrays of ids and per-row
 //!   filter data (source, metadata, creation time). Search is an exact brute-force scan: the score
@@ -35,12 +36,9 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -54,35 +52,16 @@ use crate::backend::{
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::embedder::Embedder;
 use crate::error::{Error, Result};
+use crate::gate::CommitGate;
 use crate::similarity::dot;
 
-/// Schema version this build writes; files with a newer version are refused.
-const SCHEMA_VERSION: i64 = 1;
-
-/// Versioned migrations, applied in order to files whose recorded version is lower.
-/// Each one is idempotent (`IF NOT EXISTS`) so a half-recorded migration can rerun safely.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS documents (
-         id INTEGER PRIMARY KEY AUTOINCREMENT,
-         title TEXT NOT NULL,
-         content TEXT NOT NULL,
-         source TEXT,
-         metadata TEXT NOT NULL DEFAULT '{}',
-         key TEXT UNIQUE,
-         embedding BLOB NOT NULL,
-         created_at INTEGER NOT NULL,
-         updated_at INTEGER NOT NULL
-     );
-     CREATE INDEX IF NOT EXISTS documents_source_idx ON documents (source);",
-)];
+mod lock;
+mod schema;
 
 /// Scans with more floats than this use several threads.
 const PARALLEL_MIN_FLOATS: usize = 2_000_000;
 /// Upper bound on scan threads.
 const MAX_SCAN_THREADS: usize = 8;
-/// How long a statement waits for a SQLite lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Document columns, in the order [`read_document`] expects.
 const DOC_COLUMNS: &str = "id, title, content, source, metadata, key, created_at, updated_at";
@@ -117,7 +96,7 @@ struct Shared {
     /// Every vector and the per-row filter data, in step with committed data.
     mem: RwLock<MemIndex>,
     /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime.
-    _lock: File,
+    _lock: lock::ProcessLock,
 }
 
 impl EmbeddedBackend {
@@ -172,18 +151,7 @@ fn conversion(msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, msg.into())
 }
 
-/// Encodes a vector as f32 little-endian bytes.
-fn encode_vector(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// Decodes f32 little-endian bytes; `None` when the length is not `4 * dims`.
-fn decode_vector(bytes: &[u8], dims: usize) -> Option<Vec<f32>> {
-    if bytes.len() != 4 * dims {
-        return None;
-    }
-    Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-}
+use crate::vector::{from_le_bytes as decode_vector, to_le_bytes as encode_vector};
 
 /// The vector scaled to unit length (norm computed in f64). Callers pass validated, non-zero
 /// vectors; a zero vector stays zero (and then scores 0 against everything).
@@ -235,135 +203,6 @@ fn select_sql(with_embedding: bool, rest: &str) -> String {
     format!("SELECT {DOC_COLUMNS}{emb} FROM documents {rest}")
 }
 
-/// `<path>.lock`.
-fn lock_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
-}
-
-/// Takes the exclusive process lock for `path`, or explains who holds it.
-fn acquire_lock(path: &Path) -> Result<File> {
-    let lock_path = lock_path(path);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| storage(format!("cannot open lock file {}: {e}", lock_path.display())))?;
-    // A few short retries before giving up: a child process spawned by this process at the
-    // moment the store closed can hold the lock's file description until it calls exec.
-    let mut attempt = 0;
-    let locked = loop {
-        match file.try_lock() {
-            Err(TryLockError::WouldBlock) if attempt < 10 => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            other => break other,
-        }
-    };
-    match locked {
-        Ok(()) => {
-            // Best effort: the pid only improves the error message of a second opener.
-            let _ = file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id()));
-            Ok(file)
-        }
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let who = match holder.parse::<u32>() {
-                Ok(pid) if pid == std::process::id() => format!("by this process (pid {pid})"),
-                Ok(pid) => format!("in another process (pid {pid})"),
-                Err(_) => "in another process".to_string(),
-            };
-            Err(storage(format!(
-                "the embedded store {} is already open {who}: it allows one process at a time \
-                 (lock file {} is held). Close the other user, or use PostgreSQL (DATABASE_URL) \
-                 for shared access",
-                path.display(),
-                lock_path.display()
-            )))
-        }
-        Err(TryLockError::Error(e)) => Err(storage(format!("cannot lock {}: {e}", lock_path.display()))),
-    }
-}
-
-/// WAL journal, full fsync on commit, and a busy timeout.
-fn configure(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(journal_mode = %mode, "the embedded store could not switch to WAL mode");
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(())
-}
-
-/// Creates or migrates the schema and checks (or records) the model and dimensions.
-fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usize) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS marketking_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
-    )?;
-    let get = |k: &str| -> Result<Option<String>> {
-        Ok(tx.query_row("SELECT value FROM marketking_meta WHERE key = ?1", [k], |r| r.get(0)).optional()?)
-    };
-    let version: i64 = match get("schema_version")? {
-        None => 0,
-        Some(v) => v.parse().map_err(|_| storage(format!("{}: invalid schema_version {v:?}", path.display())))?,
-    };
-    if version > SCHEMA_VERSION {
-        return Err(storage(format!(
-            "{} has schema version {version}, newer than this build supports ({SCHEMA_VERSION}); \
-             upgrade MarketKing",
-            path.display()
-        )));
-    }
-    match (get("model")?, get("dimensions")?) {
-        (Some(stored_model), Some(stored_dims)) => {
-            let stored_dimensions: usize = stored_dims
-                .parse()
-                .map_err(|_| storage(format!("{}: invalid dimensions {stored_dims:?}", path.display())))?;
-            if stored_model != model || stored_dimensions != dims {
-                return Err(Error::SchemaMismatch {
-                    table: path.display().to_string(),
-                    stored_model,
-                    stored_dimensions,
-                    model: model.to_string(),
-                    dimensions: dims,
-                });
-            }
-        }
-        (None, None) => {
-            let mut ins = tx.prepare("INSERT INTO marketking_meta (key, value) VALUES (?1, ?2)")?;
-            ins.execute(["model", model])?;
-            ins.execute(["dimensions", &dims.to_string()])?;
-            ins.execute(["created_at", &Utc::now().to_rfc3339()])?;
-        }
-        _ => {
-            return Err(storage(format!(
-                "{}: marketking_meta records only one of model and dimensions; the file is damaged",
-                path.display()
-            )))
-        }
-    }
-    for (v, sql) in MIGRATIONS {
-        if *v > version {
-            tx.execute_batch(sql)?;
-        }
-    }
-    tx.execute(
-        "INSERT INTO marketking_meta (key, value) VALUES ('schema_version', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [SCHEMA_VERSION.to_string()],
-    )?;
-    tx.commit()?;
-    Ok(())
-}
-
 /// A document's in-memory change, applied after its transaction committed.
 struct Pending {
     /// The document.
@@ -384,11 +223,12 @@ impl Shared {
             std::fs::create_dir_all(parent)
                 .map_err(|e| storage(format!("cannot create directory {}: {e}", parent.display())))?;
         }
-        let lock = acquire_lock(path)?;
+        let lock = lock::acquire(path)?;
         let mut conn = Connection::open(path)
             .map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
-        configure(&conn).map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
-        migrate(&mut conn, path, model, dims)?;
+        schema::check_owner(&conn, path)?;
+        schema::configure(&conn).map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
+        schema::migrate(&mut conn, path, model, dims)?;
         let canonical = path.canonicalize().map_err(|e| storage(format!("cannot resolve {}: {e}", path.display())))?;
         let mem = load(&conn, dims)?;
         tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
@@ -441,8 +281,10 @@ impl Shared {
         Ok(out)
     }
 
-    /// Writes a planned, embedded batch in one transaction, then updates memory.
-    fn write(&self, docs: Vec<NewDocument>, actions: Vec<Action>) -> Result<BatchReport> {
+    /// Writes a planned, embedded batch in one transaction, then updates memory. `gate` is the
+    /// caller's [`CommitGate`]: this runs on a blocking thread that goes on when the caller's
+    /// future is dropped, so it must check itself whether the caller still wants the write.
+    fn write(&self, docs: Vec<NewDocument>, actions: Vec<Action>, gate: Option<&CommitGate>) -> Result<BatchReport> {
         let mut conn = self.conn();
         let now = now_micros();
         let now_dt = from_micros(now)?;
@@ -462,7 +304,10 @@ impl Shared {
             )?;
             // Consumes the documents one by one, so raw vectors are freed as their unit copies
             // are made: the batch never holds all its vectors twice.
-            for (doc, action) in docs.into_iter().zip(actions) {
+            for (n, (doc, action)) in docs.into_iter().zip(actions).enumerate() {
+                if n % 1024 == 1023 {
+                    gate.map_or(Ok(()), CommitGate::check)?;
+                }
                 let meta = metadata_text(&doc.metadata);
                 let (id, unit, created_at) = match action {
                     Action::Insert => {
@@ -509,6 +354,7 @@ impl Shared {
                 pending.push(Pending { id, unit, source: doc.source, metadata: doc.metadata, created_at });
             }
         }
+        gate.map_or(Ok(()), CommitGate::enter_commit)?;
         tx.commit()?;
         let mut mem = self.mem_mut();
         for p in pending {
@@ -529,7 +375,13 @@ impl Shared {
         Ok(stmt.query_row([key], |r| read_document(r, with_embedding, self.dims)).optional()?)
     }
 
-    fn update(&self, id: i64, patch: &DocumentPatch, embedding: Option<Vec<f32>>) -> Result<Option<Document>> {
+    fn update(
+        &self,
+        id: i64,
+        patch: &DocumentPatch,
+        embedding: Option<Vec<f32>>,
+        gate: Option<&CommitGate>,
+    ) -> Result<Option<Document>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current = tx
@@ -566,6 +418,7 @@ impl Shared {
             )?,
         };
         expect_one(n, id)?;
+        gate.map_or(Ok(()), CommitGate::enter_commit)?;
         tx.commit()?;
         self.mem_mut().apply(Pending {
             id,
@@ -577,8 +430,9 @@ impl Shared {
         Ok(Some(doc))
     }
 
-    fn delete(&self, id: i64) -> Result<bool> {
+    fn delete(&self, id: i64, gate: Option<&CommitGate>) -> Result<bool> {
         let conn = self.conn();
+        gate.map_or(Ok(()), CommitGate::enter_commit)?;
         // A single statement commits atomically on its own.
         let n = conn.execute("DELETE FROM documents WHERE id = ?1", [id])?;
         if n > 0 {
@@ -911,7 +765,8 @@ impl Backend for EmbeddedBackend {
             }
             start = end;
         }
-        let mut report = self.run(move |s| s.write(docs, actions)).await?;
+        let gate = CommitGate::current();
+        let mut report = self.run(move |s| s.write(docs, actions, gate.as_ref())).await?;
         report.embedded = embedded;
         Ok(report)
     }
@@ -928,12 +783,14 @@ impl Backend for EmbeddedBackend {
     async fn update(&self, id: i64, patch: &DocumentPatch, embedding: Option<Vec<f32>>) -> Result<Option<Document>> {
         let _writer = self.writer.lock().await;
         let patch = patch.clone();
-        self.run(move |s| s.update(id, &patch, embedding)).await
+        let gate = CommitGate::current();
+        self.run(move |s| s.update(id, &patch, embedding, gate.as_ref())).await
     }
 
     async fn delete(&self, id: i64) -> Result<bool> {
         let _writer = self.writer.lock().await;
-        self.run(move |s| s.delete(id)).await
+        let gate = CommitGate::current();
+        self.run(move |s| s.delete(id, gate.as_ref())).await
     }
 
     async fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
@@ -971,10 +828,10 @@ impl Backend for EmbeddedBackend {
             let v: String =
                 s.conn()
                     .query_row("SELECT value FROM marketking_meta WHERE key = 'schema_version'", [], |r| r.get(0))?;
-            if v == SCHEMA_VERSION.to_string() {
+            if v == schema::SCHEMA_VERSION.to_string() {
                 Ok(())
             } else {
-                Err(storage(format!("schema version is {v}, expected {SCHEMA_VERSION}")))
+                Err(storage(format!("schema version is {v}, expected {}", schema::SCHEMA_VERSION)))
             }
         })
         .await

@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use super::PgBackend;
+use super::{with_retry, PgBackend};
 use crate::backend::{IndexInfo, IndexKind, IndexSpec, SourceCount, StorageStats};
 use crate::error::{Error, Result};
 
@@ -24,27 +24,29 @@ impl PgBackend {
                 &[&self.sql.table],
             )
             .await?;
-        Ok(row.map(|r| {
-            let am: String = r.get(1);
-            let opts: Vec<String> = r.get(2);
-            let opt = |name: &str, default: u32| {
-                opts.iter()
-                    .find_map(|o| o.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
-                    .unwrap_or(default)
-            };
-            let kind = if am == "hnsw" {
-                IndexKind::Hnsw { m: opt("m", 16), ef_construction: opt("ef_construction", 64) }
-            } else {
-                IndexKind::IvfFlat { lists: Some(opt("lists", 100)) }
-            };
-            IndexInfo { name: r.get(0), kind, bytes: r.get::<_, i64>(3).max(0) as u64 }
-        }))
+        let Some(r) = row else { return Ok(None) };
+        let am: String = r.try_get(1)?;
+        let opts: Vec<String> = r.try_get(2)?;
+        let opt = |name: &str, default: u32| {
+            opts.iter()
+                .find_map(|o| o.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
+                .unwrap_or(default)
+        };
+        let kind = if am == "hnsw" {
+            IndexKind::Hnsw { m: opt("m", 16), ef_construction: opt("ef_construction", 64) }
+        } else {
+            IndexKind::IvfFlat { lists: Some(opt("lists", 100)) }
+        };
+        Ok(Some(IndexInfo { name: r.try_get(0)?, kind, bytes: r.try_get::<_, i64>(3)?.max(0) as u64 }))
     }
 
     pub(crate) async fn stats_impl(&self) -> Result<StorageStats> {
-        let conn = self.pool.get().await?;
+        with_retry!(self, |conn| self.stats_on(&conn).await)
+    }
+
+    async fn stats_on(&self, conn: &Client) -> Result<StorageStats> {
         let t = &self.sql.table;
-        let count: i64 = conn.query_one(&format!("SELECT count(*) FROM {t}"), &[]).await?.get(0);
+        let count: i64 = conn.query_one(&format!("SELECT count(*) FROM {t}"), &[]).await?.try_get(0)?;
         let sources = conn
             .query(
                 &format!(
@@ -54,24 +56,21 @@ impl PgBackend {
             )
             .await?
             .iter()
-            .map(|r| SourceCount {
-                source: r.get(0),
-                count: r.get::<_, i64>(1) as u64,
-            })
-            .collect();
-        let bytes: i64 = conn.query_one("SELECT pg_total_relation_size(to_regclass($1))", &[t]).await?.get(0);
+            .map(|r| Ok(SourceCount { source: r.try_get(0)?, count: r.try_get::<_, i64>(1)?.max(0) as u64 }))
+            .collect::<Result<Vec<_>>>()?;
+        let bytes: i64 = conn.query_one("SELECT pg_total_relation_size(to_regclass($1))", &[t]).await?.try_get(0)?;
         Ok(StorageStats {
             backend: "postgres".into(),
             location: self.table.display(),
-            documents: count as u64,
+            documents: count.max(0) as u64,
             sources,
             table_bytes: bytes.max(0) as u64,
-            index: self.index_info(&conn).await?,
+            index: self.index_info(conn).await?,
         })
     }
 
     pub(crate) async fn create_index_impl(&self, spec: &IndexSpec) -> Result<IndexInfo> {
-        let conn = self.pool.get().await?;
+        let conn = self.checkout().await?;
         let t = &self.sql.table;
         let (method, with) = match spec.kind {
             IndexKind::Hnsw { m, ef_construction } => ("hnsw", format!("m = {m}, ef_construction = {ef_construction}")),
@@ -79,7 +78,7 @@ impl PgBackend {
                 let lists = match lists {
                     Some(l) => l,
                     None => {
-                        let n: i64 = conn.query_one(&format!("SELECT count(*) FROM {t}"), &[]).await?.get(0);
+                        let n: i64 = conn.query_one(&format!("SELECT count(*) FROM {t}"), &[]).await?.try_get(0)?;
                         ((n / 1000) as u32).max(1)
                     }
                 };
@@ -115,7 +114,7 @@ impl PgBackend {
     }
 
     pub(crate) async fn drop_index_impl(&self) -> Result<bool> {
-        let conn = self.pool.get().await?;
+        let conn = self.checkout().await?;
         match self.index_info(&conn).await? {
             None => Ok(false),
             Some(old) => {
@@ -126,7 +125,7 @@ impl PgBackend {
     }
 
     pub(crate) async fn rebuild_index_impl(&self, concurrently: bool) -> Result<IndexInfo> {
-        let conn = self.pool.get().await?;
+        let conn = self.checkout().await?;
         let Some(old) = self.index_info(&conn).await? else {
             return Err(Error::invalid("index", "there is no vector index to rebuild; create one first"));
         };

@@ -11,6 +11,7 @@
 //!   streams at the server's COPY speed and still reports ids in input order.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +32,7 @@ mod tls;
 mod write;
 
 pub(crate) use ident::TableName;
-use pool::{Manager, Pool};
+use pool::{Health, Manager, Pool};
 
 /// The PostgreSQL backend: a bb8 pool, the validated table name and the `vector` type's oid.
 pub(crate) struct PgBackend {
@@ -43,6 +44,7 @@ pub(crate) struct PgBackend {
     identity: String,
     sql: read::Statements,
     max_size: u32,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -73,6 +75,11 @@ impl PgBackend {
         if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         }
+        // A server that does not answer at all (a dropped route) must not hold a connect for
+        // the operating system's TCP timeout (minutes).
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let identity = format!(
             "postgres:{}:{}/{}/{}",
             config
@@ -96,18 +103,26 @@ impl PgBackend {
             ));
         }
         let root_cert = tls_options.root_cert.or_else(|| tls_on.then(tls::root_cert_from_env).flatten());
-        let manager = Manager(PostgresConnectionManager::new(config, tls::connector(root_cert.as_deref())?));
+        let health = Arc::new(Health::default());
+        let manager = Manager {
+            inner: PostgresConnectionManager::new(config, tls::connector(root_cert.as_deref())?),
+            health: health.clone(),
+        };
         // One connection made by hand first: a pool only reports "timed out" when the server is
         // unreachable, while this gives the real reason (refused, auth failed, no database...).
         let mut first = bb8::ManageConnection::connect(&manager).await?;
         let info = schema::migrate(&mut first, &table, model, dims).await?;
         drop(first);
-        // No test query on checkout: it would add a round trip to every call. Broken
-        // connections are still detected (`has_broken`) and replaced.
+        // The check on checkout is the driver's "closed" flag, not a test query (which would add
+        // a round trip to every call): a connection whose server process was terminated is
+        // dropped instead of failing the next request. No connect retries inside the pool: a
+        // failed attempt fails the waiting requests at once (`checkout`), and the next request
+        // tries again, so recovery after a restart is immediate.
         let pool = bb8::Pool::builder()
             .max_size(pool_size)
-            .connection_timeout(Duration::from_secs(10))
-            .test_on_check_out(false)
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            .test_on_check_out(true)
+            .retry_connection(false)
             // LIFO: sequential calls keep reusing the most recently used connection, whose
             // server process is warm. FIFO (bb8's default) cycles through every idle connection
             // and wakes a cold backend process for each call (measured ~0.5 ms per call at 1k rows).
@@ -130,9 +145,51 @@ impl PgBackend {
             iterative_scans,
             identity,
             max_size: pool_size,
+            health,
         })
     }
+
+    /// A pooled connection; [`Error::Unavailable`] at once when the server refuses connections.
+    pub(crate) async fn checkout(&self) -> Result<bb8::PooledConnection<'_, Manager>> {
+        pool::checkout(&self.pool, &self.health).await
+    }
+
+    /// A newly made connection, outside the pool (used once, for a retry).
+    pub(crate) async fn fresh_connection(&self) -> Result<pool::PgConn> {
+        self.pool.dedicated_connection().await
+    }
 }
+
+/// Runs an idempotent read, `$body` with `$conn` bound to a pooled connection. When the
+/// connection turns out to be lost (its server process was terminated, the server restarted),
+/// the read is retried once on a freshly made connection (not another pooled one, which may
+/// be just as dead), so callers never see a failure that a second attempt would not have had.
+/// (A macro, not a method taking an async closure: the futures must stay `Send` for the
+/// `async_trait` methods that use it.)
+macro_rules! with_retry {
+    ($backend:expr, |$conn:ident| $body:expr) => {{
+        #[allow(unused_mut)]
+        let mut $conn = $backend.checkout().await?;
+        let result: $crate::error::Result<_> = async { $body }.await;
+        match result {
+            Err(e) if e.is_unavailable() => {
+                tracing::debug!(error = %e, "read on a lost connection; retrying once on a fresh one");
+                drop($conn);
+                #[allow(unused_mut)]
+                let mut $conn = $backend.fresh_connection().await?;
+                let result: $crate::error::Result<_> = async { $body }.await;
+                result
+            }
+            other => other,
+        }
+    }};
+}
+pub(crate) use with_retry;
+
+/// How long a request waits for a pooled connection when all are busy.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection may take to be established, unless the URL sets `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Backend for PgBackend {
@@ -153,8 +210,9 @@ impl Backend for PgBackend {
     }
 
     async fn delete(&self, id: i64) -> Result<bool> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.checkout().await?;
         let stmt = conn.statement(&self.sql.delete, &[Type::INT8]).await?;
+        crate::gate::commit_point()?;
         let n = conn.execute(&stmt, &[&id]).await?;
         Ok(n == 1)
     }
@@ -188,15 +246,16 @@ impl Backend for PgBackend {
     }
 
     async fn analyze(&self) -> Result<()> {
-        let conn = self.pool.get().await?;
+        let conn = self.checkout().await?;
         conn.batch_execute(&format!("ANALYZE {}", self.table.quoted())).await?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<()> {
-        let conn = self.pool.get().await?;
-        conn.query_one(&self.sql.ping, &[]).await?;
-        Ok(())
+        with_retry!(self, |conn| {
+            conn.query_one(&self.sql.ping, &[]).await?;
+            Ok(())
+        })
     }
 
     fn pool(&self) -> Option<crate::backend::PoolStats> {

@@ -2,11 +2,16 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
 
+use bb8::PooledConnection;
 use bb8_postgres::PostgresConnectionManager;
+use tokio::sync::Notify;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::Error;
 
 /// Prepared statements kept per connection before the cache is emptied. Searches have at most a
 /// few dozen shapes (which filters are set), the other reads one each.
@@ -56,27 +61,84 @@ impl DerefMut for PgConn {
     }
 }
 
-/// bb8-postgres's manager, wrapped to hand out [`PgConn`]s.
+/// bb8-postgres's manager, wrapped to hand out [`PgConn`]s and to report connect failures.
 #[derive(Debug)]
-pub(crate) struct Manager(pub(crate) PostgresConnectionManager<MakeRustlsConnect>);
+pub(crate) struct Manager {
+    pub(crate) inner: PostgresConnectionManager<MakeRustlsConnect>,
+    pub(crate) health: Arc<Health>,
+}
 
 impl bb8::ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = tokio_postgres::Error;
+    type Error = Error;
 
-    async fn connect(&self) -> Result<PgConn, Self::Error> {
-        let client = self.0.connect().await?;
-        client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
-        Ok(PgConn { client, search_settings: None, statements: HashMap::new() })
+    async fn connect(&self) -> Result<PgConn, Error> {
+        let connected = async {
+            let client = self.inner.connect().await?;
+            client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
+            Ok::<_, tokio_postgres::Error>(client)
+        };
+        match connected.await {
+            Ok(client) => Ok(PgConn { client, search_settings: None, statements: HashMap::new() }),
+            Err(e) => {
+                let e = Error::from(e);
+                self.health.connect_failed(&e);
+                Err(e)
+            }
+        }
     }
 
-    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), Self::Error> {
-        self.0.is_valid(&mut conn.client).await
+    /// Cheap: no round trip. A connection whose server process was terminated (or restarted)
+    /// is closed by the driver as soon as the server says so, and is then never handed out.
+    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), Error> {
+        if conn.client.is_closed() {
+            return Err(Error::unavailable("the pooled connection was closed by the server"));
+        }
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        self.0.has_broken(&mut conn.client)
+        conn.client.is_closed()
+    }
+}
+
+/// What the pool's connect attempts tell about the server: waiters for a connection are woken
+/// when an attempt fails, so a request made while the server is down fails at once (503)
+/// instead of waiting out the checkout timeout.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    failed: Notify,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn connect_failed(&self, e: &Error) {
+        tracing::debug!(error = %e, "cannot connect to PostgreSQL");
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        self.failed.notify_waiters();
+    }
+
+    fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "cannot connect to the database".into())
     }
 }
 
 pub(crate) type Pool = bb8::Pool<Manager>;
+
+/// A connection from the pool, or [`Error::Unavailable`] as soon as a connect attempt made
+/// while waiting fails (the server is down or refusing connections).
+pub(crate) async fn checkout<'a>(pool: &'a Pool, health: &Health) -> Result<PooledConnection<'a, Manager>, Error> {
+    let failed = health.failed.notified();
+    tokio::pin!(failed);
+    // Registered before asking the pool, so a failure while the pool connects is not missed.
+    failed.as_mut().enable();
+    tokio::select! {
+        biased;
+        conn = pool.get() => Ok(conn?),
+        () = &mut failed => Err(Error::unavailable(health.last_error())),
+    }
+}

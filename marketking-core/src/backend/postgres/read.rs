@@ -5,7 +5,7 @@ use pgvector::Vector;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-use super::{PgBackend, TableName};
+use super::{with_retry, PgBackend, TableName};
 use crate::backend::finish_hits;
 use crate::document::{Document, DocumentPatch, SearchHit, SearchOptions};
 use crate::error::Result;
@@ -45,43 +45,58 @@ impl Statements {
 }
 
 /// Reads a row selected with [`COLS`] (plus `embedding` at index 8 when `with_embedding`).
-pub(crate) fn row_to_document(row: &Row, with_embedding: bool) -> Document {
-    Document {
-        id: row.get(0),
-        title: row.get(1),
-        content: row.get(2),
-        source: row.get(3),
-        metadata: row.get(4),
-        key: row.get(5),
-        created_at: row.get::<_, DateTime<Utc>>(6),
-        updated_at: row.get::<_, DateTime<Utc>>(7),
-        embedding: with_embedding.then(|| row.get::<_, Vector>(8).to_vec()),
-    }
+///
+/// Never panics on what the server sent: a value that does not decode (say, a number written
+/// into the table by another tool that `serde_json` cannot hold) is an error naming the row.
+pub(crate) fn row_to_document(row: &Row, with_embedding: bool) -> Result<Document> {
+    let id: i64 = row.try_get(0)?;
+    let decode = |e: tokio_postgres::Error| {
+        let e = crate::error::Error::from(e);
+        crate::error::Error::Database { message: format!("cannot read document {id}: {e}"), code: None }
+    };
+    Ok(Document {
+        id,
+        title: row.try_get(1).map_err(decode)?,
+        content: row.try_get(2).map_err(decode)?,
+        source: row.try_get(3).map_err(decode)?,
+        metadata: row.try_get(4).map_err(decode)?,
+        key: row.try_get(5).map_err(decode)?,
+        created_at: row.try_get::<_, DateTime<Utc>>(6).map_err(decode)?,
+        updated_at: row.try_get::<_, DateTime<Utc>>(7).map_err(decode)?,
+        embedding: match with_embedding {
+            true => Some(row.try_get::<_, Vector>(8).map_err(decode)?.to_vec()),
+            false => None,
+        },
+    })
 }
 
 impl PgBackend {
     pub(crate) async fn get_impl(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
-        let mut conn = self.pool.get().await?;
         let sql = if with_embedding { &self.sql.get_emb } else { &self.sql.get };
-        let stmt = conn.statement(sql, &[Type::INT8]).await?;
-        let row = conn.query_opt(&stmt, &[&id]).await?;
-        Ok(row.map(|r| row_to_document(&r, with_embedding)))
+        with_retry!(self, |conn| {
+            let stmt = conn.statement(sql, &[Type::INT8]).await?;
+            let row = conn.query_opt(&stmt, &[&id]).await?;
+            row.map(|r| row_to_document(&r, with_embedding)).transpose()
+        })
     }
 
     pub(crate) async fn get_by_key_impl(&self, key: &str, with_embedding: bool) -> Result<Option<Document>> {
-        let mut conn = self.pool.get().await?;
         let sql = if with_embedding { &self.sql.get_key_emb } else { &self.sql.get_key };
-        let stmt = conn.statement(sql, &[Type::TEXT]).await?;
-        let row = conn.query_opt(&stmt, &[&key]).await?;
-        Ok(row.map(|r| row_to_document(&r, with_embedding)))
+        with_retry!(self, |conn| {
+            let stmt = conn.statement(sql, &[Type::TEXT]).await?;
+            let row = conn.query_opt(&stmt, &[&key]).await?;
+            row.map(|r| row_to_document(&r, with_embedding)).transpose()
+        })
     }
 
     pub(crate) async fn list_impl(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
-        let mut conn = self.pool.get().await?;
         let sql = if with_embedding { &self.sql.list_emb } else { &self.sql.list };
-        let stmt = conn.statement(sql, &[Type::INT8, Type::INT8]).await?;
-        let rows = conn.query(&stmt, &[&after_id, &(limit as i64)]).await?;
-        Ok(rows.iter().map(|r| row_to_document(r, with_embedding)).collect())
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        with_retry!(self, |conn| {
+            let stmt = conn.statement(sql, &[Type::INT8, Type::INT8]).await?;
+            let rows = conn.query(&stmt, &[&after_id, &limit]).await?;
+            rows.iter().map(|r| row_to_document(r, with_embedding)).collect()
+        })
     }
 
     pub(crate) async fn update_impl(
@@ -117,9 +132,11 @@ impl PgBackend {
             sets.push(format!("embedding = ${}", params.len()));
         }
         let sql = format!("UPDATE {} SET {} WHERE id = $1 RETURNING {COLS}", self.sql.table, sets.join(", "));
-        let conn = self.pool.get().await?;
+        let conn = self.checkout().await?;
+        // One statement: it commits on its own, so its commit point is before it is sent.
+        crate::gate::commit_point()?;
         let rows = conn.query_typed(&sql, &params).await?;
-        Ok(rows.first().map(|r| row_to_document(r, false)))
+        rows.first().map(|r| row_to_document(r, false)).transpose()
     }
 
     pub(crate) async fn search_impl(
@@ -132,17 +149,19 @@ impl PgBackend {
         let dist_col = if opts.include_embedding { 9 } else { 8 };
         let hits = rows
             .iter()
-            .map(|r| SearchHit {
-                score: (1.0 - r.get::<_, f64>(dist_col)) as f32,
-                document: row_to_document(r, opts.include_embedding),
+            .map(|r| {
+                Ok(SearchHit {
+                    score: (1.0 - r.try_get::<_, f64>(dist_col)?) as f32,
+                    document: row_to_document(r, opts.include_embedding)?,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(finish_hits(hits, opts))
     }
 
     pub(crate) async fn explain_impl(&self, query: &[f32], opts: &SearchOptions) -> Result<String> {
         let rows = self.run_search(query, opts, None, true).await?;
-        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n"))
+        Ok(rows.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?.join("\n"))
     }
 
     /// Runs the search query (or, with `explain`, the same query under EXPLAIN with the same
@@ -203,23 +222,24 @@ impl PgBackend {
                 " SET hnsw.iterative_scan = {iterative}; SET ivfflat.iterative_scan = {iterative};"
             ));
         }
-        let mut conn = self.pool.get().await?;
         let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-        // EXPLAIN text is not cached: it is a diagnostic, and one-off.
-        if explain {
-            conn.batch_execute(&settings).await?;
-            conn.search_settings = Some(settings);
-            return Ok(conn.query_typed(&sql, &params).await?);
-        }
-        let stmt = conn.statement(&sql, &types).await?;
-        if conn.search_settings.as_deref() == Some(settings.as_str()) {
-            return Ok(conn.query(&stmt, &values).await?);
-        }
-        // Pipelined: the SETs and the query go out together and cost one round trip.
-        let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query(&stmt, &values));
-        conn.search_settings = set.is_ok().then_some(settings);
-        set?;
-        Ok(rows?)
+        with_retry!(self, |conn| {
+            // EXPLAIN text is not cached: it is a diagnostic, and one-off.
+            if explain {
+                conn.batch_execute(&settings).await?;
+                conn.search_settings = Some(settings.clone());
+                return Ok(conn.query_typed(&sql, &params).await?);
+            }
+            let stmt = conn.statement(&sql, &types).await?;
+            if conn.search_settings.as_deref() == Some(settings.as_str()) {
+                return Ok(conn.query(&stmt, &values).await?);
+            }
+            // Pipelined: the SETs and the query go out together and cost one round trip.
+            let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query(&stmt, &values));
+            conn.search_settings = set.is_ok().then(|| settings.clone());
+            set?;
+            Ok(rows?)
+        })
     }
 }

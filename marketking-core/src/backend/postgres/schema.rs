@@ -38,7 +38,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         }
     }
     let version: String =
-        tx.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).await?.get(0);
+        tx.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).await?.try_get(0)?;
     let row = tx
         .query_one(
             "SELECT t.oid, n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
@@ -46,8 +46,8 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
             &[],
         )
         .await?;
-    let vector_oid: u32 = row.get(0);
-    let vector_schema: String = row.get(1);
+    let vector_oid: u32 = row.try_get(0)?;
+    let vector_schema: String = row.try_get(1)?;
 
     if let Some(schema) = &table.schema {
         tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\""))).await?;
@@ -70,7 +70,8 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
             &[&table.table],
         )
         .await?;
-    let table_exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?.get(0);
+    let table_exists: bool =
+        tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?.try_get(0)?;
     if existing.is_some() && !table_exists {
         // The table was dropped by hand (a reset) and its meta row stayed: nothing is left to
         // keep, so it is created again, for this model and these dimensions.
@@ -80,9 +81,9 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
     }
     match existing {
         Some(row) => {
-            let stored_version: i32 = row.get(0);
-            let stored_model: String = row.get(1);
-            let stored_dims: i32 = row.get(2);
+            let stored_version: i32 = row.try_get(0)?;
+            let stored_model: String = row.try_get(1)?;
+            let stored_dims: i32 = row.try_get(2)?;
             if stored_model != model || stored_dims as usize != dims {
                 return Err(Error::SchemaMismatch {
                     table: table.display(),

@@ -23,7 +23,7 @@ impl PgBackend {
         embedder: &dyn Embedder,
     ) -> Result<BatchReport> {
         let t = &self.sql.table;
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.checkout().await?;
         let keys: Vec<&str> = docs.iter().filter_map(|d| d.key.as_deref()).collect();
         let with_vectors = needs_stored_vectors(&docs);
         // Prepared (and cached on the connection) before the transaction: a statement whose rows
@@ -84,14 +84,17 @@ impl PgBackend {
             let rows = rows?;
             for r in rows {
                 existing.insert(
-                    r.get::<_, String>(1),
+                    r.try_get::<_, String>(1)?,
                     Existing {
-                        id: r.get(0),
-                        title: r.get(2),
-                        content: r.get(3),
-                        source: r.get(4),
-                        metadata: r.get(5),
-                        embedding: with_vectors.then(|| r.get::<_, Vector>(6).to_vec()),
+                        id: r.try_get(0)?,
+                        title: r.try_get(2)?,
+                        content: r.try_get(3)?,
+                        source: r.try_get(4)?,
+                        metadata: r.try_get(5)?,
+                        embedding: match with_vectors {
+                            true => Some(r.try_get::<_, Vector>(6)?.to_vec()),
+                            false => None,
+                        },
                     },
                 );
             }
@@ -107,8 +110,8 @@ impl PgBackend {
             )
             .await?
             .iter()
-            .map(|r| r.get::<_, i64>(0))
-            .collect::<Vec<_>>()
+            .map(|r| r.try_get::<_, i64>(0))
+            .collect::<Result<Vec<_>, _>>()?
             .into_iter()
         } else {
             Vec::new().into_iter()
@@ -223,6 +226,9 @@ impl PgBackend {
             }
             writer.finish().await?;
         }
+        // A caller that gave up on this write (a request timeout) is told the truth: it rolls
+        // back here, or it commits and the caller waits for the answer (see `CommitGate`).
+        crate::gate::commit_point()?;
         tx.commit().await?;
         Ok(report)
     }
