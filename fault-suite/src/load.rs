@@ -12,6 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::http::{Http, Transport};
 
+/// How long a client waits after a failed request before its next one.
+pub(crate) const FAILURE_PAUSE: Duration = Duration::from_millis(50);
+
 /// Seconds since the start of a scenario; every sample and fault time is on this clock.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock(Instant);
@@ -124,11 +127,14 @@ impl Load {
                             .await
                             .map(|r| (r.status, r.retry_after.is_some()))
                             .map_err(|(kind, _)| kind);
-                        let refused = matches!(result, Err(Transport::Refused));
-                        out.push(Sample { op: req.op, start, end: clock.now(), result });
-                        if refused {
-                            // Nothing listening: don't spin; a refused connect takes microseconds.
-                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        let sample = Sample { op: req.op, start, end: clock.now(), result };
+                        let failed = !sample.ok();
+                        out.push(sample);
+                        if failed {
+                            // A short pause after a failure, as a client with any backoff makes:
+                            // a fast 503 or a refused connect would otherwise turn the bounded
+                            // load into a spin of tens of thousands of failures a second.
+                            tokio::time::sleep(FAILURE_PAUSE).await;
                         }
                     }
                     out

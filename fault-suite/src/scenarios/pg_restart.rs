@@ -5,7 +5,8 @@
 //! 100 ms on connections of its own, as an orchestrator would. Targets: only 503s with
 //! Retry-After during the outage (no 500, no dropped connection), every request succeeding
 //! again within 2 s of PostgreSQL being back, and `/readyz` answering not-ready within 1 s of
-//! the outage.
+//! the outage. Clients pause 50 ms after a failure (`load::FAILURE_PAUSE`), so recovery is
+//! measured to within that.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
