@@ -16,6 +16,9 @@
 //! # Ok(()) }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Nothing that came from storage or the network may panic the caller: no unwrap, expect,
+// unchecked indexing or explicit panic in library code (tests may).
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 mod backend;
 mod cache;
@@ -23,6 +26,7 @@ mod document;
 mod embedder;
 mod error;
 mod gate;
+mod plan;
 mod similarity;
 mod store;
 #[cfg(any(feature = "postgres", feature = "openai"))]

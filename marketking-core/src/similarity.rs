@@ -25,12 +25,11 @@ pub fn cosine_similarity(a: &[f32], b: &[f32]) -> Option<f32> {
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
         }
     }
     let mut s: f32 = acc.iter().sum();
@@ -44,14 +43,13 @@ fn dot_norms(a: &[f32], b: &[f32]) -> (f64, f64, f64) {
     let mut d = [0.0f32; 8];
     let mut x2 = [0.0f32; 8];
     let mut y2 = [0.0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            d[i] += x[i] * y[i];
-            x2[i] += x[i] * x[i];
-            y2[i] += y[i] * y[i];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for ((((d, x2), y2), x), y) in d.iter_mut().zip(&mut x2).zip(&mut y2).zip(x).zip(y) {
+            *d += x * y;
+            *x2 += x * x;
+            *y2 += y * y;
         }
     }
     let mut dot: f64 = d.iter().map(|v| *v as f64).sum();

@@ -6,11 +6,10 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
-use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};
+use crate::plan::Existing;
 
 #[cfg(feature = "embedded")]
 pub(crate) mod embedded;
@@ -133,10 +132,17 @@ pub struct PoolStats {
 /// A storage backend. Every method gets validated input.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + Debug {
-    /// Writes `docs` in one transaction: all or nothing. Documents with a key upsert through it
-    /// (no embedder call when title and content are unchanged); documents without an embedding
-    /// are embedded through `embedder` in chunks of its batch size (see [`fill_embeddings`]).
-    async fn write_batch(&self, docs: Vec<NewDocument>, embedder: &dyn Embedder) -> Result<BatchReport>;
+    /// The stored rows of these keys, read without taking any lock (the store plans with them
+    /// before it embeds). `with_vectors` reads the stored vectors too.
+    async fn existing(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>>;
+
+    /// Writes `docs` in one transaction: all or nothing. Under the locks that keep the batch's
+    /// keys from changing until commit, re-reads their rows and plans again
+    /// ([`plan_batch`](crate::plan::plan_batch)); when that plan needs a vector a document does
+    /// not have (its stored row changed since the store planned), writes nothing and answers
+    /// [`Written::NeedVectors`]. The commit point checks the caller's
+    /// [`CommitGate`](crate::CommitGate). `report.embedded` is left at 0 (the store counts).
+    async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written>;
 
     /// One document by id.
     async fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>>;
@@ -194,84 +200,14 @@ pub(crate) trait Backend: Send + Sync + Debug {
     fn kind(&self) -> &'static str;
 }
 
-/// A stored document's fields that decide what an upsert does.
-#[derive(Debug, Clone)]
-pub(crate) struct Existing {
-    pub(crate) id: i64,
-    pub(crate) title: String,
-    pub(crate) content: String,
-    pub(crate) source: Option<String>,
-    pub(crate) metadata: Value,
-    /// The stored vector: read only when the batch brings precomputed vectors for existing
-    /// keys, to tell an unchanged vector from a new one.
-    pub(crate) embedding: Option<Vec<f32>>,
-}
-
-/// Whether a batch needs the stored vectors of its keys (see [`Existing::embedding`]).
-pub(crate) fn needs_stored_vectors(docs: &[NewDocument]) -> bool {
-    docs.iter().any(|d| d.key.is_some() && d.embedding.is_some())
-}
-
-/// What to do with one input document of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// New row.
-    Insert,
-    /// Existing key, same text (and, for a precomputed vector, the same vector): keep the
-    /// stored vector, maybe update source/metadata.
-    Touch { id: i64, changed: bool },
-    /// Existing key, new text or a different precomputed vector: rewrite with a new vector.
-    Rewrite { id: i64 },
-}
-
-/// Decides the action for each document, given the existing rows of the batch's keys.
-/// Rejects a key used twice in one batch.
-pub(crate) fn plan_batch(docs: &[NewDocument], existing: &HashMap<String, Existing>) -> Result<Vec<Action>> {
-    let mut seen = std::collections::HashSet::new();
-    docs.iter()
-        .map(|d| {
-            let Some(key) = &d.key else { return Ok(Action::Insert) };
-            if !seen.insert(key.as_str()) {
-                return Err(Error::Conflict { reason: format!("key {key:?} appears more than once in the batch") });
-            }
-            Ok(match existing.get(key) {
-                None => Action::Insert,
-                Some(e)
-                    if e.title == d.title
-                        && e.content == d.content
-                        && d.embedding.as_ref().is_none_or(|v| e.embedding.as_ref() == Some(v)) =>
-                {
-                    Action::Touch { id: e.id, changed: e.source != d.source || e.metadata != d.metadata }
-                }
-                Some(e) => Action::Rewrite { id: e.id },
-            })
-        })
-        .collect()
-}
-
-/// Embeds the documents of `chunk` that have no embedding and need one (per `actions`), in one
-/// embedder call, and stores the vectors in the documents. Returns how many texts were embedded.
-pub(crate) async fn fill_embeddings(
-    embedder: &dyn Embedder,
-    chunk: &mut [NewDocument],
-    actions: &[Action],
-) -> Result<usize> {
-    let need: Vec<usize> = chunk
-        .iter()
-        .zip(actions)
-        .enumerate()
-        .filter(|(_, (d, a))| d.embedding.is_none() && !matches!(a, Action::Touch { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    if need.is_empty() {
-        return Ok(0);
-    }
-    let texts: Vec<String> = need.iter().map(|&i| chunk[i].embedding_text()).collect();
-    let vectors = embed_checked(embedder, &texts).await?;
-    for (i, v) in need.iter().zip(vectors) {
-        chunk[*i].embedding = Some(v);
-    }
-    Ok(need.len())
+/// What [`Backend::write_batch`] did.
+#[derive(Debug)]
+pub(crate) enum Written {
+    /// Committed.
+    Done(BatchReport),
+    /// Nothing written: these documents (indexes into the batch) need a vector first. The
+    /// batch is handed back, unchanged, for the store to embed them and try again.
+    NeedVectors(Vec<NewDocument>, Vec<usize>),
 }
 
 /// Sorts hits best first (ties by id) and applies `min_score` and `k`.
@@ -282,43 +218,4 @@ pub(crate) fn finish_hits(mut hits: Vec<SearchHit>, opts: &SearchOptions) -> Vec
     }
     hits.truncate(opts.k);
     hits
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_detects_unchanged_changed_and_duplicates() {
-        let mut existing = HashMap::new();
-        existing.insert(
-            "a".to_string(),
-            Existing {
-                id: 1,
-                title: "t".into(),
-                content: "c".into(),
-                source: None,
-                metadata: serde_json::json!({}),
-                embedding: Some(vec![0.6, 0.8]),
-            },
-        );
-        let same = NewDocument::new("t", "c").with_key("a");
-        let meta = NewDocument::new("t", "c").with_key("a").with_source("s");
-        let text = NewDocument::new("t", "c2").with_key("a");
-        let fresh = NewDocument::new("t", "c").with_key("b");
-        assert_eq!(
-            plan_batch(std::slice::from_ref(&same), &existing).unwrap(),
-            vec![Action::Touch { id: 1, changed: false }]
-        );
-        assert_eq!(plan_batch(&[meta], &existing).unwrap(), vec![Action::Touch { id: 1, changed: true }]);
-        assert_eq!(plan_batch(&[text], &existing).unwrap(), vec![Action::Rewrite { id: 1 }]);
-        assert_eq!(plan_batch(&[fresh], &existing).unwrap(), vec![Action::Insert]);
-        // A precomputed vector equal to the stored one keeps the row; a different one rewrites.
-        let same_vector = NewDocument::new("t", "c").with_key("a").with_embedding(vec![0.6, 0.8]);
-        let new_vector = NewDocument::new("t", "c").with_key("a").with_embedding(vec![0.8, 0.6]);
-        assert_eq!(plan_batch(&[same_vector], &existing).unwrap(), vec![Action::Touch { id: 1, changed: false }]);
-        assert_eq!(plan_batch(&[new_vector], &existing).unwrap(), vec![Action::Rewrite { id: 1 }]);
-        let err = plan_batch(&[same.clone(), same], &existing).unwrap_err();
-        assert!(matches!(err, Error::Conflict { .. }), "{err}");
-    }
 }

@@ -74,14 +74,14 @@ impl Cache for MemoryCache {
     }
 
     async fn incr(&self, key: &str) -> Result<u64> {
-        let mut c = self.counters.lock().expect("counter lock poisoned");
+        let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let v = c.entry(key.to_string()).or_default();
         *v += 1;
         Ok(*v)
     }
 
     async fn counter(&self, key: &str) -> Result<u64> {
-        Ok(self.counters.lock().expect("counter lock poisoned").get(key).copied().unwrap_or(0))
+        Ok(self.counters.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0))
     }
 
     fn kind(&self) -> &'static str {

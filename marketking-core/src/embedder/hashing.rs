@@ -29,7 +29,7 @@ impl Default for HashingEmbedder {
     /// 1536 dimensions, the size of OpenAI's text-embedding-3-small, so a table can later move
     /// to it without a schema change.
     fn default() -> Self {
-        HashingEmbedder::new(1536).expect("1536 is a valid dimension count")
+        HashingEmbedder::with_dimensions(1536)
     }
 }
 
@@ -39,7 +39,12 @@ impl HashingEmbedder {
         if !(2..=16_000).contains(&dimensions) {
             return Err(Error::config("dimensions", format!("must be between 2 and 16000, got {dimensions}")));
         }
-        Ok(HashingEmbedder { dimensions, model_id: format!("marketking-hash-v{RECIPE_VERSION}-{dimensions}") })
+        Ok(HashingEmbedder::with_dimensions(dimensions))
+    }
+
+    /// Without the range check (callers pass a valid count).
+    fn with_dimensions(dimensions: usize) -> Self {
+        HashingEmbedder { dimensions, model_id: format!("marketking-hash-v{RECIPE_VERSION}-{dimensions}") }
     }
 
     /// Embeds one text synchronously.
@@ -71,12 +76,16 @@ impl HashingEmbedder {
         for (h, tf) in features {
             let bucket = (h % self.dimensions as u64) as usize;
             let sign = if (h >> 63) & 1 == 1 { -1.0 } else { 1.0 };
-            v[bucket] += sign * (1.0 + (tf as f32).ln());
+            if let Some(x) = v.get_mut(bucket) {
+                *x += sign * (1.0 + (tf as f32).ln());
+            }
         }
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm == 0.0 {
             // Every feature cancelled out; vanishingly rare, but never return a zero vector.
-            v[0] = 1.0;
+            if let Some(first) = v.first_mut() {
+                *first = 1.0;
+            }
         } else {
             v.iter_mut().for_each(|x| *x /= norm);
         }

@@ -15,6 +15,7 @@ mod builder;
 mod counted;
 mod result_cache;
 mod search;
+mod write;
 
 use builder::Config;
 pub use builder::{StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
@@ -129,7 +130,7 @@ impl VectorStore {
         // Validated here too so a single document's errors name the bare field (`title`).
         doc.validate(self.dimensions())?;
         let report = self.batch(vec![doc]).await?;
-        self.get(report.ids[0]).await
+        self.get(only_id(&report)?).await
     }
 
     /// Stores many documents in one transaction (all or nothing), embedding in chunks of the
@@ -144,7 +145,7 @@ impl VectorStore {
         for (i, d) in docs.iter().enumerate() {
             d.validate(dims).map_err(|e| index_field(e, i))?;
         }
-        let report = self.inner.backend.write_batch(docs, &self.inner.embedder).await?;
+        let report = self.write_planned(docs).await?;
         self.invalidate().await;
         Ok(report)
     }
@@ -165,7 +166,7 @@ impl VectorStore {
         } else {
             UpsertOutcome::Unchanged
         };
-        Ok((self.get(report.ids[0]).await?, outcome))
+        Ok((self.get(only_id(&report)?).await?, outcome))
     }
 
     /// The document with this id (without its embedding).
@@ -298,6 +299,11 @@ impl VectorStore {
         o.probes.get_or_insert(self.inner.probes);
         o
     }
+}
+
+/// The id of a one-document batch.
+fn only_id(report: &BatchReport) -> Result<i64> {
+    report.ids.first().copied().ok_or_else(|| Error::Storage("a one-document write reported no id".into()))
 }
 
 /// Prefixes a field error with the document's position in a batch.

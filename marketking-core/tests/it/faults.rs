@@ -19,6 +19,7 @@ crate::conformance!(
     literal_backslash_u0000_is_text_and_a_real_nul_is_refused,
     a_cancelled_write_commits_nothing,
     a_write_dropped_mid_way_is_applied_exactly_when_cancel_says_so,
+    a_slow_embedder_holds_no_database_lock,
 );
 
 /// `{"a": f64::MAX}` is stored by PostgreSQL as a numeric and printed back as a 309-digit
@@ -311,5 +312,65 @@ async fn an_unreachable_server_is_unavailable_at_once_and_recovery_is_immediate(
     assert_eq!(store.get(doc.id).await.unwrap().id, doc.id, "the first call after the outage succeeds");
     assert_eq!(store.stats().await.unwrap().storage.documents, 1, "nothing was written during the outage");
     drop(store);
+    t.cleanup().await;
+}
+
+/// An embedder that stops on texts containing "slow" until released.
+#[derive(Debug, Clone)]
+struct GatedEmbedder {
+    inner: HashingEmbedder,
+    entered: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl Embedder for GatedEmbedder {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        if texts.iter().any(|t| t.contains("slow")) {
+            self.entered.notify_one();
+            let _permit =
+                self.release.acquire().await.map_err(|e| Error::Embedder { message: e.to_string(), status: None })?;
+        }
+        self.inner.embed(texts).await
+    }
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+}
+
+/// Embedding happens before any database lock: while a 40-key upsert waits on its embedder, a
+/// write of another key (and of a new one) goes through.
+async fn a_slow_embedder_holds_no_database_lock(kind: Kind) {
+    let t = Fixture::new(kind);
+    let emb = GatedEmbedder {
+        inner: HashingEmbedder::new(16).unwrap(),
+        entered: Default::default(),
+        release: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let store = t.store(emb.clone(), NoCache).await.unwrap();
+    store.create(NewDocument::new("Existing", "fast document").with_key("fast-0")).await.unwrap();
+    let slow: Vec<NewDocument> = (0..40)
+        .map(|i| NewDocument::new(format!("Slow {i}"), "slow embedding").with_key(format!("slow-{i}")))
+        .collect();
+    let entered = emb.entered.notified();
+    let batch = tokio::spawn({
+        let store = store.clone();
+        async move { store.batch(slow).await }
+    });
+    entered.await;
+    let other = tokio::time::timeout(Duration::from_secs(10), async {
+        store.upsert(NewDocument::new("Existing", "changed while the other batch embeds").with_key("fast-0")).await?;
+        store.create(NewDocument::new("New", "written while the other batch embeds").with_key("fast-1")).await
+    })
+    .await;
+    emb.release.add_permits(1000);
+    assert!(other.is_ok(), "a write of other keys waited for the slow embedder");
+    other.unwrap().unwrap();
+    let report = batch.await.unwrap().unwrap();
+    assert_eq!(report.created, 40);
+    assert_eq!(store.stats().await.unwrap().storage.documents, 42);
     t.cleanup().await;
 }

@@ -29,10 +29,9 @@
 //!   Stored vectors are kept as written (f32 little-endian blobs); the normalised copies live only
 //!   in memory, and `include_embedding` returns the stored vector.
 //! * **Writers are serialised** by an async mutex, so the existing rows a batch plans against
-//!   cannot change before it writes. Embedding happens before the write transaction starts, so no
-//!   SQLite lock is held during (possibly slow, remote) embedder calls and readers keep going;
-//!   an embedder error anywhere means nothing is written. All SQLite work runs on the blocking
-//!   thread pool.
+//!   cannot change before it writes. The store embeds before it calls the backend, so neither
+//!   that mutex nor a SQLite lock is held during (possibly slow, remote) embedder calls. All
+//!   SQLite work runs on the blocking thread pool.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -45,14 +44,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 
-use crate::backend::{
-    fill_embeddings, finish_hits, needs_stored_vectors, plan_batch, Action, Backend, Existing, IndexInfo, IndexSpec,
-    SourceCount, StorageStats,
-};
+use crate::backend::{finish_hits, Backend, IndexInfo, IndexSpec, SourceCount, StorageStats, Written};
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
-use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::gate::CommitGate;
+use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Action, Existing};
 use crate::similarity::dot;
 
 mod lock;
@@ -580,22 +576,20 @@ impl MemIndex {
         self.ids.len()
     }
 
-    fn vector(&self, row: usize) -> &[f32] {
-        &self.vectors[row * self.dims..(row + 1) * self.dims]
-    }
-
     /// Inserts a new row or updates an existing one.
     fn apply(&mut self, p: Pending) {
         match self.pos.get(&p.id) {
             Some(&row) => {
-                if let Some(unit) = p.unit {
-                    self.vectors[row * self.dims..(row + 1) * self.dims].copy_from_slice(&unit);
+                let d = self.dims;
+                if let (Some(unit), Some(slot)) = (p.unit, self.vectors.get_mut(row * d..(row + 1) * d)) {
+                    slot.copy_from_slice(&unit);
                 }
-                let r = &mut self.rows[row];
-                r.source = p.source;
-                r.metadata = p.metadata;
-                if let Some(c) = p.created_at {
-                    r.created_at = c;
+                if let Some(r) = self.rows.get_mut(row) {
+                    r.source = p.source;
+                    r.metadata = p.metadata;
+                    if let Some(c) = p.created_at {
+                        r.created_at = c;
+                    }
                 }
             }
             None => {
@@ -618,11 +612,13 @@ impl MemIndex {
         let Some(row) = self.pos.remove(&id) else {
             return false;
         };
-        let last = self.ids.len() - 1;
+        let last = self.ids.len().saturating_sub(1);
         if row != last {
             let d = self.dims;
             self.vectors.copy_within(last * d..(last + 1) * d, row * d);
-            self.pos.insert(self.ids[last], row);
+            if let Some(&moved) = self.ids.last() {
+                self.pos.insert(moved, row);
+            }
         }
         self.ids.swap_remove(row);
         self.rows.swap_remove(row);
@@ -709,18 +705,18 @@ fn scan_range(
     }
     let filtered = opts.has_filters();
     let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(k + 1);
-    for row in range {
-        let id = mem.ids[row];
+    let d = mem.dims.max(1);
+    let ids = mem.ids.get(range.clone()).unwrap_or_default();
+    let rows = mem.rows.get(range.clone()).unwrap_or_default();
+    let vectors = mem.vectors.get(range.start * d..range.end * d).unwrap_or_default().chunks_exact(d);
+    for ((&id, r), vector) in ids.iter().zip(rows).zip(vectors) {
         if exclude == Some(id) {
             continue;
         }
-        if filtered {
-            let r = &mem.rows[row];
-            if !opts.matches(r.source.as_deref(), &r.metadata, r.created_at) {
-                continue;
-            }
+        if filtered && !opts.matches(r.source.as_deref(), &r.metadata, r.created_at) {
+            continue;
         }
-        let score = dot(query, mem.vector(row));
+        let score = dot(query, vector);
         if opts.min_score.is_some_and(|m| score < m) {
             continue;
         }
@@ -737,7 +733,13 @@ fn scan_range(
 
 #[async_trait]
 impl Backend for EmbeddedBackend {
-    async fn write_batch(&self, mut docs: Vec<NewDocument>, embedder: &dyn Embedder) -> Result<BatchReport> {
+    async fn existing(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>> {
+        let keys = keys.to_vec();
+        self.run(move |s| s.existing(&keys, with_vectors)).await
+    }
+
+    async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written> {
+        // Writers are serialised, so the rows read here cannot change before the write.
         let _writer = self.writer.lock().await;
         let keys: Vec<String> = docs.iter().filter_map(|d| d.key.clone()).collect();
         let with_vectors = needs_stored_vectors(&docs);
@@ -745,30 +747,12 @@ impl Backend for EmbeddedBackend {
             if keys.is_empty() { HashMap::new() } else { self.run(move |s| s.existing(&keys, with_vectors)).await? };
         let actions = plan_batch(&docs, &existing)?;
         drop(existing);
-        // Embed in full chunks of the embedder's batch size, counting only the documents that
-        // need a vector; an error here returns before anything is written.
-        let batch = embedder.max_batch_size().max(1);
-        let needs = |d: &NewDocument, a: &Action| d.embedding.is_none() && !matches!(a, Action::Touch { .. });
-        let mut embedded = 0;
-        let mut start = 0;
-        while start < docs.len() {
-            let mut end = start;
-            let mut n = 0;
-            while end < docs.len() && n < batch {
-                if needs(&docs[end], &actions[end]) {
-                    n += 1;
-                }
-                end += 1;
-            }
-            if n > 0 {
-                embedded += fill_embeddings(embedder, &mut docs[start..end], &actions[start..end]).await?;
-            }
-            start = end;
+        let missing = missing_vectors(&docs, &actions);
+        if !missing.is_empty() {
+            return Ok(Written::NeedVectors(docs, missing));
         }
         let gate = CommitGate::current();
-        let mut report = self.run(move |s| s.write(docs, actions, gate.as_ref())).await?;
-        report.embedded = embedded;
-        Ok(report)
+        Ok(Written::Done(self.run(move |s| s.write(docs, actions, gate.as_ref())).await?))
     }
 
     async fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
@@ -1005,7 +989,7 @@ mod tests {
         for (id, v, _) in raw.iter().filter(|r| r.0 != raw[10].0 && r.0 != raw[49].0) {
             let row = mem.pos[id];
             assert_eq!(mem.ids[row], *id);
-            assert_eq!(mem.vector(row), normalize(v).as_slice());
+            assert_eq!(&mem.vectors[row * 8..(row + 1) * 8], normalize(v).as_slice());
         }
     }
 

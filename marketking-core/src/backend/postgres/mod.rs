@@ -10,6 +10,7 @@
 //! - Writes use binary COPY with ids taken from the table's sequence up front, so a batch
 //!   streams at the server's COPY speed and still reports ids in input order.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +19,10 @@ use async_trait::async_trait;
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::types::{Kind, Type};
 
-use crate::backend::{Backend, IndexInfo, IndexSpec, StorageStats};
-use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
-use crate::embedder::Embedder;
+use crate::backend::{Backend, IndexInfo, IndexSpec, StorageStats, Written};
+use crate::document::{Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
+use crate::plan::Existing;
 
 mod admin;
 mod ident;
@@ -193,8 +194,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Backend for PgBackend {
-    async fn write_batch(&self, docs: Vec<NewDocument>, embedder: &dyn Embedder) -> Result<BatchReport> {
-        self.write_batch_impl(docs, embedder).await
+    async fn existing(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>> {
+        self.existing_impl(keys, with_vectors).await
+    }
+
+    async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written> {
+        self.write_batch_impl(docs).await
     }
 
     async fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {

@@ -1,4 +1,7 @@
-//! Batch writes: key lookup, embedding in chunks, binary COPY, all in one transaction.
+//! Batch writes: key lookup under locks, updates and one binary COPY, in one transaction.
+//!
+//! Vectors are computed by the store before this runs, so no lock is held while an embedder
+//! works: the transaction lasts as long as the database writes do.
 
 use std::collections::HashMap;
 
@@ -6,22 +9,39 @@ use futures_util::future::try_join_all;
 use pgvector::Vector;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Row;
 
-use super::PgBackend;
-use crate::backend::{fill_embeddings, needs_stored_vectors, plan_batch, Action, Existing};
+use super::{with_retry, PgBackend};
+use crate::backend::Written;
 use crate::document::{BatchReport, NewDocument};
-use crate::embedder::Embedder;
 use crate::error::{Error, Result};
+use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Action, Existing};
 
 /// Batches with up to this many keys lock each key; larger ones lock the table's keyed writes.
 const MAX_KEY_LOCKS: usize = 32;
+/// Updates in flight at once on the connection (pipelined).
+const UPDATES_IN_FLIGHT: usize = 64;
 
 impl PgBackend {
-    pub(crate) async fn write_batch_impl(
-        &self,
-        mut docs: Vec<NewDocument>,
-        embedder: &dyn Embedder,
-    ) -> Result<BatchReport> {
+    /// `SELECT ... WHERE key = ANY($1)`, with `FOR UPDATE` inside a write.
+    fn existing_sql(&self, with_vectors: bool, for_update: bool) -> String {
+        format!(
+            "SELECT id, key, title, content, source, metadata{} FROM {} WHERE key = ANY($1){}",
+            if with_vectors { ", embedding" } else { "" },
+            self.sql.table,
+            if for_update { " FOR UPDATE" } else { "" }
+        )
+    }
+
+    pub(crate) async fn existing_impl(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>> {
+        let sql = self.existing_sql(with_vectors, false);
+        with_retry!(self, |conn| {
+            let stmt = conn.statement(&sql, &[Type::TEXT_ARRAY]).await?;
+            existing_rows(&conn.query(&stmt, &[&keys]).await?, with_vectors)
+        })
+    }
+
+    pub(crate) async fn write_batch_impl(&self, docs: Vec<NewDocument>) -> Result<Written> {
         let t = &self.sql.table;
         let mut conn = self.checkout().await?;
         let keys: Vec<&str> = docs.iter().filter_map(|d| d.key.as_deref()).collect();
@@ -30,14 +50,9 @@ impl PgBackend {
         // hold a `vector` must have its column types resolved before it runs. Sent unprepared,
         // tokio-postgres would look the type up on the same connection while the rows are
         // still arriving, and wait forever once more rows than its buffer holds are queued.
-        let select = if keys.is_empty() {
-            None
-        } else {
-            let sql = format!(
-                "SELECT id, key, title, content, source, metadata{} FROM {t} WHERE key = ANY($1) FOR UPDATE",
-                if with_vectors { ", embedding" } else { "" }
-            );
-            Some(conn.statement(&sql, &[Type::TEXT_ARRAY]).await?)
+        let select = match keys.is_empty() {
+            true => None,
+            false => Some(conn.statement(&self.existing_sql(with_vectors, true), &[Type::TEXT_ARRAY]).await?),
         };
         // Dropping `tx` without commit rolls back: any error below leaves no row behind.
         let tx = conn.transaction().await?;
@@ -81,29 +96,17 @@ impl PgBackend {
             .await;
             table_locked?;
             keys_locked?;
-            let rows = rows?;
-            for r in rows {
-                existing.insert(
-                    r.try_get::<_, String>(1)?,
-                    Existing {
-                        id: r.try_get(0)?,
-                        title: r.try_get(2)?,
-                        content: r.try_get(3)?,
-                        source: r.try_get(4)?,
-                        metadata: r.try_get(5)?,
-                        embedding: match with_vectors {
-                            true => Some(r.try_get::<_, Vector>(6)?.to_vec()),
-                            false => None,
-                        },
-                    },
-                );
-            }
+            existing = existing_rows(&rows?, with_vectors)?;
         }
         let actions = plan_batch(&docs, &existing)?;
         drop(existing);
+        let missing = missing_vectors(&docs, &actions);
+        if !missing.is_empty() {
+            return Ok(Written::NeedVectors(docs, missing));
+        }
 
         let inserts = actions.iter().filter(|a| **a == Action::Insert).count();
-        let mut new_ids = if inserts > 0 {
+        let new_ids: Vec<i64> = if inserts > 0 {
             tx.query(
                 "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1::bigint, $2::bigint)",
                 &[&self.sql.table, &(inserts as i64)],
@@ -111,41 +114,14 @@ impl PgBackend {
             .await?
             .iter()
             .map(|r| r.try_get::<_, i64>(0))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
+            .collect::<Result<_, _>>()?
         } else {
-            Vec::new().into_iter()
+            Vec::new()
         };
+        let (report, rows) = report_and_rows(docs, &actions, new_ids)?;
 
-        let mut report = BatchReport { ids: Vec::with_capacity(docs.len()), ..Default::default() };
-        for a in &actions {
-            report.ids.push(match a {
-                Action::Insert => {
-                    report.created += 1;
-                    new_ids.next().expect("one id per insert")
-                }
-                Action::Touch { id, changed } => {
-                    if *changed {
-                        report.updated += 1;
-                    } else {
-                        report.unchanged += 1;
-                    }
-                    *id
-                }
-                Action::Rewrite { id } => {
-                    report.updated += 1;
-                    *id
-                }
-            });
-        }
-
-        let chunk = embedder.max_batch_size().max(1);
-
-        // 1. Existing keys: updates, pipelined on the connection, chunk by chunk.
-        let update_idx: Vec<usize> = (0..docs.len())
-            .filter(|&i| matches!(actions[i], Action::Rewrite { .. } | Action::Touch { changed: true, .. }))
-            .collect();
-        if !update_idx.is_empty() {
+        // 1. Existing keys: updates, pipelined on the connection.
+        if !rows.updates.is_empty() {
             let rewrite = tx
                 .prepare_typed(
                     &format!(
@@ -161,40 +137,25 @@ impl PgBackend {
                     &[Type::INT8, Type::VARCHAR, Type::JSONB],
                 )
                 .await?;
-            for idx in update_idx.chunks(chunk) {
-                let mut group: Vec<NewDocument> =
-                    idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
-                let group_actions: Vec<Action> = idx.iter().map(|&i| actions[i]).collect();
-                report.embedded += fill_embeddings(embedder, &mut group, &group_actions).await?;
-                // A touched row keeps its stored vector (a precomputed one equal to it is not
-                // written again).
-                let vectors: Vec<Option<Vector>> = group
-                    .iter_mut()
-                    .zip(&group_actions)
-                    .map(|(d, a)| match a {
-                        Action::Touch { .. } => None,
-                        _ => d.embedding.take().map(Vector::from),
-                    })
-                    .collect();
-                let futures = idx.iter().zip(&group).zip(&vectors).map(|((&i, d), v)| {
-                    let id = &report.ids[i];
+            for chunk in rows.updates.chunks(UPDATES_IN_FLIGHT) {
+                try_join_all(chunk.iter().map(|(id, d, v)| {
                     let (rewrite, touch, tx) = (&rewrite, &touch, &tx);
                     async move {
                         match v {
+                            // A touched row keeps its stored vector.
                             Some(v) => {
                                 tx.execute(rewrite, &[id, &d.title, &d.content, &d.source, &d.metadata, v]).await
                             }
                             None => tx.execute(touch, &[id, &d.source, &d.metadata]).await,
                         }
                     }
-                });
-                try_join_all(futures).await?;
+                }))
+                .await?;
             }
         }
 
-        // 2. New rows: one binary COPY stream; each chunk is embedded, written and dropped,
-        //    so memory holds one chunk of vectors at a time.
-        if inserts > 0 {
+        // 2. New rows: one binary COPY stream.
+        if !rows.inserts.is_empty() {
             let sink = tx
                 .copy_in(&format!(
                     "COPY {t} (id, title, content, source, metadata, key, embedding) FROM STDIN (FORMAT binary)"
@@ -211,18 +172,9 @@ impl PgBackend {
             ];
             let writer = BinaryCopyInWriter::new(sink, &types);
             futures_util::pin_mut!(writer);
-            let insert_idx: Vec<usize> = (0..docs.len()).filter(|&i| actions[i] == Action::Insert).collect();
-            for idx in insert_idx.chunks(chunk) {
-                let mut group: Vec<NewDocument> =
-                    idx.iter().map(|&i| std::mem::replace(&mut docs[i], placeholder())).collect();
-                let group_actions = vec![Action::Insert; group.len()];
-                report.embedded += fill_embeddings(embedder, &mut group, &group_actions).await?;
-                for (&i, d) in idx.iter().zip(group) {
-                    let v = Vector::from(d.embedding.ok_or_else(|| Error::Storage("missing embedding".into()))?);
-                    let row: [&(dyn ToSql + Sync); 7] =
-                        [&report.ids[i], &d.title, &d.content, &d.source, &d.metadata, &d.key, &v];
-                    writer.as_mut().write(&row).await?;
-                }
+            for (id, d, v) in &rows.inserts {
+                let row: [&(dyn ToSql + Sync); 7] = [id, &d.title, &d.content, &d.source, &d.metadata, &d.key, v];
+                writer.as_mut().write(&row).await?;
             }
             writer.finish().await?;
         }
@@ -230,18 +182,76 @@ impl PgBackend {
         // back here, or it commits and the caller waits for the answer (see `CommitGate`).
         crate::gate::commit_point()?;
         tx.commit().await?;
-        Ok(report)
+        Ok(Written::Done(report))
     }
 }
 
-/// An empty document left behind when one is moved out of the input vector.
-fn placeholder() -> NewDocument {
-    NewDocument {
-        title: String::new(),
-        content: String::new(),
-        source: None,
-        metadata: serde_json::Value::Null,
-        key: None,
-        embedding: None,
+/// Rows read with [`PgBackend::existing_sql`], by key.
+fn existing_rows(rows: &[Row], with_vectors: bool) -> Result<HashMap<String, Existing>> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, String>(1)?,
+                Existing {
+                    id: r.try_get(0)?,
+                    title: r.try_get(2)?,
+                    content: r.try_get(3)?,
+                    source: r.try_get(4)?,
+                    metadata: r.try_get(5)?,
+                    embedding: match with_vectors {
+                        true => Some(r.try_get::<_, Vector>(6)?.to_vec()),
+                        false => None,
+                    },
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The rows a planned batch writes: updates by id (with the new vector, or none for a touch)
+/// and inserts with their new ids.
+#[derive(Default)]
+struct Rows {
+    updates: Vec<(i64, NewDocument, Option<Vector>)>,
+    inserts: Vec<(i64, NewDocument, Vector)>,
+}
+
+/// The report (ids in input order, counts) and the rows to write, consuming the documents.
+fn report_and_rows(docs: Vec<NewDocument>, actions: &[Action], new_ids: Vec<i64>) -> Result<(BatchReport, Rows)> {
+    let mut report = BatchReport { ids: Vec::with_capacity(docs.len()), ..Default::default() };
+    let mut rows = Rows::default();
+    let mut new_ids = new_ids.into_iter();
+    for (mut d, a) in docs.into_iter().zip(actions) {
+        match *a {
+            Action::Insert => {
+                let id = new_ids.next().ok_or_else(|| Error::Storage("the sequence gave too few ids".into()))?;
+                let v = d
+                    .embedding
+                    .take()
+                    .ok_or_else(|| Error::Storage("a new row reached the write without a vector".into()))?;
+                report.created += 1;
+                report.ids.push(id);
+                rows.inserts.push((id, d, Vector::from(v)));
+            }
+            Action::Touch { id, changed } => {
+                report.ids.push(id);
+                if changed {
+                    report.updated += 1;
+                    rows.updates.push((id, d, None));
+                } else {
+                    report.unchanged += 1;
+                }
+            }
+            Action::Rewrite { id } => {
+                let v = d
+                    .embedding
+                    .take()
+                    .ok_or_else(|| Error::Storage("a rewrite reached the write without a vector".into()))?;
+                report.updated += 1;
+                report.ids.push(id);
+                rows.updates.push((id, d, Some(Vector::from(v))));
+            }
+        }
     }
+    Ok((report, rows))
 }
