@@ -105,6 +105,18 @@ pub(crate) struct Run {
     pub(crate) samples: Vec<Sample>,
     /// From the start to the moment the last client finished its last request, seconds.
     pub(crate) secs: f64,
+    /// When the load started (scenario clock).
+    pub(crate) started: f64,
+}
+
+impl Run {
+    /// Only the requests answered within `secs` of the start, over exactly `secs`: a fixed
+    /// window, so a slow last request does not stretch the duration the throughput is over.
+    pub(crate) fn window(&self, secs: f64) -> Run {
+        let end = self.started + secs;
+        let samples = self.samples.iter().filter(|s| s.end <= end).cloned().collect();
+        Run { samples, secs, started: self.started }
+    }
 }
 
 impl Load {
@@ -152,7 +164,7 @@ impl Load {
             samples.extend(w.await.unwrap_or_default());
         }
         samples.sort_by(|a, b| a.start.total_cmp(&b.start));
-        Run { samples, secs: self.clock.now() - self.started }
+        Run { samples, secs: self.clock.now() - self.started, started: self.started }
     }
 }
 
