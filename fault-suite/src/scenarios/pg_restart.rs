@@ -176,3 +176,34 @@ pub(crate) async fn run(ctx: &mut Ctx, checks: &mut Checks) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::recovery;
+    use crate::http::Transport;
+    use crate::load::Sample;
+
+    fn sample(start: f64, end: f64, result: Result<(u16, bool), Transport>) -> Sample {
+        Sample { op: "get", start, end, result }
+    }
+
+    #[test]
+    fn recovery_waits_for_the_last_failure_even_if_a_success_came_earlier() {
+        let back = 10.0;
+        let samples = [
+            sample(9.0, 9.1, Ok((503, true))),
+            sample(10.1, 10.2, Ok((200, false))),
+            // A request that hung through the outage and failed late: recovery is after it.
+            sample(8.0, 11.5, Ok((500, false))),
+            sample(11.6, 11.7, Ok((200, false))),
+        ];
+        let r = recovery(&samples, back).unwrap_or(f64::NAN);
+        assert!((r - 1.7).abs() < 1e-9, "{r}");
+    }
+
+    #[test]
+    fn no_success_after_the_last_failure_is_no_recovery() {
+        let samples = [sample(10.1, 10.2, Ok((200, false))), sample(10.3, 10.4, Err(Transport::Dropped))];
+        assert_eq!(recovery(&samples, 10.0), None);
+    }
+}
