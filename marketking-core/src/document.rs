@@ -14,6 +14,19 @@ pub const MAX_SOURCE_CHARS: usize = 255;
 pub const MAX_KEY_CHARS: usize = 512;
 /// Largest `k` a search accepts.
 pub const MAX_K: usize = 1000;
+/// HNSW `ef_search` when neither the call nor the store sets one.
+pub const DEFAULT_EF_SEARCH: u32 = 100;
+/// Valid HNSW `ef_search` values (pgvector's range).
+pub const EF_SEARCH_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+/// IVFFlat `probes` when neither the call nor the store sets one.
+pub const DEFAULT_PROBES: u32 = 10;
+/// Valid IVFFlat `probes` values.
+pub const PROBES_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+
+/// Why `value` is outside `range`, if it is (the one wording of range errors).
+pub(crate) fn out_of_range(value: u32, range: &std::ops::RangeInclusive<u32>) -> Option<String> {
+    (!range.contains(&value)).then(|| format!("must be between {} and {}, got {value}", range.start(), range.end()))
+}
 
 /// A document to store. Build with [`NewDocument::new`] and the `with_*` methods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,15 +298,11 @@ impl SearchOptions {
         if let Some(b) = &self.created_before {
             validate_timestamp("created_before", b)?;
         }
-        if let Some(ef) = self.ef_search {
-            if ef == 0 || ef > 1000 {
-                return Err(Error::invalid("ef_search", format!("must be between 1 and 1000, got {ef}")));
-            }
+        if let Some(reason) = self.ef_search.and_then(|ef| out_of_range(ef, &EF_SEARCH_RANGE)) {
+            return Err(Error::invalid("ef_search", reason));
         }
-        if let Some(p) = self.probes {
-            if p == 0 || p > 10_000 {
-                return Err(Error::invalid("probes", format!("must be between 1 and 10000, got {p}")));
-            }
+        if let Some(reason) = self.probes.and_then(|p| out_of_range(p, &PROBES_RANGE)) {
+            return Err(Error::invalid("probes", reason));
         }
         Ok(())
     }

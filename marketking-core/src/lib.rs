@@ -36,13 +36,16 @@ mod vector;
 /// Re-exported so implementing [`Embedder`] or [`Cache`] needs no extra dependency:
 /// `#[marketking_core::async_trait]` on the `impl`.
 pub use async_trait::async_trait;
-pub use backend::{IndexInfo, IndexKind, IndexSpec, PoolStats, SourceCount, StorageStats};
+pub use backend::{
+    IndexInfo, IndexKind, IndexSpec, PoolStats, SourceCount, StorageStats, DEFAULT_HNSW_EF_CONSTRUCTION, DEFAULT_HNSW_M,
+};
 #[cfg(feature = "redis")]
 pub use cache::RedisCache;
 pub use cache::{Cache, CacheStats, MemoryCache, NoCache};
 pub use document::{
-    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, UpsertOutcome, MAX_K,
-    MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK,
+    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, UpsertOutcome,
+    DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP,
+    MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK, PROBES_RANGE,
 };
 pub use embedder::{Embedder, HashingEmbedder};
 #[cfg(feature = "openai")]

@@ -13,6 +13,9 @@
 //!
 //! Flags: `--sizes`, `--dims`, `--queries` (default 50), `--backend embedded|postgres`,
 //! `--no-cache-run`. Exact ground truth is computed once and cached under `target/mk-bench/`.
+//!
+//! `report --quality DATASET_DIR [--help]` measures search quality instead (recall@10, MRR@10
+//! and latency per search mode and backend on a known-item dataset): see `report/quality/`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -94,8 +97,20 @@ fn ground_truth(data: &[Vec<f32>], qs: &[Vec<f32>], n: usize, dims: usize) -> an
     Ok(truth)
 }
 
+// In a folder of its own: a file directly under src/bin/ would be a binary of its own.
+#[path = "report/quality/mod.rs"]
+mod quality;
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    if std::env::args().any(|a| a == "--quality" || a.starts_with("--quality=")) {
+        return quality::main();
+    }
+    latency_report()?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn latency_report() -> anyhow::Result<()> {
     let a = args()?;
     let mut r = Report { text: String::new() };
     let pg = std::env::var("DATABASE_URL").ok();

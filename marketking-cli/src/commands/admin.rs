@@ -39,8 +39,7 @@ fn index_kind(kind: IndexKindArg, m: Option<u32>, ef: Option<u32>, lists: Option
             if lists.is_some() {
                 usage("--lists applies to --kind ivfflat only");
             }
-            let m = m.unwrap_or(16);
-            IndexKind::Hnsw { m, ef_construction: ef.unwrap_or(64.max(2 * m)) }
+            IndexKind::hnsw(m, ef)
         }
         IndexKindArg::Ivfflat => {
             if m.is_some() || ef.is_some() {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
 use crate::plan::Existing;
+use crate::store::StorageConfig;
 
 #[cfg(feature = "embedded")]
 pub(crate) mod embedded;
@@ -35,13 +36,28 @@ pub enum IndexKind {
     },
 }
 
+/// HNSW `m` when none is given (pgvector's default).
+pub const DEFAULT_HNSW_M: u32 = 16;
+/// HNSW `ef_construction` when none is given (pgvector's default; raised to `2 * m`).
+pub const DEFAULT_HNSW_EF_CONSTRUCTION: u32 = 64;
+
 impl Default for IndexKind {
     fn default() -> Self {
-        IndexKind::Hnsw { m: 16, ef_construction: 64 }
+        IndexKind::hnsw(None, None)
     }
 }
 
 impl IndexKind {
+    /// HNSW with the given parameters, defaults for the others: `m` 16, `ef_construction` 64
+    /// or `2 * m`, whichever is larger.
+    pub fn hnsw(m: Option<u32>, ef_construction: Option<u32>) -> Self {
+        let m = m.unwrap_or(DEFAULT_HNSW_M);
+        IndexKind::Hnsw {
+            m,
+            ef_construction: ef_construction.unwrap_or(DEFAULT_HNSW_EF_CONSTRUCTION.max(m.saturating_mul(2))),
+        }
+    }
+
     /// Checks the parameters.
     pub fn validate(&self) -> Result<()> {
         match *self {
@@ -198,6 +214,27 @@ pub(crate) trait Backend: Send + Sync + Debug {
 
     /// `postgres` or `embedded`.
     fn kind(&self) -> &'static str;
+}
+
+/// Opens the backend `storage` names, for `model` with `dims` dimensions (connects, migrates,
+/// checks the model guard).
+pub(crate) async fn open(storage: StorageConfig, model: &str, dims: usize) -> Result<Box<dyn Backend>> {
+    Ok(match storage {
+        #[cfg(feature = "postgres")]
+        StorageConfig::Postgres { url, table, pool_size } => {
+            Box::new(postgres::PgBackend::connect(&url, &table, pool_size, model, dims).await?)
+        }
+        #[cfg(not(feature = "postgres"))]
+        StorageConfig::Postgres { .. } => {
+            return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"))
+        }
+        #[cfg(feature = "embedded")]
+        StorageConfig::Embedded { path } => Box::new(embedded::EmbeddedBackend::open(&path, model, dims).await?),
+        #[cfg(not(feature = "embedded"))]
+        StorageConfig::Embedded { .. } => {
+            return Err(Error::config("DATABASE_URL", "is not set and the `embedded` feature is off: set DATABASE_URL"))
+        }
+    })
 }
 
 /// What [`Backend::write_batch`] did.

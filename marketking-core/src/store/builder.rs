@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{Cache, MemoryCache};
+use crate::document::{out_of_range, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, PROBES_RANGE};
 use crate::embedder::{Embedder, HashingEmbedder};
 use crate::error::{Error, Result};
 
@@ -85,8 +86,8 @@ impl Default for Config {
             openai_base_url: None,
             openai_model: None,
             openai_dimensions: None,
-            ef_search: 100,
-            probes: 10,
+            ef_search: DEFAULT_EF_SEARCH,
+            probes: DEFAULT_PROBES,
             result_ttl: Duration::from_secs(300),
             cache_results: true,
         }
@@ -281,11 +282,11 @@ impl VectorStoreBuilder {
         if c.pool_size == 0 || c.pool_size > 100 {
             return Err(Error::config("pool_size", format!("must be between 1 and 100, got {}", c.pool_size)));
         }
-        if c.ef_search == 0 || c.ef_search > 1000 {
-            return Err(Error::config("ef_search", format!("must be between 1 and 1000, got {}", c.ef_search)));
+        if let Some(reason) = out_of_range(c.ef_search, &EF_SEARCH_RANGE) {
+            return Err(Error::config("ef_search", reason));
         }
-        if c.probes == 0 || c.probes > 10_000 {
-            return Err(Error::config("probes", format!("must be between 1 and 10000, got {}", c.probes)));
+        if let Some(reason) = out_of_range(c.probes, &PROBES_RANGE) {
+            return Err(Error::config("probes", reason));
         }
         let embedder = self.make_embedder()?;
         let cache = self.make_cache()?;

@@ -69,27 +69,7 @@ impl VectorStore {
     ) -> Result<Self> {
         let dims = embedder.dimensions();
         let model = embedder.model_id().to_string();
-        let backend: Box<dyn Backend> = match storage {
-            #[cfg(feature = "postgres")]
-            StorageConfig::Postgres { url, table, pool_size } => {
-                Box::new(crate::backend::postgres::PgBackend::connect(&url, &table, pool_size, &model, dims).await?)
-            }
-            #[cfg(not(feature = "postgres"))]
-            StorageConfig::Postgres { .. } => {
-                return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"))
-            }
-            #[cfg(feature = "embedded")]
-            StorageConfig::Embedded { path } => {
-                Box::new(crate::backend::embedded::EmbeddedBackend::open(&path, &model, dims).await?)
-            }
-            #[cfg(not(feature = "embedded"))]
-            StorageConfig::Embedded { .. } => {
-                return Err(Error::config(
-                    "DATABASE_URL",
-                    "is not set and the `embedded` feature is off: set DATABASE_URL",
-                ))
-            }
-        };
+        let backend = crate::backend::open(storage, &model, dims).await?;
         // Cache key prefix: names the storage and the model, so stores on other tables,
         // databases or models that share one Redis never read each other's entries.
         let namespace =

@@ -88,7 +88,7 @@ impl PgBackend {
         // Replacing: drop whatever vector index exists first (a failed CONCURRENTLY build leaves
         // an invalid one behind, which this also clears).
         if let Some(old) = self.index_info(&conn).await? {
-            conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name))).await?;
+            conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.table.in_schema(&old.name))).await?;
         }
         let concurrently = if spec.concurrently { "CONCURRENTLY " } else { "" };
         // Separate statements: several in one simple query form an implicit transaction, where
@@ -105,20 +105,12 @@ impl PgBackend {
         self.index_info(&conn).await?.ok_or_else(|| Error::Storage("index was created but cannot be found".into()))
     }
 
-    fn quoted_index(&self, name: &str) -> String {
-        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-        match &self.table.schema {
-            Some(s) => format!("{}.{}", q(s), q(name)),
-            None => q(name),
-        }
-    }
-
     pub(crate) async fn drop_index_impl(&self) -> Result<bool> {
         let conn = self.checkout().await?;
         match self.index_info(&conn).await? {
             None => Ok(false),
             Some(old) => {
-                conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.quoted_index(&old.name))).await?;
+                conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.table.in_schema(&old.name))).await?;
                 Ok(true)
             }
         }
@@ -131,7 +123,7 @@ impl PgBackend {
         };
         let c = if concurrently { "CONCURRENTLY " } else { "" };
         conn.batch_execute(BUILD_SETTINGS).await?;
-        let built = conn.batch_execute(&format!("REINDEX INDEX {c}{}", self.quoted_index(&old.name))).await;
+        let built = conn.batch_execute(&format!("REINDEX INDEX {c}{}", self.table.in_schema(&old.name))).await;
         conn.batch_execute(RESET_SETTINGS).await?;
         built?;
         self.index_info(&conn).await?.ok_or_else(|| Error::Storage("index disappeared during rebuild".into()))

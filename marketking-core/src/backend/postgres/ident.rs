@@ -9,6 +9,12 @@ pub(crate) struct TableName {
     pub(crate) table: String,
 }
 
+/// The one identifier quoting of the crate: `"name"`, inner quotes doubled. Validation of table
+/// names forbids quotes, but quoting must never depend on it.
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 fn valid_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -41,31 +47,33 @@ impl TableName {
         Ok(TableName { schema: schema.map(str::to_string), table: table.to_string() })
     }
 
-    fn q(s: &str) -> String {
-        // Validation forbids quotes, but escape anyway: quoting must never depend on it.
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
-
     /// `"schema"."table"` or `"table"`.
     pub(crate) fn quoted(&self) -> String {
+        self.in_schema(&self.table)
+    }
+
+    /// `"schema"."name"` or `"name"`: a relation in the table's schema (an index, say).
+    pub(crate) fn in_schema(&self, name: &str) -> String {
         match &self.schema {
-            Some(s) => format!("{}.{}", Self::q(s), Self::q(&self.table)),
-            None => Self::q(&self.table),
+            Some(s) => format!("{}.{}", quote_ident(s), quote_ident(name)),
+            None => quote_ident(name),
         }
+    }
+
+    /// `"schema"`, when the table has one.
+    pub(crate) fn quoted_schema(&self) -> Option<String> {
+        self.schema.as_deref().map(quote_ident)
     }
 
     /// A quoted, unqualified name for a relation next to the table, e.g. its index
     /// (`CREATE INDEX` puts an index in its table's schema and takes no schema in the name).
     pub(crate) fn sibling(&self, suffix: &str) -> String {
-        Self::q(&format!("{}_{suffix}", self.table))
+        quote_ident(&format!("{}_{suffix}", self.table))
     }
 
     /// The metadata table, in the same schema.
     pub(crate) fn meta_table(&self) -> String {
-        match &self.schema {
-            Some(s) => format!("{}.{}", Self::q(s), Self::q("marketking_meta")),
-            None => Self::q("marketking_meta"),
-        }
+        self.in_schema("marketking_meta")
     }
 
     /// `schema.table` as the user wrote it.

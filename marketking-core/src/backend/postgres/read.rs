@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use super::{with_retry, PgBackend, TableName};
 use crate::backend::finish_hits;
-use crate::document::{Document, DocumentPatch, SearchHit, SearchOptions};
+use crate::document::{Document, DocumentPatch, SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
 use crate::error::Result;
 
 /// Columns of a document, in the order [`row_to_document`] reads them.
@@ -214,8 +214,9 @@ impl PgBackend {
             if self.iterative_scans && (opts.has_filters() || exclude.is_some()) { "relaxed_order" } else { "off" };
         let mut settings = format!(
             "SET hnsw.ef_search = {}; SET ivfflat.probes = {};",
-            opts.ef_search.unwrap_or(40),
-            opts.probes.unwrap_or(1)
+            // The store fills in its defaults before calling; these only name the fallback.
+            opts.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
+            opts.probes.unwrap_or(DEFAULT_PROBES)
         );
         if self.iterative_scans {
             settings.push_str(&format!(

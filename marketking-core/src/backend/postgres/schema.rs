@@ -3,6 +3,7 @@
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use super::ident::quote_ident;
 use super::TableName;
 use crate::error::{Error, Result};
 
@@ -49,8 +50,8 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
     let vector_oid: u32 = row.try_get(0)?;
     let vector_schema: String = row.try_get(1)?;
 
-    if let Some(schema) = &table.schema {
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\""))).await?;
+    if let Some(schema) = table.quoted_schema() {
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
     }
     let meta = table.meta_table();
     tx.batch_execute(&format!(
@@ -133,7 +134,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
                     updated_at timestamptz NOT NULL DEFAULT now()
                 );
                 {storage}",
-                vs = quote(&vector_schema),
+                vs = quote_ident(&vector_schema),
             ))
             .await?;
             tx.execute(
@@ -150,10 +151,6 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         _ => e.into(),
     })?;
     Ok(SchemaInfo { vector_oid, vector_schema, extension_version: parse_version(&version) })
-}
-
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 fn parse_version(v: &str) -> (u32, u32) {

@@ -1,0 +1,334 @@
+//! The SQLite file: the one connection and the memory index behind it, and every blocking
+//! operation on them. Called on tokio's blocking pool by the backend in `mod.rs`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::mem_index::{normalize, MemIndex, Pending};
+use super::rows::{from_micros, load, metadata_text, now_micros, parse_metadata, read_document, select_sql};
+use super::scan::{scan, scan_threads};
+use super::{lock, schema, storage};
+use crate::backend::{finish_hits, SourceCount, StorageStats};
+use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
+use crate::error::{Error, Result};
+use crate::gate::CommitGate;
+use crate::plan::{Action, Existing};
+use crate::vector::{from_le_bytes as decode_vector, to_le_bytes as encode_vector};
+
+/// State shared with blocking tasks. Field order matters: the lock file is dropped (and the
+/// lock released) only after the connection is closed.
+pub(super) struct Shared {
+    /// Canonical path of the database file.
+    pub(super) path: PathBuf,
+    /// Vector dimensions.
+    pub(super) dims: usize,
+    /// The one SQLite connection. Lock order: `conn` before `mem`, never the reverse.
+    pub(super) conn: Mutex<Connection>,
+    /// Every vector and the per-row filter data, in step with committed data.
+    pub(super) mem: RwLock<MemIndex>,
+    /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime.
+    pub(super) _lock: lock::ProcessLock,
+}
+
+impl Shared {
+    pub(super) fn open(path: &Path, model: &str, dims: usize) -> Result<Shared> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| storage(format!("cannot create directory {}: {e}", parent.display())))?;
+        }
+        let lock = lock::acquire(path)?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
+        schema::check_owner(&conn, path)?;
+        schema::configure(&conn).map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
+        schema::migrate(&mut conn, path, model, dims)?;
+        let canonical = path.canonicalize().map_err(|e| storage(format!("cannot resolve {}: {e}", path.display())))?;
+        let mem = load(&conn, dims)?;
+        tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
+        Ok(Shared { path: canonical, dims, conn: Mutex::new(conn), mem: RwLock::new(mem), _lock: lock })
+    }
+
+    /// The connection. A panic while it was held cannot leave a transaction open (the
+    /// `Transaction` guard rolls back on drop), so a poisoned lock is still usable.
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn mem(&self) -> RwLockReadGuard<'_, MemIndex> {
+        self.mem.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn mem_mut(&self) -> RwLockWriteGuard<'_, MemIndex> {
+        self.mem.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stored rows of these keys (with their vectors when `with_vectors`).
+    pub(super) fn existing(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(if with_vectors {
+            "SELECT id, title, content, source, metadata, embedding FROM documents WHERE key = ?1"
+        } else {
+            "SELECT id, title, content, source, metadata FROM documents WHERE key = ?1"
+        })?;
+        let mut out = HashMap::new();
+        for key in keys {
+            let found = stmt
+                .query_row([key], |r| {
+                    Ok(Existing {
+                        id: r.get(0)?,
+                        title: r.get(1)?,
+                        content: r.get(2)?,
+                        source: r.get(3)?,
+                        metadata: parse_metadata(r.get_ref(4)?.as_str()?)?,
+                        embedding: match with_vectors {
+                            true => decode_vector(r.get_ref(5)?.as_blob()?, self.dims),
+                            false => None,
+                        },
+                    })
+                })
+                .optional()?;
+            if let Some(e) = found {
+                out.insert(key.clone(), e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a planned, embedded batch in one transaction, then updates memory. `gate` is the
+    /// caller's [`CommitGate`]: this runs on a blocking thread that goes on when the caller's
+    /// future is dropped, so it must check itself whether the caller still wants the write.
+    pub(super) fn write(
+        &self,
+        docs: Vec<NewDocument>,
+        actions: Vec<Action>,
+        gate: Option<&CommitGate>,
+    ) -> Result<BatchReport> {
+        let mut conn = self.conn();
+        let now = now_micros();
+        let now_dt = from_micros(now)?;
+        let mut report = BatchReport { ids: Vec::with_capacity(docs.len()), ..Default::default() };
+        let mut pending = Vec::with_capacity(docs.len());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO documents (title, content, source, metadata, key, embedding, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            )?;
+            let mut touch =
+                tx.prepare_cached("UPDATE documents SET source = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1")?;
+            let mut rewrite = tx.prepare_cached(
+                "UPDATE documents SET title = ?2, content = ?3, source = ?4, metadata = ?5, embedding = ?6,
+                 updated_at = ?7 WHERE id = ?1",
+            )?;
+            // Consumes the documents one by one, so raw vectors are freed as their unit copies
+            // are made: the batch never holds all its vectors twice.
+            for (n, (doc, action)) in docs.into_iter().zip(actions).enumerate() {
+                if n % 1024 == 1023 {
+                    gate.map_or(Ok(()), CommitGate::check)?;
+                }
+                let meta = metadata_text(&doc.metadata);
+                let (id, unit, created_at) = match action {
+                    Action::Insert => {
+                        let v = vector_of(&doc)?;
+                        insert.execute(params![
+                            doc.title,
+                            doc.content,
+                            doc.source,
+                            meta,
+                            doc.key,
+                            encode_vector(v),
+                            now
+                        ])?;
+                        report.created += 1;
+                        (tx.last_insert_rowid(), Some(normalize(v)), Some(now_dt))
+                    }
+                    Action::Touch { id, changed: false } => {
+                        report.unchanged += 1;
+                        report.ids.push(id);
+                        continue;
+                    }
+                    Action::Touch { id, changed: true } => {
+                        expect_one(touch.execute(params![id, doc.source, meta, now])?, id)?;
+                        report.updated += 1;
+                        (id, None, None)
+                    }
+                    Action::Rewrite { id } => {
+                        let v = vector_of(&doc)?;
+                        let n = rewrite.execute(params![
+                            id,
+                            doc.title,
+                            doc.content,
+                            doc.source,
+                            meta,
+                            encode_vector(v),
+                            now
+                        ])?;
+                        expect_one(n, id)?;
+                        report.updated += 1;
+                        (id, Some(normalize(v)), None)
+                    }
+                };
+                report.ids.push(id);
+                pending.push(Pending { id, unit, source: doc.source, metadata: doc.metadata, created_at });
+            }
+        }
+        gate.map_or(Ok(()), CommitGate::enter_commit)?;
+        tx.commit()?;
+        let mut mem = self.mem_mut();
+        for p in pending {
+            mem.apply(p);
+        }
+        Ok(report)
+    }
+
+    pub(super) fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], |r| read_document(r, with_embedding, self.dims)).optional()?)
+    }
+
+    pub(super) fn get_by_key(&self, key: &str, with_embedding: bool) -> Result<Option<Document>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE key = ?1"))?;
+        Ok(stmt.query_row([key], |r| read_document(r, with_embedding, self.dims)).optional()?)
+    }
+
+    pub(super) fn update(
+        &self,
+        id: i64,
+        patch: &DocumentPatch,
+        embedding: Option<Vec<f32>>,
+        gate: Option<&CommitGate>,
+    ) -> Result<Option<Document>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = tx
+            .query_row(&select_sql(false, "WHERE id = ?1"), [id], |r| read_document(r, false, self.dims))
+            .optional()?;
+        let Some(mut doc) = current else {
+            return Ok(None);
+        };
+        if let Some(t) = &patch.title {
+            doc.title = t.clone();
+        }
+        if let Some(c) = &patch.content {
+            doc.content = c.clone();
+        }
+        if let Some(s) = &patch.source {
+            doc.source = s.clone();
+        }
+        if let Some(m) = &patch.metadata {
+            doc.metadata = m.clone();
+        }
+        let now = now_micros();
+        doc.updated_at = from_micros(now)?;
+        let meta = metadata_text(&doc.metadata);
+        let n = match &embedding {
+            Some(v) => tx.execute(
+                "UPDATE documents SET title = ?2, content = ?3, source = ?4, metadata = ?5, updated_at = ?6,
+                 embedding = ?7 WHERE id = ?1",
+                params![id, doc.title, doc.content, doc.source, meta, now, encode_vector(v)],
+            )?,
+            None => tx.execute(
+                "UPDATE documents SET title = ?2, content = ?3, source = ?4, metadata = ?5, updated_at = ?6
+                 WHERE id = ?1",
+                params![id, doc.title, doc.content, doc.source, meta, now],
+            )?,
+        };
+        expect_one(n, id)?;
+        gate.map_or(Ok(()), CommitGate::enter_commit)?;
+        tx.commit()?;
+        self.mem_mut().apply(Pending {
+            id,
+            unit: embedding.as_deref().map(normalize),
+            source: doc.source.clone(),
+            metadata: doc.metadata.clone(),
+            created_at: None,
+        });
+        Ok(Some(doc))
+    }
+
+    pub(super) fn delete(&self, id: i64, gate: Option<&CommitGate>) -> Result<bool> {
+        let conn = self.conn();
+        gate.map_or(Ok(()), CommitGate::enter_commit)?;
+        // A single statement commits atomically on its own.
+        let n = conn.execute("DELETE FROM documents WHERE id = ?1", [id])?;
+        if n > 0 {
+            self.mem_mut().remove(id);
+        }
+        Ok(n > 0)
+    }
+
+    pub(super) fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+        if query.len() != self.dims {
+            return Err(Error::DimensionMismatch { expected: self.dims, actual: query.len() });
+        }
+        let unit = normalize(query);
+        // The memory lock is released before the connection is taken (lock order: conn, mem).
+        let candidates = {
+            let mem = self.mem();
+            let threads = scan_threads(mem.len(), self.dims);
+            scan(&mem, &unit, opts, exclude, threads)
+        };
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&select_sql(opts.include_embedding, "WHERE id = ?1"))?;
+        let mut hits = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            // A row deleted between the scan and this read is skipped.
+            if let Some(document) =
+                stmt.query_row([c.id], |r| read_document(r, opts.include_embedding, self.dims)).optional()?
+            {
+                hits.push(SearchHit { score: c.score, document });
+            }
+        }
+        Ok(finish_hits(hits, opts))
+    }
+
+    pub(super) fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![after_id, limit], |r| read_document(r, with_embedding, self.dims))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub(super) fn stats(&self) -> Result<StorageStats> {
+        let conn = self.conn();
+        let documents: i64 = conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT source, COUNT(*) AS n FROM documents GROUP BY source
+             ORDER BY n DESC, source IS NULL, source LIMIT 20",
+        )?;
+        let sources = stmt
+            .query_map([], |r| Ok(SourceCount { source: r.get(0)?, count: r.get::<_, i64>(1)?.max(0) as u64 }))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(StorageStats {
+            backend: "embedded".into(),
+            location: self.path.display().to_string(),
+            documents: documents.max(0) as u64,
+            sources,
+            table_bytes: size(&self.path) + size(Path::new(&wal)),
+            index: None,
+        })
+    }
+}
+
+/// The vector of a document about to be written (always set once the batch was embedded).
+pub(super) fn vector_of(d: &NewDocument) -> Result<&[f32]> {
+    d.embedding.as_deref().ok_or_else(|| storage("internal error: a document reached the write without an embedding"))
+}
+
+/// Checks an `UPDATE` by id touched its row (writers are serialised, so it must exist).
+pub(super) fn expect_one(changed: usize, id: i64) -> Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(storage(format!("document {id} disappeared during the write")))
+    }
+}

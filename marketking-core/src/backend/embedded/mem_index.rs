@@ -1,0 +1,124 @@
+//! Every vector in memory (unit length, one contiguous buffer) next to the per-row data the
+//! search filters need; in step with committed data.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// The vector scaled to unit length (norm computed in f64). Callers pass validated, non-zero
+/// vectors; a zero vector stays zero (and then scores 0 against everything).
+pub(super) fn normalize(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    if n == 0.0 {
+        return v.to_vec();
+    }
+    v.iter().map(|x| (f64::from(*x) / n) as f32).collect()
+}
+
+/// A document's in-memory change, applied after its transaction committed.
+pub(super) struct Pending {
+    /// The document.
+    pub(super) id: i64,
+    /// New unit vector, if the vector changed (always set for inserts).
+    pub(super) unit: Option<Vec<f32>>,
+    /// Source after the write.
+    pub(super) source: Option<String>,
+    /// Metadata after the write.
+    pub(super) metadata: Value,
+    /// Set for inserts only.
+    pub(super) created_at: Option<DateTime<Utc>>,
+}
+
+/// Per-row data the search filters need.
+#[derive(Debug, Clone)]
+pub(super) struct RowFilter {
+    /// For `SearchOptions::sources`.
+    pub(super) source: Option<String>,
+    /// For the metadata containment filter (parsed once, at load or write).
+    pub(super) metadata: Value,
+    /// For `created_after` / `created_before`.
+    pub(super) created_at: DateTime<Utc>,
+}
+
+/// Every vector (unit length, row-major, contiguous) with parallel ids and filter data.
+/// Row order is arbitrary (deletes swap the last row in); results are ordered by score and id.
+#[derive(Debug, Default)]
+pub(super) struct MemIndex {
+    /// Floats per vector.
+    pub(super) dims: usize,
+    /// Document id of each row.
+    pub(super) ids: Vec<i64>,
+    /// `ids.len() * dims` floats: row `i` is `vectors[i * dims..(i + 1) * dims]`.
+    pub(super) vectors: Vec<f32>,
+    /// Filter data of each row.
+    pub(super) rows: Vec<RowFilter>,
+    /// Row of each id.
+    pub(super) pos: HashMap<i64, usize>,
+}
+
+impl MemIndex {
+    pub(super) fn with_capacity(dims: usize, n: usize) -> Self {
+        MemIndex {
+            dims,
+            ids: Vec::with_capacity(n),
+            vectors: Vec::with_capacity(n * dims),
+            rows: Vec::with_capacity(n),
+            pos: HashMap::with_capacity(n),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Inserts a new row or updates an existing one.
+    pub(super) fn apply(&mut self, p: Pending) {
+        match self.pos.get(&p.id) {
+            Some(&row) => {
+                let d = self.dims;
+                if let (Some(unit), Some(slot)) = (p.unit, self.vectors.get_mut(row * d..(row + 1) * d)) {
+                    slot.copy_from_slice(&unit);
+                }
+                if let Some(r) = self.rows.get_mut(row) {
+                    r.source = p.source;
+                    r.metadata = p.metadata;
+                    if let Some(c) = p.created_at {
+                        r.created_at = c;
+                    }
+                }
+            }
+            None => {
+                let (Some(unit), Some(created_at)) = (p.unit, p.created_at) else {
+                    // Unreachable: updates only name rows that exist.
+                    tracing::error!(id = p.id, "embedded store: update of a row missing from memory");
+                    return;
+                };
+                debug_assert_eq!(unit.len(), self.dims);
+                self.pos.insert(p.id, self.ids.len());
+                self.ids.push(p.id);
+                self.vectors.extend_from_slice(&unit);
+                self.rows.push(RowFilter { source: p.source, metadata: p.metadata, created_at });
+            }
+        }
+    }
+
+    /// Removes a row by moving the last row into its place.
+    pub(super) fn remove(&mut self, id: i64) -> bool {
+        let Some(row) = self.pos.remove(&id) else {
+            return false;
+        };
+        let last = self.ids.len().saturating_sub(1);
+        if row != last {
+            let d = self.dims;
+            self.vectors.copy_within(last * d..(last + 1) * d, row * d);
+            if let Some(&moved) = self.ids.last() {
+                self.pos.insert(moved, row);
+            }
+        }
+        self.ids.swap_remove(row);
+        self.rows.swap_remove(row);
+        self.vectors.truncate(last * self.dims);
+        true
+    }
+}
