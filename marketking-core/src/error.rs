@@ -112,6 +112,9 @@ pub enum Error {
         message: String,
         /// SQLSTATE code, when the server sent one.
         code: Option<String>,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The storage cannot be reached right now: the server is down or restarting, the
@@ -125,6 +128,9 @@ pub enum Error {
         message: String,
         /// A sensible wait before retrying.
         retry_after: Duration,
+        /// The driver's error (refused, reset, closed...), when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The write was cancelled (its [`CommitGate`](crate::CommitGate) was cancelled) before it
@@ -138,9 +144,54 @@ pub enum Error {
     Cache(String),
 
     /// Local file or I/O error (embedded store).
-    #[error("storage error: {0}")]
-    Storage(String),
+    #[error("storage error: {message}")]
+    Storage {
+        /// What failed.
+        message: String,
+        /// The underlying error (SQLite, I/O), when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The embedded store's file is open in another process (or another store in this one);
+    /// it allows one process at a time.
+    #[error(
+        "the embedded store {} is already open {}: it allows one process at a time. Close the other \
+         user, or use PostgreSQL (DATABASE_URL) for shared access",
+        path.display(),
+        match pid { Some(p) => format!("in process {p}"), None => "in another process".to_string() }
+    )]
+    Locked {
+        /// The store file.
+        path: std::path::PathBuf,
+        /// The process holding it, when it said.
+        pid: Option<u32>,
+    },
+
+    /// The operation does not exist on this backend (for example vector indexes on the
+    /// embedded store, which always searches exactly).
+    #[error("unsupported: {operation}")]
+    Unsupported {
+        /// What was asked, and why it is not available.
+        operation: String,
+    },
+
+    /// The table or file was written by a newer release of MarketKing than this one.
+    #[error(
+        "{location} has schema version {found}, newer than this release understands ({supported}); upgrade MarketKing"
+    )]
+    SchemaTooNew {
+        /// The table or file.
+        location: String,
+        /// The version it records.
+        found: i64,
+        /// The newest version this release writes.
+        supported: i64,
+    },
 }
+
+/// A boxed error cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].
@@ -162,6 +213,7 @@ impl Error {
                 | Error::NotFound { .. }
                 | Error::KeyNotFound { .. }
                 | Error::Conflict { .. }
+                | Error::Unsupported { .. }
         )
     }
 }
@@ -171,7 +223,17 @@ pub(crate) const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Error {
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
-        Error::Unavailable { message: message.into(), retry_after: UNAVAILABLE_RETRY_AFTER }
+        Error::Unavailable { message: message.into(), retry_after: UNAVAILABLE_RETRY_AFTER, source: None }
+    }
+
+    /// [`Error::Storage`] without a cause.
+    pub(crate) fn storage(message: impl Into<String>) -> Self {
+        Error::Storage { message: message.into(), source: None }
+    }
+
+    /// [`Error::Storage`] with its cause.
+    pub(crate) fn storage_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Storage { message: message.into(), source: Some(source.into()) }
     }
 
     /// True when the storage could not be reached (see [`Error::Unavailable`]).
@@ -191,39 +253,36 @@ fn unavailable_state(code: &str) -> bool {
 #[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => {
-                if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
-                    return Error::Conflict { reason: db.detail().unwrap_or(db.message()).to_string() };
-                }
-                if unavailable_state(db.code().code()) {
-                    return Error::unavailable(format!("the database server said: {}", db.message()));
-                }
-                Error::Database { message: db.message().to_string(), code: Some(db.code().code().to_string()) }
+        if let Some(db) = e.as_db_error() {
+            if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+                return Error::Conflict { reason: db.detail().unwrap_or(db.message()).to_string() };
             }
-            None => {
-                // The driver's own text is only the kind ("error performing TLS handshake"); the
-                // reason (refused, certificate not trusted...) is in the source chain. None of
-                // these carry the connection string.
-                let mut message = e.to_string();
-                let mut io = e.is_closed();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    io |= cause.is::<std::io::Error>();
-                    let text = cause.to_string();
-                    if !message.ends_with(&text) {
-                        message.push_str(": ");
-                        message.push_str(&text);
-                    }
-                    source = cause.source();
-                }
-                // A closed connection or a socket error is the server (or the network) going
-                // away; anything else (a value that does not decode, a protocol error) is not.
-                if io {
-                    return Error::unavailable(message);
-                }
-                Error::Database { message, code: None }
+            let message = db.message().to_string();
+            if unavailable_state(db.code().code()) {
+                return Error::Unavailable {
+                    message: format!("the database server said: {message}"),
+                    retry_after: UNAVAILABLE_RETRY_AFTER,
+                    source: Some(Box::new(e)),
+                };
             }
+            let code = Some(db.code().code().to_string());
+            return Error::Database { message, code, source: Some(Box::new(e)) };
+        }
+        // The driver's own text names the kind ("error performing TLS handshake"); the reason
+        // (refused, certificate not trusted...) is in the source chain, kept as the source.
+        // None of these carry the connection string. A closed connection or a socket error is
+        // the server (or the network) going away; anything else (a value that does not decode,
+        // a protocol error) is not.
+        let mut io = e.is_closed();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            io |= c.is::<std::io::Error>();
+            cause = c.source();
+        }
+        let message = e.to_string();
+        match io {
+            true => Error::Unavailable { message, retry_after: UNAVAILABLE_RETRY_AFTER, source: Some(Box::new(e)) },
+            false => Error::Database { message, code: None, source: Some(Box::new(e)) },
         }
     }
 }
@@ -241,6 +300,6 @@ impl From<bb8::RunError<Error>> for Error {
 #[cfg(feature = "embedded")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Storage(e.to_string())
+        Error::Storage { message: "SQLite failed".into(), source: Some(Box::new(e)) }
     }
 }

@@ -50,7 +50,7 @@ pub use document::{
 pub use embedder::{Embedder, HashingEmbedder};
 #[cfg(feature = "openai")]
 pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use gate::CommitGate;
 pub use similarity::cosine_similarity;
 pub use store::{

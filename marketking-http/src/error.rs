@@ -139,6 +139,7 @@ impl IntoResponse for AppError {
                     body(StatusCode::NOT_FOUND, "not_found", e.to_string(), None)
                 }
                 E::Conflict { .. } => body(StatusCode::CONFLICT, "conflict", e.to_string(), None),
+                E::Unsupported { .. } => body(StatusCode::BAD_REQUEST, "unsupported", e.to_string(), None),
                 E::RateLimited { retry_after: wait } => {
                     tracing::warn!(error = %e, "embedder rate limit");
                     retry_after(

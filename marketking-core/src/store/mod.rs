@@ -283,7 +283,7 @@ impl VectorStore {
 
 /// The id of a one-document batch.
 fn only_id(report: &BatchReport) -> Result<i64> {
-    report.ids.first().copied().ok_or_else(|| Error::Storage("a one-document write reported no id".into()))
+    report.ids.first().copied().ok_or_else(|| Error::storage("a one-document write reported no id"))
 }
 
 /// Prefixes a field error with the document's position in a batch.

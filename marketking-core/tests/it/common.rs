@@ -217,3 +217,15 @@ pub fn docs(n: usize, prefix: &str) -> Vec<NewDocument> {
         })
         .collect()
 }
+
+/// The error and its causes, `: `-separated (what the CLI prints).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -37,15 +37,17 @@ impl Shared {
     pub(super) fn open(path: &Path, model: &str, dims: usize) -> Result<Shared> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
-                .map_err(|e| storage(format!("cannot create directory {}: {e}", parent.display())))?;
+                .map_err(|e| Error::storage_with(format!("cannot create directory {}", parent.display()), e))?;
         }
         let lock = lock::acquire(path)?;
         let mut conn = Connection::open(path)
-            .map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
+            .map_err(|e| Error::storage_with(format!("cannot open embedded store {}", path.display()), e))?;
         schema::check_owner(&conn, path)?;
-        schema::configure(&conn).map_err(|e| storage(format!("cannot open embedded store {}: {e}", path.display())))?;
+        schema::configure(&conn)
+            .map_err(|e| Error::storage_with(format!("cannot open embedded store {}", path.display()), e))?;
         schema::migrate(&mut conn, path, model, dims)?;
-        let canonical = path.canonicalize().map_err(|e| storage(format!("cannot resolve {}: {e}", path.display())))?;
+        let canonical =
+            path.canonicalize().map_err(|e| Error::storage_with(format!("cannot resolve {}", path.display()), e))?;
         let mem = load(&conn, dims)?;
         tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
         Ok(Shared { path: canonical, dims, conn: Mutex::new(conn), mem: RwLock::new(mem), _lock: lock })

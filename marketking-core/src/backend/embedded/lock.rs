@@ -66,7 +66,7 @@ pub(super) fn acquire(path: &Path) -> Result<ProcessLock> {
             .create(true)
             .truncate(false)
             .open(&lock_path)
-            .map_err(|e| Error::Storage(format!("cannot open lock file {}: {e}", lock_path.display())))?;
+            .map_err(|e| Error::storage_with(format!("cannot open lock file {}", lock_path.display()), e))?;
         match file.try_lock() {
             // Its owner removed it between our open and our lock: start over on the new file.
             Ok(()) if !still_named(&file, &lock_path) && attempt <= 10 => continue,
@@ -79,21 +79,10 @@ pub(super) fn acquire(path: &Path) -> Result<ProcessLock> {
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let who = match holder.trim().parse::<u32>() {
-                    Ok(pid) if pid == std::process::id() => format!("by this process (pid {pid})"),
-                    Ok(pid) => format!("in another process (pid {pid})"),
-                    Err(_) => "in another process".to_string(),
-                };
-                return Err(Error::Storage(format!(
-                    "the embedded store {} is already open {who}: it allows one process at a time \
-                     (lock file {} is held). Close the other user, or use PostgreSQL (DATABASE_URL) \
-                     for shared access",
-                    path.display(),
-                    lock_path.display()
-                )));
+                return Err(Error::Locked { path: path.to_path_buf(), pid: holder.trim().parse().ok() });
             }
             Err(TryLockError::Error(e)) => {
-                return Err(Error::Storage(format!("cannot lock {}: {e}", lock_path.display())))
+                return Err(Error::storage_with(format!("cannot lock {}", lock_path.display()), e))
             }
         }
     }

@@ -102,12 +102,12 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::Storage(format!("embedded store task was cancelled: {e}"))),
+        Err(e) => Err(Error::storage_with("embedded store task was cancelled", e)),
     }
 }
 
 fn storage(msg: impl Into<String>) -> Error {
-    Error::Storage(msg.into())
+    Error::storage(msg)
 }
 
 #[async_trait]
@@ -211,5 +211,8 @@ impl Backend for EmbeddedBackend {
 
 /// The error for index operations: the embedded store has nothing to index.
 fn no_index() -> Error {
-    Error::invalid("index", "the embedded store always searches exactly; vector indexes are a PostgreSQL feature")
+    Error::Unsupported {
+        operation: "vector indexes on the embedded store (it always searches exactly); they are a PostgreSQL feature"
+            .into(),
+    }
 }

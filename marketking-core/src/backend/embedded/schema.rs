@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::{Error, Result};
 
 fn storage(msg: impl Into<String>) -> Error {
-    Error::Storage(msg.into())
+    Error::storage(msg)
 }
 
 /// SQLite's `application_id` of MarketKing files ("MKst"): a file with another id, or with
@@ -97,11 +97,11 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usi
         Some(v) => v.parse().map_err(|_| storage(format!("{}: invalid schema_version {v:?}", path.display())))?,
     };
     if version > SCHEMA_VERSION {
-        return Err(storage(format!(
-            "{} has schema version {version}, newer than this build supports ({SCHEMA_VERSION}); \
-             upgrade MarketKing",
-            path.display()
-        )));
+        return Err(Error::SchemaTooNew {
+            location: path.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     match (get("model")?, get("dimensions")?) {
         (Some(stored_model), Some(stored_dims)) => {

@@ -102,7 +102,7 @@ impl PgBackend {
             .await;
         conn.batch_execute(RESET_SETTINGS).await?;
         built?;
-        self.index_info(&conn).await?.ok_or_else(|| Error::Storage("index was created but cannot be found".into()))
+        self.index_info(&conn).await?.ok_or_else(|| Error::storage("index was created but cannot be found"))
     }
 
     pub(crate) async fn drop_index_impl(&self) -> Result<bool> {
@@ -126,6 +126,6 @@ impl PgBackend {
         let built = conn.batch_execute(&format!("REINDEX INDEX {c}{}", self.table.in_schema(&old.name))).await;
         conn.batch_execute(RESET_SETTINGS).await?;
         built?;
-        self.index_info(&conn).await?.ok_or_else(|| Error::Storage("index disappeared during rebuild".into()))
+        self.index_info(&conn).await?.ok_or_else(|| Error::storage("index disappeared during rebuild"))
     }
 }

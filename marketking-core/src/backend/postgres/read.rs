@@ -50,9 +50,10 @@ impl Statements {
 /// into the table by another tool that `serde_json` cannot hold) is an error naming the row.
 pub(crate) fn row_to_document(row: &Row, with_embedding: bool) -> Result<Document> {
     let id: i64 = row.try_get(0)?;
-    let decode = |e: tokio_postgres::Error| {
-        let e = crate::error::Error::from(e);
-        crate::error::Error::Database { message: format!("cannot read document {id}: {e}"), code: None }
+    let decode = |e: tokio_postgres::Error| crate::error::Error::Database {
+        message: format!("cannot read document {id}"),
+        code: None,
+        source: Some(Box::new(e)),
     };
     Ok(Document {
         id,

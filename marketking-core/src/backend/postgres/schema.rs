@@ -95,13 +95,11 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
                 });
             }
             if stored_version > SCHEMA_VERSION {
-                return Err(Error::config(
-                    "table",
-                    format!(
-                        "{} has schema version {stored_version}, newer than this release understands ({SCHEMA_VERSION}); upgrade marketking",
-                        table.display()
-                    ),
-                ));
+                return Err(Error::SchemaTooNew {
+                    location: table.display(),
+                    found: i64::from(stored_version),
+                    supported: i64::from(SCHEMA_VERSION),
+                });
             }
             // Future migrations run here, one version at a time, inside this transaction.
         }
@@ -146,7 +144,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
     }
     tx.commit().await.map_err(|e| match e.code() {
         Some(c) if c == &SqlState::T_R_SERIALIZATION_FAILURE => {
-            Error::Database { message: "concurrent migration; retry".into(), code: Some(c.code().into()) }
+            Error::Database { message: "concurrent migration; retry".into(), code: Some(c.code().into()), source: None }
         }
         _ => e.into(),
     })?;

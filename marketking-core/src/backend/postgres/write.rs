@@ -224,11 +224,9 @@ fn report_and_rows(docs: Vec<NewDocument>, actions: &[Action], new_ids: Vec<i64>
     for (mut d, a) in docs.into_iter().zip(actions) {
         match *a {
             Action::Insert => {
-                let id = new_ids.next().ok_or_else(|| Error::Storage("the sequence gave too few ids".into()))?;
-                let v = d
-                    .embedding
-                    .take()
-                    .ok_or_else(|| Error::Storage("a new row reached the write without a vector".into()))?;
+                let id = new_ids.next().ok_or_else(|| Error::storage("the sequence gave too few ids"))?;
+                let v =
+                    d.embedding.take().ok_or_else(|| Error::storage("a new row reached the write without a vector"))?;
                 report.created += 1;
                 report.ids.push(id);
                 rows.inserts.push((id, d, Vector::from(v)));
@@ -243,10 +241,8 @@ fn report_and_rows(docs: Vec<NewDocument>, actions: &[Action], new_ids: Vec<i64>
                 }
             }
             Action::Rewrite { id } => {
-                let v = d
-                    .embedding
-                    .take()
-                    .ok_or_else(|| Error::Storage("a rewrite reached the write without a vector".into()))?;
+                let v =
+                    d.embedding.take().ok_or_else(|| Error::storage("a rewrite reached the write without a vector"))?;
                 report.updated += 1;
                 report.ids.push(id);
                 rows.updates.push((id, d, Some(Vector::from(v))));
