@@ -83,10 +83,10 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: VectorStore, config: HttpConfig) -> Self {
         AppState {
+            metrics: metrics::Metrics::new(&store),
             store,
             keys: config.api_keys.clone(),
             limiter: auth::Limiter::new(config.rate_limit),
-            metrics: metrics::Metrics::new(),
             config: Arc::new(config),
         }
     }

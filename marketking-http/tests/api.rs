@@ -1,6 +1,7 @@
 //! In-process tests of the REST service against PostgreSQL + pgvector and Redis.
 
 mod common;
+mod hardening;
 
 use std::net::SocketAddr;
 use std::time::Duration;

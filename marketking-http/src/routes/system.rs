@@ -41,8 +41,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<ReadyBody>) 
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let mut out = s.metrics.render();
-    crate::metrics::store_counters(&s, &mut out).await;
+    let out = s.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
