@@ -34,6 +34,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default rate limit, requests per second per client.
 pub const DEFAULT_RATE_LIMIT: u32 = 50;
+/// Default time `/readyz` waits for the storage (and, at the same time, the cache) before it
+/// answers not-ready: well under the 1 s a probe usually allows, far above a healthy ping.
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_millis(500);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -50,6 +53,10 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// How long `/readyz` waits for the storage before answering 503. It has its own short
+    /// limit so a hung or restarting PostgreSQL shows up as not-ready at once, instead of after
+    /// the pool's connection timeout (10 s).
+    pub readiness_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -60,6 +67,7 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            readiness_timeout: DEFAULT_READINESS_TIMEOUT,
         }
     }
 }

@@ -34,6 +34,9 @@ struct Args {
     /// Per-request timeout in seconds.
     #[arg(long, env = "MARKETKING_REQUEST_TIMEOUT", default_value_t = 30)]
     request_timeout: u64,
+    /// How long /readyz waits for the storage before answering 503, in milliseconds.
+    #[arg(long, env = "MARKETKING_READINESS_TIMEOUT_MS", default_value_t = marketking_http::DEFAULT_READINESS_TIMEOUT.as_millis() as u64)]
+    readiness_timeout_ms: u64,
 }
 
 async fn shutdown_signal() {
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         cors_origins: args.cors_origins,
         body_limit: args.body_limit,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        readiness_timeout: Duration::from_millis(args.readiness_timeout_ms.max(1)),
     };
     let store = VectorStore::builder().from_env()?.build().await.context("opening the store")?;
     tracing::info!(backend = store.backend_kind(), keys = config.api_keys.len(), "store open");

@@ -16,25 +16,40 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the storage answers; a down cache is reported as `degraded` (still ready).
+/// Readiness: the storage answers within the readiness timeout; a down cache is reported as
+/// `degraded` (still ready). Both are checked at the same time, each within the timeout, so the
+/// answer comes within it whatever PostgreSQL or Redis do.
 #[utoipa::path(get, path = "/readyz", tag = "system",
     responses((status = 200, description = "Ready", body = ReadyBody),
-              (status = 503, description = "Storage unavailable", body = ReadyBody)))]
+              (status = 503, description = "Storage unavailable or not answering in time", body = ReadyBody)))]
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
-    let cache = match s.store.ping_cache().await {
-        Ok(()) => "ok",
-        Err(e) => {
+    let limit = s.config.readiness_timeout;
+    let (cache, storage) =
+        tokio::join!(tokio::time::timeout(limit, s.store.ping_cache()), tokio::time::timeout(limit, s.store.ping()));
+    let cache = match cache {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: cache down");
             "degraded"
         }
-    };
-    match s.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(ReadyBody { status: "ready".into(), cache: cache.into() })),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness: storage down");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(ReadyBody { status: "unavailable".into(), cache: cache.into() }))
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "readiness: cache did not answer in time");
+            "degraded"
         }
-    }
+    };
+    let ready = match storage {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "readiness: storage down");
+            false
+        }
+        Err(_) => {
+            tracing::error!(timeout_ms = limit.as_millis() as u64, "readiness: storage did not answer in time");
+            false
+        }
+    };
+    let (status, word) = if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
+    (status, Json(ReadyBody { status: word.into(), cache: cache.into() }))
 }
 
 /// Prometheus metrics.

@@ -2,3 +2,4 @@
 //! or is gone, CORS configuration, failed-key throttling, object-only JSON bodies.
 
 mod metrics;
+mod readiness;
