@@ -9,23 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::HeaderName;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use marketking_core::VectorStore;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
 
 pub mod auth;
+mod config;
+mod cors;
 pub mod error;
 pub mod metrics;
 pub mod routes;
 
 pub use auth::ApiKeys;
+pub use config::ConfigError;
+pub use cors::CorsOrigins;
 pub use routes::ApiDoc;
 
 /// Default request body limit: 10 MiB.
@@ -47,8 +50,8 @@ pub struct HttpConfig {
     pub api_keys: ApiKeys,
     /// Requests per second per client (key, or IP without keys); 0 = off.
     pub rate_limit: u32,
-    /// Origins allowed by CORS; empty = no CORS headers.
-    pub cors_origins: Vec<String>,
+    /// Origins allowed by CORS (default none: no CORS headers).
+    pub cors: CorsOrigins,
     /// Largest request body, bytes.
     pub body_limit: usize,
     /// Per-request timeout.
@@ -64,7 +67,7 @@ impl Default for HttpConfig {
         HttpConfig {
             api_keys: ApiKeys::none(),
             rate_limit: DEFAULT_RATE_LIMIT,
-            cors_origins: Vec::new(),
+            cors: CorsOrigins::None,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             readiness_timeout: DEFAULT_READINESS_TIMEOUT,
@@ -125,21 +128,6 @@ async fn no_route() -> error::AppError {
     error::AppError::NoRoute
 }
 
-fn cors(origins: &[String]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
-    }
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
-    Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(list))
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
-            .expose_headers([REQUEST_ID])
-            .max_age(Duration::from_secs(600)),
-    )
-}
-
 /// The whole service.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
@@ -159,7 +147,7 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(config.request_timeout, timeout))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.body_limit));
-    if let Some(c) = cors(&config.cors_origins) {
+    if let Some(c) = config.cors.layer(REQUEST_ID) {
         router = router.layer(c);
     }
     router

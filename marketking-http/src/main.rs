@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use marketking_core::VectorStore;
-use marketking_http::{app, check_bind, ApiKeys, AppState, HttpConfig};
+use marketking_http::{app, check_bind, ApiKeys, AppState, CorsOrigins, HttpConfig};
 
 /// MarketKing HTTP service. The store comes from the environment (DATABASE_URL, REDIS_URL, ...).
 #[derive(Parser)]
@@ -25,7 +25,8 @@ struct Args {
     /// Requests per second per client (API key, or IP without keys); 0 = off.
     #[arg(long, env = "MARKETKING_RATE_LIMIT", default_value_t = marketking_http::DEFAULT_RATE_LIMIT)]
     rate_limit: u32,
-    /// Origin allowed by CORS (repeatable); none by default.
+    /// Origin allowed by CORS, e.g. https://app.example (repeatable or comma-separated), or `*`
+    /// alone for any origin; none by default.
     #[arg(long = "cors-origin", env = "MARKETKING_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
     /// Largest request body in bytes.
@@ -67,10 +68,17 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("error: {msg}");
         std::process::exit(1);
     }
+    let cors = match CorsOrigins::parse(&args.cors_origins) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     let config = HttpConfig {
         api_keys: keys,
         rate_limit: args.rate_limit,
-        cors_origins: args.cors_origins,
+        cors,
         body_limit: args.body_limit,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         readiness_timeout: Duration::from_millis(args.readiness_timeout_ms.max(1)),

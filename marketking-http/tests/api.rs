@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::{config, delete, get, json, raw, TestApp, DIMS};
 use marketking_core::RedisCache;
-use marketking_http::{check_bind, ApiKeys, HttpConfig};
+use marketking_http::{check_bind, ApiKeys, CorsOrigins, HttpConfig};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -274,7 +274,8 @@ async fn rate_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn cors_preflight() {
-    let t = TestApp::new(HttpConfig { cors_origins: vec!["https://app.example".into()], ..config() }).await;
+    let cors = CorsOrigins::parse(&["https://app.example"]).unwrap();
+    let t = TestApp::new(HttpConfig { cors, ..config() }).await;
     let preflight = |origin: &str| {
         axum::http::Request::builder()
             .method("OPTIONS")

@@ -1,5 +1,6 @@
 //! Hostile input and faults (issue 10): bounded metric labels, readiness while PostgreSQL hangs
 //! or is gone, CORS configuration, failed-key throttling, object-only JSON bodies.
 
+mod cors;
 mod metrics;
 mod readiness;
