@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 TARGET="${CARGO_TARGET_DIR:-target}"
 VENV="$TARGET/schemathesis-venv"
 PORT="${PORT:-18089}"
-KEY="schemathesis-$$"
+KEY="schemathesis-key-$$-$RANDOM"  # API keys need at least 16 characters
 MAX_EXAMPLES="${MAX_EXAMPLES:-25}"
 
 if [ ! -x "$VENV/bin/schemathesis" ]; then

@@ -49,6 +49,8 @@ pub enum AppError {
     Unauthorized,
     /// The per-client rate limit was hit.
     RateLimited(Duration),
+    /// Too many failed API-key attempts from the client's network; retry after the duration.
+    AuthThrottled(Duration),
     /// The request took longer than the configured timeout.
     Timeout,
     /// No such route.
@@ -112,6 +114,15 @@ impl IntoResponse for AppError {
             }
             AppError::RateLimited(wait) => retry_after(
                 body(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down".into(), None),
+                wait,
+            ),
+            AppError::AuthThrottled(wait) => retry_after(
+                body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many failed API-key attempts from this address; retry later".into(),
+                    None,
+                ),
                 wait,
             ),
             AppError::Timeout => body(

@@ -50,6 +50,9 @@ pub struct HttpConfig {
     pub api_keys: ApiKeys,
     /// Requests per second per client (key, or IP without keys); 0 = off.
     pub rate_limit: u32,
+    /// Failed API-key attempts per second per client address (IPv6: per /64), also the
+    /// burst, before it is answered 429 with `Retry-After`; 0 = off.
+    pub auth_failure_limit: u32,
     /// Origins allowed by CORS (default none: no CORS headers).
     pub cors: CorsOrigins,
     /// Largest request body, bytes.
@@ -67,6 +70,7 @@ impl Default for HttpConfig {
         HttpConfig {
             api_keys: ApiKeys::none(),
             rate_limit: DEFAULT_RATE_LIMIT,
+            auth_failure_limit: auth::DEFAULT_AUTH_FAILURE_LIMIT,
             cors: CorsOrigins::None,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -86,6 +90,8 @@ pub struct AppState {
     pub(crate) keys: ApiKeys,
     /// The per-client limiter, `None` when off.
     pub(crate) limiter: Option<auth::Limiter>,
+    /// The failed-key throttle, `None` when off.
+    pub(crate) auth_throttle: Option<auth::AuthThrottle>,
     /// Request metrics.
     pub metrics: metrics::Metrics,
 }
@@ -98,6 +104,7 @@ impl AppState {
             store,
             keys: config.api_keys.clone(),
             limiter: auth::Limiter::new(config.rate_limit),
+            auth_throttle: auth::AuthThrottle::new(config.auth_failure_limit),
             config: Arc::new(config),
         }
     }

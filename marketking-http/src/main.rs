@@ -16,7 +16,8 @@ struct Args {
     /// Address to bind.
     #[arg(long, env = "MARKETKING_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// Comma-separated API keys; every /v1 request then needs `Authorization: Bearer <key>`.
+    /// Comma-separated API keys, each at least 16 characters; every /v1 request then needs
+    /// `Authorization: Bearer <key>`.
     #[arg(long, env = "MARKETKING_API_KEYS", hide_env_values = true, default_value = "")]
     api_keys: String,
     /// Allow a non-loopback bind address without API keys.
@@ -25,6 +26,10 @@ struct Args {
     /// Requests per second per client (API key, or IP without keys); 0 = off.
     #[arg(long, env = "MARKETKING_RATE_LIMIT", default_value_t = marketking_http::DEFAULT_RATE_LIMIT)]
     rate_limit: u32,
+    /// Failed API-key attempts per second per client address (IPv6: per /64) before it is
+    /// answered 429; 0 = off.
+    #[arg(long, env = "MARKETKING_AUTH_FAILURE_LIMIT", default_value_t = marketking_http::auth::DEFAULT_AUTH_FAILURE_LIMIT)]
+    auth_failure_limit: u32,
     /// Origin allowed by CORS, e.g. https://app.example (repeatable or comma-separated), or `*`
     /// alone for any origin; none by default.
     #[arg(long = "cors-origin", env = "MARKETKING_CORS_ORIGINS", value_delimiter = ',')]
@@ -63,7 +68,13 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let args = Args::parse();
-    let keys = ApiKeys::parse(&args.api_keys);
+    let keys = match ApiKeys::parse(&args.api_keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     if let Err(msg) = check_bind(&args.bind, &keys, args.allow_unauthenticated) {
         eprintln!("error: {msg}");
         std::process::exit(1);
@@ -78,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let config = HttpConfig {
         api_keys: keys,
         rate_limit: args.rate_limit,
+        auth_failure_limit: args.auth_failure_limit,
         cors,
         body_limit: args.body_limit,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),

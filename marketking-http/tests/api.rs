@@ -215,7 +215,7 @@ async fn json_rejections_use_the_error_shape() {
 
 #[tokio::test]
 async fn api_keys_guard_v1_only() {
-    let keys = ApiKeys::parse("alpha-key, beta-key");
+    let keys = ApiKeys::parse("alpha-key-0123456789, beta-key-0123456789").unwrap();
     let t = TestApp::new(HttpConfig { api_keys: keys, ..config() }).await;
     let r = t.send(get("/v1/stats")).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -230,7 +230,7 @@ async fn api_keys_guard_v1_only() {
     req.headers_mut().insert("authorization", "Basic YmV0YS1rZXk=".parse().unwrap());
     assert_eq!(t.send(req).await.status, StatusCode::UNAUTHORIZED);
 
-    for key in ["alpha-key", "beta-key"] {
+    for key in ["alpha-key-0123456789", "beta-key-0123456789"] {
         let mut req = get("/v1/stats");
         req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
         let r = t.send(req).await;
@@ -244,14 +244,15 @@ async fn api_keys_guard_v1_only() {
 
 #[test]
 fn api_key_verification() {
-    let keys = ApiKeys::parse(" a ,b,,");
+    let (a, b) = ("first-key-0123456789", "second-key-0123456789");
+    let keys = ApiKeys::parse(&format!(" {a} ,{b},,")).unwrap();
     assert_eq!(keys.len(), 2);
-    assert_eq!(keys.verify("a"), Some(0));
-    assert_eq!(keys.verify("b"), Some(1));
-    assert_eq!(keys.verify("c"), None);
+    assert_eq!(keys.verify(a), Some(0));
+    assert_eq!(keys.verify(b), Some(1));
+    assert_eq!(keys.verify("third-key-0123456789"), None);
     assert_eq!(keys.verify(""), None);
     assert_eq!(format!("{keys:?}"), "ApiKeys(2 configured)");
-    assert!(ApiKeys::parse("").is_empty());
+    assert!(ApiKeys::parse("").unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -419,7 +420,7 @@ fn check_bind_refuses_public_address_without_keys() {
     let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     let local6: SocketAddr = "[::1]:8080".parse().unwrap();
     let none = ApiKeys::none();
-    let some = ApiKeys::parse("k");
+    let some = ApiKeys::parse("a-key-of-16-chars").unwrap();
     let err = check_bind(&public, &none, false).unwrap_err();
     assert!(err.contains("MARKETKING_API_KEYS") && err.contains("--allow-unauthenticated"), "{err}");
     assert!(check_bind(&public, &some, false).is_ok());

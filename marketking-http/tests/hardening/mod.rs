@@ -1,6 +1,7 @@
 //! Hostile input and faults (issue 10): bounded metric labels, readiness while PostgreSQL hangs
 //! or is gone, CORS configuration, failed-key throttling, object-only JSON bodies.
 
+mod auth;
 mod cors;
 mod metrics;
 mod readiness;
