@@ -180,7 +180,8 @@ impl IntoResponse for AppError {
     }
 }
 
-/// `Json<T>` whose rejections answer in the JSON error shape (400 syntax, 415 content type,
+/// `Json<T>` for a body that must be a JSON object (anything else is a 422 "expected a JSON
+/// object"), whose rejections answer in the JSON error shape (400 syntax, 415 content type,
 /// 422 data, 413 too large).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
@@ -189,8 +190,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
+        match Json::<crate::object::Object<T>>::from_request(req, state).await {
+            Ok(Json(crate::object::Object(v))) => Ok(ApiJson(v)),
             Err(r) => Err(from_json_rejection(r)),
         }
     }

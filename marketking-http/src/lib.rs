@@ -24,6 +24,7 @@ mod config;
 mod cors;
 pub mod error;
 pub mod metrics;
+mod object;
 pub mod routes;
 
 pub use auth::ApiKeys;

@@ -124,6 +124,7 @@ impl From<PatchBody> for DocumentPatch {
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     /// The documents; keyed ones upsert.
+    #[serde(deserialize_with = "crate::object::vec_of_objects")]
     pub documents: Vec<NewDocumentBody>,
 }
 

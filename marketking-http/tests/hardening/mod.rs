@@ -2,6 +2,7 @@
 //! or is gone, CORS configuration, failed-key throttling, object-only JSON bodies.
 
 mod auth;
+mod bodies;
 mod cors;
 mod metrics;
 mod readiness;
