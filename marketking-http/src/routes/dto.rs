@@ -6,6 +6,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+/// Largest magnitude of one value of a query vector or embedding, published in the schema. It
+/// mirrors the core's vector check (every value a finite `f32`); keep the two equal, so that
+/// what the schema allows is what the server accepts.
+pub(crate) const VECTOR_VALUE_MAX: f64 = f32::MAX as f64;
+/// The magnitude at least one value of a vector must reach, published in the schema: the
+/// smallest positive `f32`, since the core refuses a vector that is all zeros once read as
+/// `f32` (cosine similarity is undefined). Mirrors the core's check like [`VECTOR_VALUE_MAX`].
+pub(crate) const VECTOR_PEAK_MIN: f64 = f32::from_bits(1) as f64;
+
 /// A document to store.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]

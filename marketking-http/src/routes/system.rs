@@ -6,7 +6,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::dto::{ReadyBody, StatsBody};
+use serde_json::json;
+
+use super::dto::{ReadyBody, StatsBody, VECTOR_PEAK_MIN, VECTOR_VALUE_MAX};
 use crate::error::{AppError, ErrorBody};
 use crate::AppState;
 
@@ -69,7 +71,9 @@ pub async fn stats(State(s): State<AppState>) -> Result<Json<StatsBody>, AppErro
     Ok(Json(s.store.stats().await?.into()))
 }
 
-/// The OpenAPI document of this API, with the store's vector size filled in.
+/// The OpenAPI document of this API, with what the store accepts in a vector filled in: its
+/// length, the range of each value, and at least one value away from zero (JSON Schema's
+/// `contains`, OpenAPI 3.1), so that the published schema and the server agree.
 pub async fn openapi(State(s): State<AppState>) -> Response {
     let mut spec = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_default();
     let dims = s.store.dimensions();
@@ -78,6 +82,14 @@ pub async fn openapi(State(s): State<AppState>) -> Response {
             if let Some(obj) = p.as_object_mut() {
                 obj.insert("minItems".into(), dims.into());
                 obj.insert("maxItems".into(), dims.into());
+                obj.insert(
+                    "items".into(),
+                    json!({"type": "number", "format": "float", "minimum": -VECTOR_VALUE_MAX, "maximum": VECTOR_VALUE_MAX}),
+                );
+                obj.insert(
+                    "contains".into(),
+                    json!({"anyOf": [{"minimum": VECTOR_PEAK_MIN}, {"maximum": -VECTOR_PEAK_MIN}]}),
+                );
             }
         }
     }
