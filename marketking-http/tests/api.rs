@@ -1,5 +1,9 @@
 //! In-process tests of the REST service against PostgreSQL + pgvector and Redis.
 
+// Test code: a panic is a failed test with its message, which is what unwrap, expect and
+// indexing give here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 mod hardening;
 
