@@ -531,6 +531,21 @@ fn binary_serves_and_shuts_down_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// SIGTERM at once after the "listening" line still shuts down gracefully (exit 0): the signal
+/// handler is installed before the server says it listens, not in a task that runs later.
+#[test]
+fn sigterm_right_after_listening_exits_cleanly() {
+    let dir = std::env::temp_dir().join(format!("mkh_early_term_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for round in 0..5 {
+        let (child, _port) = spawn_binary(&dir, &[]);
+        sigterm(&child);
+        let status = wait_exit(child, std::time::Instant::now(), "server did not stop on SIGTERM");
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A slow OpenAI-compatible embeddings server on a thread: answers every POST after `delay`
 /// with one 8-dimensional vector per input. Returns its base URL.
 fn slow_embedder(delay: Duration) -> String {
