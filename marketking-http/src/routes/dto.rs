@@ -55,6 +55,45 @@ impl From<NewDocumentBody> for NewDocument {
     }
 }
 
+/// A document to store under the key in the path (`PUT /v1/documents/by-key/{key}`): a
+/// [`NewDocumentBody`] without `key`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertDocumentBody {
+    /// Title, 1..=255 characters, not blank.
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    pub title: String,
+    /// Content, not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub content: String,
+    /// Where the document came from, 1..=255 characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub source: Option<String>,
+    /// A JSON object (default `{}`); searches filter on it by containment.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// A precomputed embedding with the store's dimensions; computed when absent.
+    #[serde(default)]
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl UpsertDocumentBody {
+    /// The document to store under `key`.
+    pub fn with_key(self, key: String) -> NewDocument {
+        NewDocumentBody {
+            title: self.title,
+            content: self.content,
+            source: self.source,
+            metadata: self.metadata,
+            key: Some(key),
+            embedding: self.embedding,
+        }
+        .into()
+    }
+}
+
 /// A stored document.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct DocumentBody {

@@ -6,9 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use utoipa::OpenApi;
 
-use serde_json::json;
-
-use super::dto::{ReadyBody, StatsBody, VECTOR_PEAK_MIN, VECTOR_VALUE_MAX};
+use super::dto::{ReadyBody, StatsBody};
 use crate::error::{AppError, ErrorBody};
 use crate::AppState;
 
@@ -71,28 +69,11 @@ pub async fn stats(State(s): State<AppState>) -> Result<Json<StatsBody>, AppErro
     Ok(Json(s.store.stats().await?.into()))
 }
 
-/// The OpenAPI document of this API, with what the store accepts in a vector filled in: its
-/// length, the range of each value, and at least one value away from zero (JSON Schema's
-/// `contains`, OpenAPI 3.1), so that the published schema and the server agree.
+/// The OpenAPI document of this API, completed with the store's input rules (see
+/// `routes/schema.rs`) so that the published schema and the server agree.
 pub async fn openapi(State(s): State<AppState>) -> Response {
     let mut spec = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_default();
-    let dims = s.store.dimensions();
-    for (schema, field) in [("SearchBody", "vector"), ("NewDocumentBody", "embedding")] {
-        if let Some(p) = spec.pointer_mut(&format!("/components/schemas/{schema}/properties/{field}")) {
-            if let Some(obj) = p.as_object_mut() {
-                obj.insert("minItems".into(), dims.into());
-                obj.insert("maxItems".into(), dims.into());
-                obj.insert(
-                    "items".into(),
-                    json!({"type": "number", "format": "float", "minimum": -VECTOR_VALUE_MAX, "maximum": VECTOR_VALUE_MAX}),
-                );
-                obj.insert(
-                    "contains".into(),
-                    json!({"anyOf": [{"minimum": VECTOR_PEAK_MIN}, {"maximum": -VECTOR_PEAK_MIN}]}),
-                );
-            }
-        }
-    }
+    super::schema::complete(&mut spec, s.store.dimensions());
     Json(spec).into_response()
 }
 
