@@ -156,19 +156,21 @@ impl StoreCollector {
 }
 
 fn int_counter(name: &str, help: &str, value: u64) -> Vec<MetricFamily> {
-    IntCounter::new(name, help).map(|c| {
-        c.inc_by(value);
-        c.collect()
-    })
-    .unwrap_or_default()
+    IntCounter::new(name, help)
+        .map(|c| {
+            c.inc_by(value);
+            c.collect()
+        })
+        .unwrap_or_default()
 }
 
 fn int_gauge(name: &str, help: &str, value: u32) -> Vec<MetricFamily> {
-    IntGauge::new(name, help).map(|g| {
-        g.set(i64::from(value));
-        g.collect()
-    })
-    .unwrap_or_default()
+    IntGauge::new(name, help)
+        .map(|g| {
+            g.set(i64::from(value));
+            g.collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Collector for StoreCollector {

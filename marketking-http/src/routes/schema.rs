@@ -17,7 +17,8 @@ const NO_NUL: &str = r"^[^\u0000]*$";
 /// At least one character that is not whitespace, and no NUL. Whitespace is Unicode
 /// `White_Space`, the set Rust's `str::trim` removes (which the store uses to refuse blank
 /// text), spelled out because `\s` differs between regex engines.
-const NOT_BLANK_NO_NUL: &str = r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$";
+const NOT_BLANK_NO_NUL: &str =
+    r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$";
 
 /// At least one character that is not whitespace (as above); NUL allowed (a query is only
 /// embedded, never stored).
@@ -58,7 +59,9 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
         if let Some(p) = property(schemas, "SearchBody", "sources") {
             p.insert("items".into(), json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}));
         }
-        for (schema, field) in [("SearchBody", "vector"), ("NewDocumentBody", "embedding"), ("UpsertDocumentBody", "embedding")] {
+        for (schema, field) in
+            [("SearchBody", "vector"), ("NewDocumentBody", "embedding"), ("UpsertDocumentBody", "embedding")]
+        {
             if let Some(p) = property(schemas, schema, field) {
                 vector_rules(p, dims);
             }
@@ -74,9 +77,11 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
             );
         }
     }
-    for (path, name, pattern) in
-        [("/v1/search", "q", NOT_BLANK), ("/v1/search", "source", NO_NUL), ("/v1/documents/by-key/{key}", "key", NO_NUL)]
-    {
+    for (path, name, pattern) in [
+        ("/v1/search", "q", NOT_BLANK),
+        ("/v1/search", "source", NO_NUL),
+        ("/v1/documents/by-key/{key}", "key", NO_NUL),
+    ] {
         for param in parameters(spec, path, name) {
             param.insert("pattern".into(), pattern.into());
         }

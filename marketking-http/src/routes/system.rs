@@ -48,7 +48,8 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<ReadyBody>) 
             false
         }
     };
-    let (status, word) = if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
+    let (status, word) =
+        if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
     (status, Json(ReadyBody { status: word.into(), cache: cache.into() }))
 }
 

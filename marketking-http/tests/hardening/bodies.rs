@@ -115,7 +115,12 @@ async fn text_patterns_match_what_the_server_accepts() {
         d
     };
     let mut n = 0;
-    for (field, schema) in [("title", "NewDocumentBody"), ("content", "NewDocumentBody"), ("source", "NewDocumentBody"), ("key", "NewDocumentBody")] {
+    for (field, schema) in [
+        ("title", "NewDocumentBody"),
+        ("content", "NewDocumentBody"),
+        ("source", "NewDocumentBody"),
+        ("key", "NewDocumentBody"),
+    ] {
         let re = pattern(&spec, schema, field);
         for value in samples {
             if field == "key" && value == "plain" {
@@ -130,11 +135,18 @@ async fn text_patterns_match_what_the_server_accepts() {
             let r = t.send(json("POST", "/v1/documents", body)).await;
             let server_accepts = r.status.is_success();
             assert!(server_accepts || r.status == StatusCode::UNPROCESSABLE_ENTITY, "{field}={value:?}: {}", r.text());
-            assert_eq!(re.is_match(value), server_accepts, "{field}={value:?}: schema and server disagree: {}", r.text());
+            assert_eq!(
+                re.is_match(value),
+                server_accepts,
+                "{field}={value:?}: schema and server disagree: {}",
+                r.text()
+            );
         }
     }
     // The same rules on updates and keyed upserts.
-    let id = t.send(json("POST", "/v1/documents", json!({"title": "t", "content": "c"}))).await.json()["id"].as_i64().unwrap();
+    let id = t.send(json("POST", "/v1/documents", json!({"title": "t", "content": "c"}))).await.json()["id"]
+        .as_i64()
+        .unwrap();
     for field in ["title", "content", "source"] {
         let patch = pattern(&spec, "PatchBody", field);
         let upsert = pattern(&spec, "UpsertDocumentBody", field);
@@ -176,7 +188,8 @@ async fn metadata_upsert_and_search_schemas_match_the_server() {
         (json!({"la\u{0}ng": "en"}), false),
         (json!({"tags": ["a", {"deep": "no\u{0}"}]}), false),
     ] {
-        let r = t.send(json("POST", "/v1/documents", json!({"title": "t", "content": "c", "metadata": metadata}))).await;
+        let r =
+            t.send(json("POST", "/v1/documents", json!({"title": "t", "content": "c", "metadata": metadata}))).await;
         assert_eq!(r.status.is_success(), ok, "{metadata}: {}", r.text());
     }
 

@@ -65,7 +65,8 @@ fn binary_with_listed_origins_allows_only_those() {
     let dir = std::env::temp_dir().join(format!("mkh_cors_list_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // Written with a trailing slash and upper case: normalised to the origin browsers send.
-    let (server, port) = Running::start(&dir, &[("MARKETKING_CORS_ORIGINS", "https://App.example/,http://localhost:3000")]);
+    let (server, port) =
+        Running::start(&dir, &[("MARKETKING_CORS_ORIGINS", "https://App.example/,http://localhost:3000")]);
     let resp = preflight(port, "https://app.example");
     assert!(resp.contains("access-control-allow-origin: https://app.example\r\n"), "{resp}");
     let resp = preflight(port, "http://localhost:3000");
