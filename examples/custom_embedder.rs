@@ -30,7 +30,7 @@ impl Embedder for LetterEmbedder {
 }
 
 fn letters(text: &str) -> Vec<f32> {
-    let mut v = vec![0f32; 26];
+    let mut v = [0f32; 26];
     for b in text.bytes().filter(u8::is_ascii_alphabetic) {
         v[usize::from(b.to_ascii_lowercase() - b'a')] += 1.0;
     }
