@@ -1,8 +1,11 @@
-//! API keys (constant-time compared) and the per-client rate limiter.
+//! API keys (constant-time compared), the throttle on failed key attempts, and the per-client
+//! rate limiter.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
@@ -13,8 +16,15 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config::ConfigError;
 use crate::error::AppError;
 use crate::AppState;
+
+/// Shortest API key accepted: 16 characters. Shorter keys are refused at start-up.
+pub const MIN_API_KEY_LEN: usize = 16;
+/// Default number of failed API-key attempts per second per client address before it is
+/// answered 429 (also the burst).
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 5;
 
 /// The configured API keys, kept only as SHA-256 digests. `Debug` prints the count, never a key.
 #[derive(Clone, Default)]
@@ -35,9 +45,19 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 impl ApiKeys {
-    /// Keys from a comma-separated list (`MARKETKING_API_KEYS`); blanks are ignored.
-    pub fn parse(list: &str) -> Self {
-        ApiKeys { digests: list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(digest).collect() }
+    /// Keys from a comma-separated list (`MARKETKING_API_KEYS`); blanks are ignored. A key
+    /// shorter than [`MIN_API_KEY_LEN`] characters is refused (the error gives its position and
+    /// length, never the key).
+    pub fn parse(list: &str) -> Result<Self, ConfigError> {
+        let mut digests = Vec::new();
+        for (i, key) in list.split(',').map(str::trim).filter(|k| !k.is_empty()).enumerate() {
+            let length = key.chars().count();
+            if length < MIN_API_KEY_LEN {
+                return Err(ConfigError::ApiKeyTooShort { position: i + 1, length, min: MIN_API_KEY_LEN });
+            }
+            digests.push(digest(key));
+        }
+        Ok(ApiKeys { digests })
     }
 
     /// No keys: authentication is off.
@@ -92,24 +112,131 @@ impl Limiter {
     }
 }
 
+/// Throttles failed API-key attempts per client network: an IPv4 address, or an IPv6 /64 (one
+/// host usually holds a whole /64, so per-address limits would not hold it back).
+///
+/// A network that used up its budget of failures is blocked for whole seconds (what
+/// `Retry-After` says): while blocked, every request from it that presents a key is answered
+/// 429 *without checking the key*, because checking it would tell a guesser when a guess is
+/// right. Valid keys never use up the budget, and requests without any key are answered 401
+/// without counting, so a busy client with the right key is only held back while a wrong key
+/// is being tried from its own network.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthThrottle {
+    failures: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    // governor cannot tell whether a key is limited without using up a cell of it, so the
+    // blocked networks are remembered here until their block ends.
+    blocked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
+}
+
+/// Networks tracked before expired entries are dropped.
+const TRACKED: usize = 10_000;
+
+impl AuthThrottle {
+    /// `per_second` failures per second per network (also the burst); `None` when 0 (off).
+    pub(crate) fn new(per_second: u32) -> Option<Self> {
+        let n = NonZeroU32::new(per_second)?;
+        Some(AuthThrottle {
+            failures: Arc::new(RateLimiter::keyed(Quota::per_second(n))),
+            blocked: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    fn blocked(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        // The map holds plain instants: a panic elsewhere cannot leave it inconsistent.
+        self.blocked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How much longer `net` is blocked, if it is.
+    fn check(&self, net: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let mut blocked = self.blocked();
+        let until = *blocked.get(&net)?;
+        if until > now {
+            return Some(until - now);
+        }
+        blocked.remove(&net);
+        None
+    }
+
+    /// Counts a failed attempt from `net`; `Some(wait)` when that used up its budget and it is
+    /// now blocked for `wait`.
+    fn failed(&self, net: IpAddr) -> Option<Duration> {
+        if self.failures.len() > TRACKED {
+            self.failures.retain_recent();
+        }
+        let not_until = self.failures.check_key(&net).err()?;
+        let wait = whole_seconds(not_until.wait_time_from(self.failures.clock().now()));
+        let now = Instant::now();
+        let mut blocked = self.blocked();
+        if blocked.len() > TRACKED {
+            blocked.retain(|_, until| *until > now);
+        }
+        blocked.insert(net, now + wait);
+        tracing::warn!(client = %net, retry_after_s = wait.as_secs(), "throttling failed API-key attempts");
+        Some(wait)
+    }
+}
+
+/// `d` rounded up to whole seconds, at least one: `Retry-After` counts whole seconds, and the
+/// block lasts exactly as long as it says.
+fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs((d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1))
+}
+
+/// The network a client address is throttled as: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by
+/// its /64 prefix.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+}
+
 fn bearer(req: &Request) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Middleware on `/v1`: checks the API key (when keys are configured), then the rate limit of
-/// the key, or of the client IP when no keys are configured.
+/// The client after the key check: `Ok(client id)` or the answer to give.
+fn authenticate(state: &AppState, req: &Request) -> Result<String, AppError> {
+    let Some(token) = bearer(req) else { return Err(AppError::Unauthorized) };
+    // Without connection info (an app served without `into_make_service_with_connect_info`)
+    // every client shares one budget.
+    let net = client_ip(req).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), network);
+    if let Some(wait) = state.auth_throttle.as_ref().and_then(|t| t.check(net)) {
+        return Err(AppError::AuthThrottled(wait));
+    }
+    match state.keys.verify(token) {
+        Some(i) => Ok(format!("key:{i}")),
+        None => match state.auth_throttle.as_ref().and_then(|t| t.failed(net)) {
+            Some(wait) => Err(AppError::AuthThrottled(wait)),
+            None => Err(AppError::Unauthorized),
+        },
+    }
+}
+
+/// Middleware on `/v1`: checks the API key (when keys are configured, throttling failed
+/// attempts per client network), then the rate limit of the key, or of the client IP when no
+/// keys are configured.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let client = if state.keys.is_empty() {
-        match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
+        match client_ip(&req) {
+            Some(ip) => format!("ip:{ip}"),
             None => "ip:unknown".to_string(),
         }
     } else {
-        match bearer(&req).and_then(|t| state.keys.verify(t)) {
-            Some(i) => format!("key:{i}"),
-            None => return AppError::Unauthorized.into_response(),
+        match authenticate(&state, &req) {
+            Ok(client) => client,
+            Err(e) => return e.into_response(),
         }
     };
     if let Some(limiter) = &state.limiter {

@@ -49,6 +49,8 @@ pub enum AppError {
     Unauthorized,
     /// The per-client rate limit was hit.
     RateLimited(Duration),
+    /// Too many failed API-key attempts from the client's network; retry after the duration.
+    AuthThrottled(Duration),
     /// The request took longer than the configured timeout.
     Timeout,
     /// No such route.
@@ -112,6 +114,15 @@ impl IntoResponse for AppError {
             }
             AppError::RateLimited(wait) => retry_after(
                 body(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down".into(), None),
+                wait,
+            ),
+            AppError::AuthThrottled(wait) => retry_after(
+                body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many failed API-key attempts from this address; retry later".into(),
+                    None,
+                ),
                 wait,
             ),
             AppError::Timeout => body(
@@ -188,7 +199,8 @@ impl IntoResponse for AppError {
     }
 }
 
-/// `Json<T>` whose rejections answer in the JSON error shape (400 syntax, 415 content type,
+/// `Json<T>` for a body that must be a JSON object (anything else is a 422 "expected a JSON
+/// object"), whose rejections answer in the JSON error shape (400 syntax, 415 content type,
 /// 422 data, 413 too large).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
@@ -197,8 +209,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
+        match Json::<crate::object::Object<T>>::from_request(req, state).await {
+            Ok(Json(crate::object::Object(v))) => Ok(ApiJson(v)),
             Err(r) => Err(from_json_rejection(r)),
         }
     }

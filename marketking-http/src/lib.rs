@@ -9,23 +9,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::HeaderName;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use marketking_core::{CommitGate, VectorStore};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
 
 pub mod auth;
+mod config;
+mod cors;
 pub mod error;
 pub mod metrics;
+mod object;
 pub mod routes;
 
 pub use auth::ApiKeys;
+pub use config::ConfigError;
+pub use cors::CorsOrigins;
 pub use routes::ApiDoc;
 
 /// Default request body limit: 10 MiB.
@@ -34,6 +38,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default rate limit, requests per second per client.
 pub const DEFAULT_RATE_LIMIT: u32 = 50;
+/// Default time `/readyz` waits for the storage (and, at the same time, the cache) before it
+/// answers not-ready: well under the 1 s a probe usually allows, far above a healthy ping.
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_millis(500);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -44,12 +51,19 @@ pub struct HttpConfig {
     pub api_keys: ApiKeys,
     /// Requests per second per client (key, or IP without keys); 0 = off.
     pub rate_limit: u32,
-    /// Origins allowed by CORS; empty = no CORS headers.
-    pub cors_origins: Vec<String>,
+    /// Failed API-key attempts per second per client address (IPv6: per /64), also the
+    /// burst, before it is answered 429 with `Retry-After`; 0 = off.
+    pub auth_failure_limit: u32,
+    /// Origins allowed by CORS (default none: no CORS headers).
+    pub cors: CorsOrigins,
     /// Largest request body, bytes.
     pub body_limit: usize,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// How long `/readyz` waits for the storage before answering 503. It has its own short
+    /// limit so a hung or restarting PostgreSQL shows up as not-ready at once, instead of after
+    /// the pool's connection timeout (10 s).
+    pub readiness_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -57,9 +71,11 @@ impl Default for HttpConfig {
         HttpConfig {
             api_keys: ApiKeys::none(),
             rate_limit: DEFAULT_RATE_LIMIT,
-            cors_origins: Vec::new(),
+            auth_failure_limit: auth::DEFAULT_AUTH_FAILURE_LIMIT,
+            cors: CorsOrigins::None,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            readiness_timeout: DEFAULT_READINESS_TIMEOUT,
         }
     }
 }
@@ -75,6 +91,8 @@ pub struct AppState {
     pub(crate) keys: ApiKeys,
     /// The per-client limiter, `None` when off.
     pub(crate) limiter: Option<auth::Limiter>,
+    /// The failed-key throttle, `None` when off.
+    pub(crate) auth_throttle: Option<auth::AuthThrottle>,
     /// Request metrics.
     pub metrics: metrics::Metrics,
 }
@@ -83,10 +101,11 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: VectorStore, config: HttpConfig) -> Self {
         AppState {
+            metrics: metrics::Metrics::new(&store),
             store,
             keys: config.api_keys.clone(),
             limiter: auth::Limiter::new(config.rate_limit),
-            metrics: metrics::Metrics::new(),
+            auth_throttle: auth::AuthThrottle::new(config.auth_failure_limit),
             config: Arc::new(config),
         }
     }
@@ -131,21 +150,6 @@ async fn no_route() -> error::AppError {
     error::AppError::NoRoute
 }
 
-fn cors(origins: &[String]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
-    }
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
-    Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(list))
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
-            .expose_headers([REQUEST_ID])
-            .max_age(Duration::from_secs(600)),
-    )
-}
-
 /// The whole service.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
@@ -165,7 +169,7 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(config.request_timeout, timeout))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.body_limit));
-    if let Some(c) = cors(&config.cors_origins) {
+    if let Some(c) = config.cors.layer(REQUEST_ID) {
         router = router.layer(c);
     }
     router

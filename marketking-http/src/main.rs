@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use marketking_core::VectorStore;
-use marketking_http::{app, check_bind, ApiKeys, AppState, HttpConfig};
+use marketking_http::{app, check_bind, ApiKeys, AppState, CorsOrigins, HttpConfig};
 
 /// MarketKing HTTP service. The store comes from the environment (DATABASE_URL, REDIS_URL, ...).
 #[derive(Parser)]
@@ -16,7 +16,8 @@ struct Args {
     /// Address to bind.
     #[arg(long, env = "MARKETKING_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// Comma-separated API keys; every /v1 request then needs `Authorization: Bearer <key>`.
+    /// Comma-separated API keys, each at least 16 characters; every /v1 request then needs
+    /// `Authorization: Bearer <key>`.
     #[arg(long, env = "MARKETKING_API_KEYS", hide_env_values = true, default_value = "")]
     api_keys: String,
     /// Allow a non-loopback bind address without API keys.
@@ -25,7 +26,12 @@ struct Args {
     /// Requests per second per client (API key, or IP without keys); 0 = off.
     #[arg(long, env = "MARKETKING_RATE_LIMIT", default_value_t = marketking_http::DEFAULT_RATE_LIMIT)]
     rate_limit: u32,
-    /// Origin allowed by CORS (repeatable); none by default.
+    /// Failed API-key attempts per second per client address (IPv6: per /64) before it is
+    /// answered 429; 0 = off.
+    #[arg(long, env = "MARKETKING_AUTH_FAILURE_LIMIT", default_value_t = marketking_http::auth::DEFAULT_AUTH_FAILURE_LIMIT)]
+    auth_failure_limit: u32,
+    /// Origin allowed by CORS, e.g. https://app.example (repeatable or comma-separated), or `*`
+    /// alone for any origin; none by default.
     #[arg(long = "cors-origin", env = "MARKETKING_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
     /// Largest request body in bytes.
@@ -34,48 +40,78 @@ struct Args {
     /// Per-request timeout in seconds.
     #[arg(long, env = "MARKETKING_REQUEST_TIMEOUT", default_value_t = 30)]
     request_timeout: u64,
+    /// How long /readyz waits for the storage before answering 503, in milliseconds.
+    #[arg(long, env = "MARKETKING_READINESS_TIMEOUT_MS", default_value_t = marketking_http::DEFAULT_READINESS_TIMEOUT.as_millis() as u64)]
+    readiness_timeout_ms: u64,
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGTERM and SIGINT handlers now, and returns what resolves on the first of them.
+/// Installing them before the "listening" line matters: a signal that arrives before a handler
+/// exists kills the process outright instead of shutting it down gracefully.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        [signal(SignalKind::terminate()), signal(SignalKind::interrupt())]
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    async move {
+        #[cfg(unix)]
+        {
+            let [term, int] = signals.map(|s| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            });
+            tokio::select! { _ = term => {}, _ = int => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let args = Args::parse();
-    let keys = ApiKeys::parse(&args.api_keys);
+    let keys = match ApiKeys::parse(&args.api_keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     if let Err(msg) = check_bind(&args.bind, &keys, args.allow_unauthenticated) {
         eprintln!("error: {msg}");
         std::process::exit(1);
     }
+    let cors = match CorsOrigins::parse(&args.cors_origins) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     let config = HttpConfig {
         api_keys: keys,
         rate_limit: args.rate_limit,
-        cors_origins: args.cors_origins,
+        auth_failure_limit: args.auth_failure_limit,
+        cors,
         body_limit: args.body_limit,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        readiness_timeout: Duration::from_millis(args.readiness_timeout_ms.max(1)),
     };
     let store = VectorStore::builder().from_env()?.build().await.context("opening the store")?;
     tracing::info!(backend = store.backend_kind(), keys = config.api_keys.len(), "store open");
     let service = app(AppState::new(store, config)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
+    let shutdown = shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -1,6 +1,11 @@
 //! In-process tests of the REST service against PostgreSQL + pgvector and Redis.
 
+// Test code: a panic is a failed test with its message, which is what unwrap, expect and
+// indexing give here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
+mod hardening;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,7 +13,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::{config, delete, get, json, raw, TestApp, DIMS};
 use marketking_core::RedisCache;
-use marketking_http::{check_bind, ApiKeys, HttpConfig};
+use marketking_http::{check_bind, ApiKeys, CorsOrigins, HttpConfig};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -214,7 +219,7 @@ async fn json_rejections_use_the_error_shape() {
 
 #[tokio::test]
 async fn api_keys_guard_v1_only() {
-    let keys = ApiKeys::parse("alpha-key, beta-key");
+    let keys = ApiKeys::parse("alpha-key-0123456789, beta-key-0123456789").unwrap();
     let t = TestApp::new(HttpConfig { api_keys: keys, ..config() }).await;
     let r = t.send(get("/v1/stats")).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -229,7 +234,7 @@ async fn api_keys_guard_v1_only() {
     req.headers_mut().insert("authorization", "Basic YmV0YS1rZXk=".parse().unwrap());
     assert_eq!(t.send(req).await.status, StatusCode::UNAUTHORIZED);
 
-    for key in ["alpha-key", "beta-key"] {
+    for key in ["alpha-key-0123456789", "beta-key-0123456789"] {
         let mut req = get("/v1/stats");
         req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
         let r = t.send(req).await;
@@ -243,14 +248,15 @@ async fn api_keys_guard_v1_only() {
 
 #[test]
 fn api_key_verification() {
-    let keys = ApiKeys::parse(" a ,b,,");
+    let (a, b) = ("first-key-0123456789", "second-key-0123456789");
+    let keys = ApiKeys::parse(&format!(" {a} ,{b},,")).unwrap();
     assert_eq!(keys.len(), 2);
-    assert_eq!(keys.verify("a"), Some(0));
-    assert_eq!(keys.verify("b"), Some(1));
-    assert_eq!(keys.verify("c"), None);
+    assert_eq!(keys.verify(a), Some(0));
+    assert_eq!(keys.verify(b), Some(1));
+    assert_eq!(keys.verify("third-key-0123456789"), None);
     assert_eq!(keys.verify(""), None);
     assert_eq!(format!("{keys:?}"), "ApiKeys(2 configured)");
-    assert!(ApiKeys::parse("").is_empty());
+    assert!(ApiKeys::parse("").unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -273,7 +279,8 @@ async fn rate_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn cors_preflight() {
-    let t = TestApp::new(HttpConfig { cors_origins: vec!["https://app.example".into()], ..config() }).await;
+    let cors = CorsOrigins::parse(&["https://app.example"]).unwrap();
+    let t = TestApp::new(HttpConfig { cors, ..config() }).await;
     let preflight = |origin: &str| {
         axum::http::Request::builder()
             .method("OPTIONS")
@@ -417,7 +424,7 @@ fn check_bind_refuses_public_address_without_keys() {
     let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     let local6: SocketAddr = "[::1]:8080".parse().unwrap();
     let none = ApiKeys::none();
-    let some = ApiKeys::parse("k");
+    let some = ApiKeys::parse("a-key-of-16-chars").unwrap();
     let err = check_bind(&public, &none, false).unwrap_err();
     assert!(err.contains("MARKETKING_API_KEYS") && err.contains("--allow-unauthenticated"), "{err}");
     assert!(check_bind(&public, &some, false).is_ok());
@@ -521,6 +528,21 @@ fn binary_serves_and_shuts_down_on_sigterm() {
     sigterm(&child);
     let status = wait_exit(child, std::time::Instant::now(), "server did not stop on SIGTERM");
     assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGTERM at once after the "listening" line still shuts down gracefully (exit 0): the signal
+/// handler is installed before the server says it listens, not in a task that runs later.
+#[test]
+fn sigterm_right_after_listening_exits_cleanly() {
+    let dir = std::env::temp_dir().join(format!("mkh_early_term_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for round in 0..5 {
+        let (child, _port) = spawn_binary(&dir, &[]);
+        sigterm(&child);
+        let status = wait_exit(child, std::time::Instant::now(), "server did not stop on SIGTERM");
+        assert!(status.success(), "round {round}: {status:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

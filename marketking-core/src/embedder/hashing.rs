@@ -50,8 +50,14 @@ impl HashingEmbedder {
     /// Embeds one text synchronously.
     pub fn embed_sync(&self, text: &str) -> Result<Vec<f32>> {
         let mut features: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
-        let words: Vec<String> =
+        let mut words: Vec<String> =
             text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect();
+        if words.is_empty() {
+            // Only punctuation or symbols ("!!!", "→"): each non-space character counts as a
+            // word, so every text a store accepts can be embedded (texts with words are not
+            // affected, so the recipe version stays).
+            words = text.chars().filter(|c| !c.is_whitespace()).map(String::from).collect();
+        }
         for (i, w) in words.iter().enumerate() {
             *features.entry(hash_feature(b'w', w.as_bytes(), b"")).or_default() += 1;
             if let Some(next) = words.get(i + 1) {
@@ -70,7 +76,7 @@ impl HashingEmbedder {
             }
         }
         if features.is_empty() {
-            return Err(Error::invalid("text", "has no words to embed (only punctuation or whitespace)"));
+            return Err(Error::invalid("text", "has nothing to embed (only whitespace)"));
         }
         let mut v = vec![0.0f32; self.dimensions];
         for (h, tf) in features {
@@ -150,9 +156,12 @@ mod tests {
     const PINNED_HELLO_WORLD: [f32; 8] = [0.0, 0.459, 0.459, 0.0, 0.688, -0.229, 0.0, -0.229];
 
     #[test]
-    fn no_features_is_an_error() {
+    fn punctuation_embeds_and_only_whitespace_is_an_error() {
         let e = HashingEmbedder::default();
-        let err = e.embed_sync(" ... !! ").unwrap_err();
+        let v = e.embed_sync(" ... !! ").unwrap();
+        assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5, "a unit vector");
+        assert_ne!(v, e.embed_sync("→ ?").unwrap());
+        let err = e.embed_sync(" \n\t ").unwrap_err();
         assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "text"), "{err}");
         assert!(HashingEmbedder::new(1).is_err());
     }

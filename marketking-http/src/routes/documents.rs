@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use marketking_core::UpsertOutcome;
 
-use super::dto::{BatchBody, BatchReportBody, DocumentBody, NewDocumentBody, Outcome, PatchBody, UpsertBody};
+use super::dto::{
+    BatchBody, BatchReportBody, DocumentBody, NewDocumentBody, Outcome, PatchBody, UpsertBody, UpsertDocumentBody,
+};
 use crate::error::{ApiJson, ApiPath, AppError, ErrorBody};
 use crate::AppState;
 
@@ -72,8 +74,8 @@ pub async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Inserts or updates the document with this key.
-#[utoipa::path(put, path = "/v1/documents/by-key/{key}", tag = "documents", request_body = NewDocumentBody,
+/// Inserts or updates the document with this key (the key comes from the path only).
+#[utoipa::path(put, path = "/v1/documents/by-key/{key}", tag = "documents", request_body = UpsertDocumentBody,
     params(("key" = String, Path, description = "Caller key")),
     responses((status = 201, description = "Created", body = UpsertBody),
               (status = 200, description = "Updated or unchanged", body = UpsertBody),
@@ -82,13 +84,9 @@ pub async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res
 pub async fn upsert(
     State(s): State<AppState>,
     ApiPath(key): ApiPath<String>,
-    ApiJson(mut body): ApiJson<NewDocumentBody>,
+    ApiJson(body): ApiJson<UpsertDocumentBody>,
 ) -> Result<(StatusCode, Json<UpsertBody>), AppError> {
-    if body.key.as_deref().is_some_and(|k| k != key) {
-        return Err(AppError::invalid("key", "the body's key differs from the key in the path"));
-    }
-    body.key = Some(key);
-    let (doc, outcome) = s.store.upsert(body.into()).await?;
+    let (doc, outcome) = s.store.upsert(body.with_key(key)).await?;
     let status = if outcome == UpsertOutcome::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(UpsertBody { outcome: Outcome::from(outcome), document: doc.into() })))
 }

@@ -6,6 +6,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+/// Largest magnitude of one value of a query vector or embedding, published in the schema:
+/// the core's own limit, so what the schema allows is what the server accepts.
+pub(crate) const VECTOR_VALUE_MAX: f64 = marketking_core::MAX_VECTOR_VALUE as f64;
+/// The magnitude at least one value of a vector must reach, published in the schema (the
+/// core's limit: below it, cosine similarity is undefined in 32-bit arithmetic).
+pub(crate) const VECTOR_PEAK_MIN: f64 = marketking_core::MIN_VECTOR_PEAK as f64;
+
 /// A document to store.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +50,45 @@ impl From<NewDocumentBody> for NewDocument {
         d.key = b.key;
         d.embedding = b.embedding;
         d
+    }
+}
+
+/// A document to store under the key in the path (`PUT /v1/documents/by-key/{key}`): a
+/// [`NewDocumentBody`] without `key`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertDocumentBody {
+    /// Title, 1..=255 characters, not blank.
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    pub title: String,
+    /// Content, not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub content: String,
+    /// Where the document came from, 1..=255 characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub source: Option<String>,
+    /// A JSON object (default `{}`); searches filter on it by containment.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// A precomputed embedding with the store's dimensions; computed when absent.
+    #[serde(default)]
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl UpsertDocumentBody {
+    /// The document to store under `key`.
+    pub fn with_key(self, key: String) -> NewDocument {
+        NewDocumentBody {
+            title: self.title,
+            content: self.content,
+            source: self.source,
+            metadata: self.metadata,
+            key: Some(key),
+            embedding: self.embedding,
+        }
+        .into()
     }
 }
 
@@ -124,6 +170,7 @@ impl From<PatchBody> for DocumentPatch {
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     /// The documents; keyed ones upsert.
+    #[serde(deserialize_with = "crate::object::vec_of_objects")]
     pub documents: Vec<NewDocumentBody>,
 }
 

@@ -11,6 +11,7 @@ use crate::AppState;
 
 pub mod documents;
 pub mod dto;
+mod schema;
 pub mod search;
 pub mod system;
 

@@ -16,33 +16,48 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the storage answers; a down cache is reported as `degraded` (still ready).
+/// Readiness: the storage answers within the readiness timeout; a down cache is reported as
+/// `degraded` (still ready). Both are checked at the same time, each within the timeout, so the
+/// answer comes within it whatever PostgreSQL or Redis do.
 #[utoipa::path(get, path = "/readyz", tag = "system",
     responses((status = 200, description = "Ready", body = ReadyBody),
-              (status = 503, description = "Storage unavailable", body = ReadyBody)))]
+              (status = 503, description = "Storage unavailable or not answering in time", body = ReadyBody)))]
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
-    let cache = match s.store.ping_cache().await {
-        Ok(()) => "ok",
-        Err(e) => {
+    let limit = s.config.readiness_timeout;
+    let (cache, storage) =
+        tokio::join!(tokio::time::timeout(limit, s.store.ping_cache()), tokio::time::timeout(limit, s.store.ping()));
+    let cache = match cache {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: cache down");
             "degraded"
         }
-    };
-    match s.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(ReadyBody { status: "ready".into(), cache: cache.into() })),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness: storage down");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(ReadyBody { status: "unavailable".into(), cache: cache.into() }))
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "readiness: cache did not answer in time");
+            "degraded"
         }
-    }
+    };
+    let ready = match storage {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "readiness: storage down");
+            false
+        }
+        Err(_) => {
+            tracing::error!(timeout_ms = limit.as_millis() as u64, "readiness: storage did not answer in time");
+            false
+        }
+    };
+    let (status, word) =
+        if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
+    (status, Json(ReadyBody { status: word.into(), cache: cache.into() }))
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let mut out = s.metrics.render();
-    crate::metrics::store_counters(&s, &mut out).await;
+    let out = s.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
@@ -55,18 +70,11 @@ pub async fn stats(State(s): State<AppState>) -> Result<Json<StatsBody>, AppErro
     Ok(Json(s.store.stats().await?.into()))
 }
 
-/// The OpenAPI document of this API, with the store's vector size filled in.
+/// The OpenAPI document of this API, completed with the store's input rules (see
+/// `routes/schema.rs`) so that the published schema and the server agree.
 pub async fn openapi(State(s): State<AppState>) -> Response {
     let mut spec = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_default();
-    let dims = s.store.dimensions();
-    for (schema, field) in [("SearchBody", "vector"), ("NewDocumentBody", "embedding")] {
-        if let Some(p) = spec.pointer_mut(&format!("/components/schemas/{schema}/properties/{field}")) {
-            if let Some(obj) = p.as_object_mut() {
-                obj.insert("minItems".into(), dims.into());
-                obj.insert("maxItems".into(), dims.into());
-            }
-        }
-    }
+    super::schema::complete(&mut spec, s.store.dimensions());
     Json(spec).into_response()
 }
 
