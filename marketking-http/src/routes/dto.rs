@@ -244,7 +244,7 @@ pub struct SearchBody {
     #[serde(default)]
     pub vector: Option<Vec<f32>>,
     /// Number of results, 1..=1000 (default 10).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// Keep only documents with one of these sources (each 1..=255 characters).
@@ -265,11 +265,11 @@ pub struct SearchBody {
     #[serde(default)]
     pub created_before: Option<DateTime<Utc>>,
     /// HNSW `ef_search` for this call, 1..=1000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 1000)]
     pub ef_search: Option<u32>,
     /// IVFFlat `probes` for this call, 1..=10000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 10000)]
     pub probes: Option<u32>,
 }
@@ -396,4 +396,24 @@ pub struct ReadyBody {
     pub status: String,
     /// `ok` or `degraded` (the store works without its cache).
     pub cache: String,
+}
+
+/// An optional integer that also accepts a JSON number with a zero fraction (`352.0`): JSON
+/// Schema's `integer` does, and serde's integer types do not.
+fn integral<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+    let whole = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Some(u),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Some(f as u64),
+        _ => None,
+    };
+    whole
+        .and_then(|u| T::try_from(u).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a non-negative whole number, got {n}")))
 }

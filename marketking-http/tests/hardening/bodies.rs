@@ -218,3 +218,22 @@ async fn metadata_upsert_and_search_schemas_match_the_server() {
     }
     t.cleanup().await;
 }
+
+/// JSON Schema's `integer` includes `3.0`; the server takes it as 3, and refuses `2.5`.
+#[tokio::test]
+async fn whole_numbers_written_as_floats_are_integers() {
+    let t = TestApp::new(config()).await;
+    for i in 0..5 {
+        let r =
+            t.send(json("POST", "/v1/documents", json!({"title": format!("Doc {i}"), "content": "integral k"}))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    }
+    let r = t.send(json("POST", "/v1/search", json!({"query": "integral k", "k": 3.0, "ef_search": 40.0}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["hits"].as_array().map(Vec::len), Some(3));
+    for bad in [json!(2.5), json!(-1), json!("3")] {
+        let r = t.send(json("POST", "/v1/search", json!({"query": "integral k", "k": bad}))).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "k = {bad}: {}", r.text());
+    }
+    t.cleanup().await;
+}
