@@ -119,9 +119,7 @@ impl<R: BufRead + Send> Rows for JsonlRows<R> {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
-    &b[start..end]
+    b.trim_ascii()
 }
 
 /// The shape of a valid line, parsed straight into typed fields: no `Value` per float, which

@@ -2,6 +2,9 @@
 //!
 //! `main` parses the arguments, sets up logging and runs [`commands::run`]; every error ends up
 //! as one `error: ...` line on stderr and exit code 1 (clap reports usage errors with 2).
+// Nothing that came from a file, the network or storage may panic the tool: no unwrap, expect,
+// unchecked indexing or explicit panic outside tests.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::process::ExitCode;
 

@@ -71,9 +71,9 @@ pub(crate) fn print_hits(out: &mut impl Write, hits: &[SearchHit]) -> std::io::R
     let iw = ids.iter().map(|t| t.len()).max().unwrap_or(0).max(2);
     let rw = hits.len().to_string().len();
     writeln!(out, "{:>rw$}  {:>6}  {}  {}  source", "#", "score", pad("id", iw), pad("title", tw))?;
-    for (i, h) in hits.iter().enumerate() {
+    for (i, ((h, id), title)) in hits.iter().zip(&ids).zip(&titles).enumerate() {
         let source = h.document.source.as_deref().unwrap_or("-");
-        writeln!(out, "{:>rw$}  {:>6.3}  {}  {}  {}", i + 1, h.score, pad(&ids[i], iw), pad(&titles[i], tw), source)?;
+        writeln!(out, "{:>rw$}  {:>6.3}  {}  {}  {}", i + 1, h.score, pad(id, iw), pad(title, tw), source)?;
         writeln!(out, "{:rw$}  {:>6}  {}", "", "", one_line(&h.document.content, 80))?;
     }
     Ok(())

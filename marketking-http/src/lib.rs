@@ -3,6 +3,9 @@
 //! [`app`] builds the whole [`Router`] from an [`AppState`]: the `/v1` API (documents, search,
 //! stats) behind API keys and a per-client rate limit, plus open `/healthz`, `/readyz`,
 //! `/metrics`, `/openapi.json` and `/docs`. Errors answer `{"error": {"code", "message"}}`.
+// Nothing that came from a file, the network or storage may panic the tool: no unwrap, expect,
+// unchecked indexing or explicit panic outside tests.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! `marketking-http`: the REST service binary. Parses flags, opens the store from the
 //! environment, and serves until SIGTERM/SIGINT, finishing in-flight requests.
+// Nothing that came from a file, the network or storage may panic the tool: no unwrap, expect,
+// unchecked indexing or explicit panic outside tests.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::net::SocketAddr;
 use std::time::Duration;
