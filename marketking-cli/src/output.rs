@@ -2,39 +2,13 @@
 
 use std::io::Write;
 
-use marketking_core::{Document, SearchHit, Stats};
+use marketking_core::{Document, SearchHit, SearchResults, Stats};
 use serde::Serialize;
 use serde_json::Value;
 
-/// One search result in `--json` output (stable shape, see README).
-#[derive(Debug, Serialize)]
-pub(crate) struct JsonHit<'a> {
-    id: i64,
-    score: f32,
-    title: &'a str,
-    content: &'a str,
-    source: Option<&'a str>,
-    metadata: &'a Value,
-    key: Option<&'a str>,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// `{"results": [...]}`.
-pub(crate) fn hits_json(hits: &[SearchHit]) -> Value {
-    let results: Vec<JsonHit<'_>> = hits
-        .iter()
-        .map(|h| JsonHit {
-            id: h.document.id,
-            score: h.score,
-            title: &h.document.title,
-            content: &h.document.content,
-            source: h.document.source.as_deref(),
-            metadata: &h.document.metadata,
-            key: h.document.key.as_deref(),
-            created_at: h.document.created_at,
-        })
-        .collect();
-    serde_json::json!({ "results": results })
+/// `{"hits": [{"score", "document"}]}`: the core's [`SearchResults`], the HTTP service's shape.
+pub(crate) fn hits_json(hits: &[SearchHit]) -> SearchResults {
+    SearchResults::from(hits.to_vec())
 }
 
 /// Prints a JSON value on one line.

@@ -275,6 +275,41 @@ mod offline {
 mod pg {
     use super::*;
 
+    /// `search --json` prints exactly what the HTTP service answers to the same search on the
+    /// same store: one result type, one shape.
+    #[test]
+    fn search_json_is_the_http_answer() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let s = Store::pg();
+        let file = tmp_file("shape.jsonl", jsonl(30, None).as_bytes());
+        s.ok(&["import", file.to_str().unwrap()]);
+        let cli = json_of(&s.ok(&["search", "blue chair", "-k", "4", "--json"]));
+
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let http: Value = rt.block_on(async {
+            let table = format!("{}.docs", s.schema.as_deref().unwrap());
+            let store = marketking_core::VectorStore::builder()
+                .database_url(database_url())
+                .table(table)
+                .cache(marketking_core::NoCache)
+                .build()
+                .await
+                .unwrap();
+            let config = marketking_http::HttpConfig { rate_limit: 0, ..Default::default() };
+            let app = marketking_http::app(marketking_http::AppState::new(store, config));
+            let req = axum::http::Request::post("/v1/search")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(r#"{"query": "blue chair", "k": 4}"#))
+                .unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
+        });
+        assert_eq!(cli["hits"].as_array().map(Vec::len), Some(4));
+        assert_eq!(cli, http);
+    }
+
     #[test]
     fn create_get_delete() {
         let s = Store::pg();
@@ -335,25 +370,28 @@ mod pg {
         s.ok(&["import", file.to_str().unwrap()]);
 
         let out = json_of(&s.ok(&["search", "blue chair", "-k", "5", "--json"]));
-        let results = out["results"].as_array().unwrap();
+        let results = out["hits"].as_array().unwrap();
         assert_eq!(results.len(), 5);
         let mut keys: Vec<&str> = results[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort();
-        assert_eq!(keys, ["content", "created_at", "id", "key", "metadata", "score", "source", "title"]);
+        assert_eq!(keys, ["document", "score"]);
+        let mut keys: Vec<&str> = results[0]["document"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["content", "created_at", "id", "key", "metadata", "source", "title", "updated_at"]);
         let scores: Vec<f64> = results.iter().map(|r| r["score"].as_f64().unwrap()).collect();
         assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
-        assert!(results[0]["content"].as_str().unwrap().contains("blue chair"), "{}", results[0]);
+        assert!(results[0]["document"]["content"].as_str().unwrap().contains("blue chair"), "{}", results[0]);
 
         // Filters: source and metadata (JSON-typed values).
         let out = json_of(&s.ok(&["search", "lamp", "-k", "50", "--source", "help", "--json"]));
-        let r = out["results"].as_array().unwrap();
+        let r = out["hits"].as_array().unwrap();
         assert_eq!(r.len(), 20);
-        assert!(r.iter().all(|h| h["source"] == "help"));
+        assert!(r.iter().all(|h| h["document"]["source"] == "help"));
         let out = json_of(&s.ok(&["search", "lamp", "--meta", "n=7", "--meta", "even=false", "--json"]));
-        assert_eq!(out["results"].as_array().unwrap().len(), 1);
-        assert_eq!(out["results"][0]["key"], "k7");
+        assert_eq!(out["hits"].as_array().unwrap().len(), 1);
+        assert_eq!(out["hits"][0]["document"]["key"], "k7");
         let out = json_of(&s.ok(&["search", "lamp", "--min-score", "0.999", "--json"]));
-        assert_eq!(out, json!({"results": []}));
+        assert_eq!(out, json!({"hits": []}));
         assert_eq!(s.ok(&["search", "lamp", "--min-score", "0.999"]).trim(), "no results");
 
         // Human output: header, rank, 3-decimal score, title, source, snippet.
@@ -368,11 +406,11 @@ mod pg {
         assert!(lines[2].trim_start().starts_with("Item number"), "{}", lines[2]);
 
         // Similar excludes the document itself.
-        let id = results[0]["id"].as_i64().unwrap().to_string();
+        let id = results[0]["document"]["id"].as_i64().unwrap().to_string();
         let sim = json_of(&s.ok(&["similar", &id, "-k", "3", "--json"]));
-        let sim = sim["results"].as_array().unwrap();
+        let sim = sim["hits"].as_array().unwrap();
         assert_eq!(sim.len(), 3);
-        assert!(sim.iter().all(|h| h["id"] != results[0]["id"]));
+        assert!(sim.iter().all(|h| h["document"]["id"] != results[0]["document"]["id"]));
         assert!(s.ok(&["similar", &id, "-k", "2"]).contains("Listing"));
         let line = fails(&s.run(&["similar", "999999999"]));
         assert!(line.contains("not found"), "{line}");
@@ -405,7 +443,7 @@ mod pg {
         assert!(out.contains("ivfflat (lists=2)"), "{out}");
         // Searching still works through the index.
         let hits = json_of(&s.ok(&["search", "red lamp", "-k", "3", "--json"]));
-        assert_eq!(hits["results"].as_array().unwrap().len(), 3);
+        assert_eq!(hits["hits"].as_array().unwrap().len(), 3);
         assert_eq!(s.ok(&["index", "drop"]).trim(), "dropped the vector index");
         assert_eq!(s.ok(&["index", "drop"]).trim(), "there was no vector index");
         let line = fails(&s.run(&["index", "rebuild"]));
@@ -498,8 +536,8 @@ mod pg {
         assert!(out.contains("read 3, created 2") && out.contains("skipped 1"), "{out}");
         assert!(stderr(&o).contains("docs.csv:4: content: must not be empty"), "{}", stderr(&o));
         let hits = json_of(&s.ok(&["search", "blue lamp", "-k", "1", "--json"]));
-        assert_eq!(hits["results"][0]["metadata"], json!({"price": 10}));
-        assert_eq!(hits["results"][0]["key"], "l1");
+        assert_eq!(hits["hits"][0]["document"]["metadata"], json!({"price": 10}));
+        assert_eq!(hits["hits"][0]["document"]["key"], "l1");
 
         let o = s.run_stdin(&["import", "-"], jsonl(5, None).as_bytes());
         assert!(ok(&o).contains("imported -: read 5, created 5"), "{}", stdout(&o));
@@ -590,7 +628,7 @@ mod pg {
         let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
         for _ in 0..2 {
             let out = json_of(&s.ok(&["--redis-url", &redis, "search", "flag", "--json"]));
-            assert_eq!(out["results"][0]["content"], "flag table");
+            assert_eq!(out["hits"][0]["document"]["content"], "flag table");
         }
         let stats = json_of(&s.ok(&["--redis-url", &redis, "stats", "--json"]));
         assert_eq!(stats["cache"]["kind"], "redis", "{stats}");
@@ -617,7 +655,7 @@ mod embedded {
         let id = s.ok(&["create", "--title", "Blue lamp", "--content", "A blue desk lamp", "--meta", "price=10"]);
         s.ok(&["create", "--title", "Red chair", "--content", "A red wooden chair"]);
         let hits = json_of(&s.ok(&["search", "blue lamp", "-k", "1", "--json"]));
-        assert_eq!(hits["results"][0]["id"].to_string(), id.trim());
+        assert_eq!(hits["hits"][0]["document"]["id"].to_string(), id.trim());
         let doc = json_of(&s.ok(&["get", id.trim(), "--json"]));
         assert_eq!(doc["metadata"], json!({"price": 10}));
         let stats = json_of(&s.ok(&["stats", "--json"]));

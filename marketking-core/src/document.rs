@@ -122,6 +122,7 @@ pub(crate) fn embedding_text(title: &str, content: &str) -> String {
 }
 
 /// A stored document.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
     /// Store-assigned id.
@@ -133,6 +134,7 @@ pub struct Document {
     /// Source, if any.
     pub source: Option<String>,
     /// Metadata object.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Object))]
     pub metadata: Value,
     /// Caller key, if any.
     pub key: Option<String>,
@@ -342,6 +344,7 @@ pub fn json_contains(doc: &Value, filter: &Value) -> bool {
 }
 
 /// One search result.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
     /// Cosine similarity to the query, `1 - cosine distance`.
@@ -350,7 +353,23 @@ pub struct SearchHit {
     pub document: Document,
 }
 
+/// Search results, best first: the one shape of results on the wire (the HTTP service's
+/// answer and the CLI's `search --json`).
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResults {
+    /// The hits.
+    pub hits: Vec<SearchHit>,
+}
+
+impl From<Vec<SearchHit>> for SearchResults {
+    fn from(hits: Vec<SearchHit>) -> Self {
+        SearchResults { hits }
+    }
+}
+
 /// What a [`batch`](crate::VectorStore::batch) did.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchReport {
     /// Ids of the input documents, in input order.
@@ -366,6 +385,7 @@ pub struct BatchReport {
 }
 
 /// Outcome of a single upsert.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpsertOutcome {

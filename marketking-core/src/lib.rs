@@ -43,9 +43,9 @@ pub use backend::{
 pub use cache::RedisCache;
 pub use cache::{Cache, CacheStats, MemoryCache, NoCache};
 pub use document::{
-    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, UpsertOutcome,
-    DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP,
-    MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK, PROBES_RANGE,
+    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, SearchResults,
+    UpsertOutcome, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS,
+    MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK, PROBES_RANGE,
 };
 pub use embedder::{Embedder, HashingEmbedder};
 #[cfg(feature = "openai")]

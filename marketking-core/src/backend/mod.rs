@@ -18,6 +18,7 @@ pub(crate) mod embedded;
 pub(crate) mod postgres;
 
 /// Which approximate index a table has (or should get).
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 #[non_exhaustive]
@@ -94,6 +95,7 @@ pub struct IndexSpec {
 }
 
 /// The index a table has.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexInfo {
     /// Index name.
@@ -105,6 +107,7 @@ pub struct IndexInfo {
 }
 
 /// Document count for one source.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceCount {
     /// The source (`None` for documents without one).
@@ -114,6 +117,7 @@ pub struct SourceCount {
 }
 
 /// What the storage layer knows about itself.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StorageStats {
     /// `postgres` or `embedded`.
@@ -131,6 +135,7 @@ pub struct StorageStats {
 }
 
 /// Connection pool figures (PostgreSQL).
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStats {
     /// Largest number of connections the pool opens.

@@ -103,6 +103,7 @@ impl Cache for NoCache {
 }
 
 /// Cache counters as seen by one store.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheStats {
     /// Which cache (`redis`, `memory`, `none`).

@@ -11,6 +11,7 @@ use crate::embedder::Embedder;
 use crate::error::Result;
 
 /// Embedder counters as seen by one store.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmbedderStats {
     /// `embed` calls made.

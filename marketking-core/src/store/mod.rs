@@ -24,6 +24,7 @@ pub use counted::EmbedderStats;
 use result_cache::ResultCache;
 
 /// Everything `stats` reports.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Storage counts and sizes.

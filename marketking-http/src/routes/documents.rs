@@ -5,53 +5,53 @@ use axum::http::StatusCode;
 use axum::Json;
 use marketking_core::UpsertOutcome;
 
-use super::dto::{
-    BatchBody, BatchReportBody, DocumentBody, NewDocumentBody, Outcome, PatchBody, UpsertBody, UpsertDocumentBody,
-};
+use marketking_core::{BatchReport, Document};
+
+use super::dto::{BatchBody, NewDocumentBody, PatchBody, UpsertBody, UpsertDocumentBody};
 use crate::error::{ApiJson, ApiPath, AppError, ErrorBody};
 use crate::AppState;
 
 /// Stores one document (a document with a `key` upserts).
 #[utoipa::path(post, path = "/v1/documents", tag = "documents", request_body = NewDocumentBody,
-    responses((status = 201, description = "Stored", body = DocumentBody),
+    responses((status = 201, description = "Stored", body = Document),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<NewDocumentBody>,
-) -> Result<(StatusCode, Json<DocumentBody>), AppError> {
+) -> Result<(StatusCode, Json<Document>), AppError> {
     let doc = s.store.create(body.into()).await?;
-    Ok((StatusCode::CREATED, Json(doc.into())))
+    Ok((StatusCode::CREATED, Json(doc)))
 }
 
 /// Stores many documents in one transaction (all or nothing).
 #[utoipa::path(post, path = "/v1/documents/batch", tag = "documents", request_body = BatchBody,
-    responses((status = 200, description = "Stored", body = BatchReportBody),
+    responses((status = 200, description = "Stored", body = BatchReport),
               (status = 409, description = "Duplicate key in the batch", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn batch(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<BatchBody>,
-) -> Result<Json<BatchReportBody>, AppError> {
+) -> Result<Json<BatchReport>, AppError> {
     let docs = body.documents.into_iter().map(Into::into).collect();
-    Ok(Json(s.store.batch(docs).await?.into()))
+    Ok(Json(s.store.batch(docs).await?))
 }
 
 /// One document by id.
 #[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents",
     params(("id" = i64, Path, description = "Document id")),
-    responses((status = 200, description = "The document", body = DocumentBody),
+    responses((status = 200, description = "The document", body = Document),
               (status = 404, description = "No such document", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn get(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<DocumentBody>, AppError> {
-    Ok(Json(s.store.get(id).await?.into()))
+pub async fn get(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<Document>, AppError> {
+    Ok(Json(s.store.get(id).await?))
 }
 
 /// Changes a document; absent fields stay.
 #[utoipa::path(put, path = "/v1/documents/{id}", tag = "documents", request_body = PatchBody,
     params(("id" = i64, Path, description = "Document id")),
-    responses((status = 200, description = "The updated document", body = DocumentBody),
+    responses((status = 200, description = "The updated document", body = Document),
               (status = 404, description = "No such document", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -59,8 +59,8 @@ pub async fn update(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<PatchBody>,
-) -> Result<Json<DocumentBody>, AppError> {
-    Ok(Json(s.store.update(id, body.into()).await?.into()))
+) -> Result<Json<Document>, AppError> {
+    Ok(Json(s.store.update(id, body.into()).await?))
 }
 
 /// Deletes a document.
@@ -88,5 +88,5 @@ pub async fn upsert(
 ) -> Result<(StatusCode, Json<UpsertBody>), AppError> {
     let (doc, outcome) = s.store.upsert(body.with_key(key)).await?;
     let status = if outcome == UpsertOutcome::Created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(UpsertBody { outcome: Outcome::from(outcome), document: doc.into() })))
+    Ok((status, Json(UpsertBody { outcome, document: doc })))
 }

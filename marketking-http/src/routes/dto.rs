@@ -1,7 +1,13 @@
-//! Request and response bodies of the API, mirroring the core types with OpenAPI schemas.
+//! Request bodies of the API (with their OpenAPI schemas) and the two response wrappers that
+//! are the service's own. Responses are otherwise the core's types, whose schemas the core
+//! derives (its `utoipa` feature).
+//!
+//! utoipa takes only literals for lengths and ranges: the numbers below are the core's
+//! `MAX_*` and range constants, and a test (`published_limits_are_the_cores`) fails if they
+//! drift apart.
 
 use chrono::{DateTime, Utc};
-use marketking_core::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, Stats, UpsertOutcome};
+use marketking_core::{Document, DocumentPatch, NewDocument, UpsertOutcome};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -92,47 +98,6 @@ impl UpsertDocumentBody {
     }
 }
 
-/// A stored document.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct DocumentBody {
-    /// Store-assigned id.
-    pub id: i64,
-    /// Title.
-    pub title: String,
-    /// Content.
-    pub content: String,
-    /// Source, if any.
-    pub source: Option<String>,
-    /// Metadata object.
-    #[schema(value_type = Object)]
-    pub metadata: Value,
-    /// Caller key, if any.
-    pub key: Option<String>,
-    /// When the document was first stored.
-    pub created_at: DateTime<Utc>,
-    /// When the document last changed.
-    pub updated_at: DateTime<Utc>,
-    /// The embedding, only when asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embedding: Option<Vec<f32>>,
-}
-
-impl From<Document> for DocumentBody {
-    fn from(d: Document) -> Self {
-        DocumentBody {
-            id: d.id,
-            title: d.title,
-            content: d.content,
-            source: d.source,
-            metadata: d.metadata,
-            key: d.key,
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-            embedding: d.embedding,
-        }
-    }
-}
-
 /// A change to a document; absent fields stay as they are, `"source": null` clears the source.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -174,62 +139,13 @@ pub struct BatchBody {
     pub documents: Vec<NewDocumentBody>,
 }
 
-/// What a batch did.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct BatchReportBody {
-    /// Ids of the input documents, in input order.
-    pub ids: Vec<i64>,
-    /// Documents inserted.
-    pub created: usize,
-    /// Keyed documents that existed and changed.
-    pub updated: usize,
-    /// Keyed documents that existed unchanged.
-    pub unchanged: usize,
-    /// Texts sent to the embedder.
-    pub embedded: usize,
-}
-
-impl From<BatchReport> for BatchReportBody {
-    fn from(r: BatchReport) -> Self {
-        BatchReportBody {
-            ids: r.ids,
-            created: r.created,
-            updated: r.updated,
-            unchanged: r.unchanged,
-            embedded: r.embedded,
-        }
-    }
-}
-
-/// What an upsert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// A new document was inserted.
-    Created,
-    /// An existing document changed.
-    Updated,
-    /// The document existed unchanged.
-    Unchanged,
-}
-
-impl From<UpsertOutcome> for Outcome {
-    fn from(o: UpsertOutcome) -> Self {
-        match o {
-            UpsertOutcome::Created => Outcome::Created,
-            UpsertOutcome::Updated => Outcome::Updated,
-            UpsertOutcome::Unchanged => Outcome::Unchanged,
-        }
-    }
-}
-
 /// The result of an upsert.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct UpsertBody {
     /// Created, updated or unchanged.
-    pub outcome: Outcome,
+    pub outcome: UpsertOutcome,
     /// The document as stored.
-    pub document: DocumentBody,
+    pub document: Document,
 }
 
 /// A search: exactly one of `query` and `vector`, plus options.
@@ -296,97 +212,6 @@ pub struct SimilarParams {
     /// Number of results, 1..=1000 (default 10).
     #[param(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
-}
-
-/// One search result.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct HitBody {
-    /// Cosine similarity to the query.
-    pub score: f32,
-    /// The document.
-    pub document: DocumentBody,
-}
-
-/// Search results, best first.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct SearchResponse {
-    /// The hits.
-    pub hits: Vec<HitBody>,
-}
-
-impl From<Vec<SearchHit>> for SearchResponse {
-    fn from(hits: Vec<SearchHit>) -> Self {
-        SearchResponse {
-            hits: hits.into_iter().map(|h| HitBody { score: h.score, document: h.document.into() }).collect(),
-        }
-    }
-}
-
-/// Cache counters of this process's store.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct CacheStatsBody {
-    /// Cache kind (`redis`, `memory`, `none`).
-    pub kind: String,
-    /// Hits.
-    pub hits: u64,
-    /// Misses.
-    pub misses: u64,
-    /// Errors.
-    pub errors: u64,
-    /// hits / (hits + misses).
-    pub hit_rate: f64,
-}
-
-/// Embedder counters of this process's store.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct EmbedderStatsBody {
-    /// Calls.
-    pub calls: u64,
-    /// Texts embedded.
-    pub texts: u64,
-    /// Failed calls.
-    pub errors: u64,
-    /// Total time in the embedder, milliseconds.
-    pub total_ms: f64,
-}
-
-/// Store statistics.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct StatsBody {
-    /// Storage counts, sizes and index (backend-specific object).
-    #[schema(value_type = Object)]
-    pub storage: Value,
-    /// Embedding model id.
-    pub model: String,
-    /// Vector dimensions.
-    pub dimensions: usize,
-    /// Cache counters.
-    pub cache: CacheStatsBody,
-    /// Embedder counters.
-    pub embedder: EmbedderStatsBody,
-}
-
-impl From<Stats> for StatsBody {
-    fn from(s: Stats) -> Self {
-        StatsBody {
-            storage: serde_json::to_value(&s.storage).unwrap_or(Value::Null),
-            model: s.model,
-            dimensions: s.dimensions,
-            cache: CacheStatsBody {
-                kind: s.cache.kind,
-                hits: s.cache.hits,
-                misses: s.cache.misses,
-                errors: s.cache.errors,
-                hit_rate: s.cache.hit_rate,
-            },
-            embedder: EmbedderStatsBody {
-                calls: s.embedder.calls,
-                texts: s.embedder.texts,
-                errors: s.embedder.errors,
-                total_ms: s.embedder.total_ms,
-            },
-        }
-    }
 }
 
 /// Readiness.

@@ -4,7 +4,9 @@ use axum::extract::State;
 use axum::Json;
 use marketking_core::SearchOptions;
 
-use super::dto::{SearchBody, SearchParams, SearchResponse, SimilarParams};
+use marketking_core::SearchResults;
+
+use super::dto::{SearchBody, SearchParams, SimilarParams};
 use crate::error::{ApiJson, ApiPath, ApiQuery, AppError, ErrorBody};
 use crate::AppState;
 
@@ -12,13 +14,13 @@ const DEFAULT_K: usize = 10;
 
 /// Semantic search by text (`query`) or by vector (`vector`), with filters.
 #[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody,
-    responses((status = 200, description = "Hits, best first", body = SearchResponse),
+    responses((status = 200, description = "Hits, best first", body = SearchResults),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn search(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<SearchBody>,
-) -> Result<Json<SearchResponse>, AppError> {
+) -> Result<Json<SearchResults>, AppError> {
     let mut opts = SearchOptions::top(b.k.unwrap_or(DEFAULT_K));
     opts.sources = b.sources;
     opts.metadata = b.metadata;
@@ -37,14 +39,14 @@ pub async fn search(
 
 /// Semantic search by text from the query string.
 #[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchParams),
-    responses((status = 200, description = "Hits, best first", body = SearchResponse),
+    responses((status = 200, description = "Hits, best first", body = SearchResults),
               (status = 400, description = "Bad query string", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn search_get(
     State(s): State<AppState>,
     ApiQuery(p): ApiQuery<SearchParams>,
-) -> Result<Json<SearchResponse>, AppError> {
+) -> Result<Json<SearchResults>, AppError> {
     let mut opts = SearchOptions::top(p.k.unwrap_or(DEFAULT_K));
     if let Some(src) = p.source {
         opts = opts.source(src);
@@ -55,7 +57,7 @@ pub async fn search_get(
 /// Documents most similar to document `id`, excluding it.
 #[utoipa::path(get, path = "/v1/documents/{id}/similar", tag = "search",
     params(("id" = i64, Path, description = "Document id"), SimilarParams),
-    responses((status = 200, description = "Hits, best first", body = SearchResponse),
+    responses((status = 200, description = "Hits, best first", body = SearchResults),
               (status = 404, description = "No such document", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -63,7 +65,7 @@ pub async fn similar(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<SimilarParams>,
-) -> Result<Json<SearchResponse>, AppError> {
+) -> Result<Json<SearchResults>, AppError> {
     let opts = SearchOptions::top(p.k.unwrap_or(DEFAULT_K));
     Ok(Json(s.store.find_similar(id, &opts).await?.into()))
 }

@@ -6,7 +6,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::dto::{ReadyBody, StatsBody};
+use marketking_core::Stats;
+
+use super::dto::ReadyBody;
 use crate::error::{AppError, ErrorBody};
 use crate::AppState;
 
@@ -63,10 +65,10 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
 
 /// Store statistics: counts, sizes, index, cache and embedder counters.
 #[utoipa::path(get, path = "/v1/stats", tag = "system",
-    responses((status = 200, description = "Statistics", body = StatsBody),
+    responses((status = 200, description = "Statistics", body = Stats),
               (status = 500, description = "Storage error", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn stats(State(s): State<AppState>) -> Result<Json<StatsBody>, AppError> {
+pub async fn stats(State(s): State<AppState>) -> Result<Json<Stats>, AppError> {
     Ok(Json(s.store.stats().await?.into()))
 }
 

@@ -237,3 +237,34 @@ async fn whole_numbers_written_as_floats_are_integers() {
     }
     t.cleanup().await;
 }
+
+/// The lengths and ranges in /openapi.json are the core's own constants.
+#[tokio::test]
+async fn published_limits_are_the_cores() {
+    let t = TestApp::new(config()).await;
+    let spec = t.send(get("/openapi.json")).await.json();
+    let schemas = &spec["components"]["schemas"];
+    let limit = |schema: &str, field: &str, key: &str| schemas[schema]["properties"][field][key].as_f64();
+    let n = |x: usize| Some(x as f64);
+    for schema in ["NewDocumentBody", "UpsertDocumentBody"] {
+        assert_eq!(limit(schema, "title", "maxLength"), n(marketking_core::MAX_TITLE_CHARS), "{schema}.title");
+    }
+    assert_eq!(limit("PatchBody", "title", "maxLength"), n(marketking_core::MAX_TITLE_CHARS));
+    assert_eq!(limit("NewDocumentBody", "key", "maxLength"), n(marketking_core::MAX_KEY_CHARS));
+    assert_eq!(limit("SearchBody", "k", "maximum"), n(marketking_core::MAX_K));
+    assert_eq!(limit("SearchBody", "ef_search", "maximum"), Some(f64::from(*marketking_core::EF_SEARCH_RANGE.end())));
+    assert_eq!(limit("SearchBody", "probes", "maximum"), Some(f64::from(*marketking_core::PROBES_RANGE.end())));
+    let source = &schemas["NewDocumentBody"]["properties"]["source"];
+    let max = source["maxLength"]
+        .as_f64()
+        .or_else(|| source["anyOf"].as_array().and_then(|a| a.iter().find_map(|v| v["maxLength"].as_f64())));
+    assert_eq!(max, n(marketking_core::MAX_SOURCE_CHARS), "{source}");
+    // Responses are the core's types.
+    for core in ["Document", "SearchResults", "SearchHit", "BatchReport", "Stats", "StorageStats", "UpsertOutcome"] {
+        assert!(schemas.get(core).is_some(), "{core} is published");
+    }
+    for mirror in ["DocumentBody", "HitBody", "StatsBody", "BatchReportBody", "SearchResponse"] {
+        assert!(schemas.get(mirror).is_none(), "{mirror} is gone");
+    }
+    t.cleanup().await;
+}
