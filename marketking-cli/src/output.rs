@@ -4,7 +4,6 @@ use std::io::Write;
 
 use marketking_core::{Document, SearchHit, SearchResults, Stats};
 use serde::Serialize;
-use serde_json::Value;
 
 /// `{"hits": [{"score", "document"}]}`: the core's [`SearchResults`], the HTTP service's shape.
 pub(crate) fn hits_json(hits: &[SearchHit]) -> SearchResults {

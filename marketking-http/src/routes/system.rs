@@ -69,7 +69,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
               (status = 500, description = "Storage error", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn stats(State(s): State<AppState>) -> Result<Json<Stats>, AppError> {
-    Ok(Json(s.store.stats().await?.into()))
+    Ok(Json(s.store.stats().await?))
 }
 
 /// The OpenAPI document of this API, completed with the store's input rules (see
