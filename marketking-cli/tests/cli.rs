@@ -18,7 +18,7 @@ fn unique(prefix: &str) -> String {
 }
 
 fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    marketking_testkit::database_url()
 }
 
 /// The binary with a clean environment: no store settings inherited from the caller.

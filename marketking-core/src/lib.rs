@@ -15,6 +15,27 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! # Module map
+//!
+//! Which file owns what, for a reader who must change the code:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `document.rs` | the public data types, every validation rule and limit (`MAX_*`, ranges, defaults) |
+//! | `plan.rs` | the write plan: insert, update or leave each document of a batch |
+//! | `store/mod.rs`, `store/builder.rs` | [`VectorStore`] and its configuration (environment, defaults) |
+//! | `store/write.rs` | the write path: plan, embed before any lock (the one chunking place), write |
+//! | `store/search.rs` | the three searches, through one cached path |
+//! | `store/result_cache.rs` | cached embeddings and results, generation bumps, the circuit breaker |
+//! | `gate.rs` | [`CommitGate`]: a write its caller gave up on never commits |
+//! | `backend/mod.rs` | the internal storage trait and `backend::open` (which storage) |
+//! | `backend/postgres/` | PostgreSQL: pool and connection health, schema, reads, writes, indexes, TLS |
+//! | `backend/embedded/` | the SQLite file: lock, schema, rows, file operations, memory index, scan |
+//! | `embedder/` | [`Embedder`], the hashing embedder and the OpenAI-compatible one (builder, wire, retry) |
+//! | `cache/` | [`Cache`], Redis and in-process caches |
+//! | `error.rs` | the one [`Error`] type |
+//! | `vector.rs`, `similarity.rs` | the vector byte codec; cosine and dot kernels |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Nothing that came from storage or the network may panic the caller: no unwrap, expect,
 // unchecked indexing or explicit panic in library code (tests may).

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use marketking_core::{Cache, Embedder, Error, HashingEmbedder, NewDocument, NoCache, Result, VectorStore};
 
+/// `DATABASE_URL`, else a testcontainers PostgreSQL when Docker answers, else the local one.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    marketking_testkit::database_url()
 }
 
+/// `REDIS_URL`, else a testcontainers Redis when Docker answers, else the local one.
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+    marketking_testkit::redis_url()
 }
 
 /// A name unique to this test run and call.

@@ -240,7 +240,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn start(port: u16) -> Proxy {
+    async fn start(port: u16, target: (String, u16)) -> Proxy {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -251,8 +251,9 @@ impl Proxy {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => {
                         let Ok((mut client, _)) = accepted else { break };
+                        let target = target.clone();
                         conns.spawn(async move {
-                            if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", 5432)).await {
+                            if let Ok(mut server) = tokio::net::TcpStream::connect((target.0.as_str(), target.1)).await {
                                 let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                             }
                         });
@@ -277,10 +278,20 @@ impl Proxy {
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable_at_once_and_recovery_is_immediate() {
     let t = PgTable::new();
-    let base = database_url();
-    assert!(base.contains("127.0.0.1:5432"), "this test proxies the local server: {base}");
-    let mut proxy = Proxy::start(0).await;
-    let url = base.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let base: tokio_postgres::Config = database_url().parse().unwrap();
+    let host = match base.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        other => panic!("this test proxies a TCP server, not {other:?}"),
+    };
+    let target = (host, base.get_ports().first().copied().unwrap_or(5432));
+    let mut proxy = Proxy::start(0, target.clone()).await;
+    let password = base.get_password().map(|p| format!(":{}", String::from_utf8_lossy(p))).unwrap_or_default();
+    let url = format!(
+        "postgres://{}{password}@127.0.0.1:{}/{}",
+        base.get_user().unwrap_or("postgres"),
+        proxy.port,
+        base.get_dbname().unwrap_or("postgres")
+    );
     let store = VectorStore::builder()
         .database_url(url)
         .table(&t.table)
@@ -308,7 +319,7 @@ async fn an_unreachable_server_is_unavailable_at_once_and_recovery_is_immediate(
         other => panic!("{other:?}"),
     }
 
-    let _proxy = Proxy::start(proxy.port).await;
+    let _proxy = Proxy::start(proxy.port, target).await;
     assert_eq!(store.get(doc.id).await.unwrap().id, doc.id, "the first call after the outage succeeds");
     assert_eq!(store.stats().await.unwrap().storage.documents, 1, "nothing was written during the outage");
     drop(store);

@@ -18,12 +18,14 @@ use tower::ServiceExt;
 
 pub const DIMS: usize = 64;
 
+/// `DATABASE_URL`, else a testcontainers PostgreSQL when Docker answers, else the local one.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    marketking_testkit::database_url()
 }
 
+/// `REDIS_URL`, else a testcontainers Redis when Docker answers, else the local one.
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+    marketking_testkit::redis_url()
 }
 
 fn unique_schema() -> String {

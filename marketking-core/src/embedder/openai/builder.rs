@@ -132,7 +132,7 @@ impl OpenAiEmbedderBuilder {
     }
 
     /// Most texts sent in one request (default 256). Larger `embed` calls are split into several
-    /// requests. Also what [`Embedder::max_batch_size`] reports.
+    /// requests. Also what [`Embedder::max_batch_size`](crate::Embedder::max_batch_size) reports.
     pub fn max_batch_size(mut self, n: usize) -> Self {
         self.config.max_batch_size = n;
         self
