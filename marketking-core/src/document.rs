@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::search_mode::{Fusion, LegScore, Mmr, SearchMode};
 
 /// Longest title and source, in characters (the seed schema's `varchar(255)`).
 pub const MAX_TITLE_CHARS: usize = 255;
@@ -203,9 +204,12 @@ impl DocumentPatch {
     }
 }
 
-/// How a search runs: result count, minimum score and filters.
+/// How a search runs: result count, ranking mode, minimum score and filters.
 ///
-/// Scores are cosine similarity, `1 - cosine distance`, in `[-1, 1]` (1 = same direction).
+/// A text search ranks by [`SearchMode::Hybrid`] unless `mode` says otherwise (the store's full
+/// text index is always there); vector and similar-document searches rank by cosine similarity,
+/// `1 - cosine distance`, in `[-1, 1]` (1 = same direction). `min_score` applies to `score`,
+/// whatever its meaning in the mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SearchOptions {
@@ -227,6 +231,12 @@ pub struct SearchOptions {
     pub probes: Option<u32>,
     /// Return each hit's embedding too.
     pub include_embedding: bool,
+    /// Ranking of a text search; `None` = hybrid. Vector and similar searches are vector-only.
+    pub mode: Option<SearchMode>,
+    /// Fusion settings of hybrid search.
+    pub fusion: Fusion,
+    /// Diversify the hits with Maximal Marginal Relevance.
+    pub mmr: Option<Mmr>,
 }
 
 impl Default for SearchOptions {
@@ -241,6 +251,9 @@ impl Default for SearchOptions {
             ef_search: None,
             probes: None,
             include_embedding: false,
+            mode: None,
+            fusion: Fusion::default(),
+            mmr: None,
         }
     }
 }
@@ -266,6 +279,18 @@ impl SearchOptions {
     /// Sets the minimum score.
     pub fn min_score(mut self, min: f32) -> Self {
         self.min_score = Some(min);
+        self
+    }
+
+    /// Sets the ranking mode of a text search.
+    pub fn mode(mut self, mode: SearchMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Diversifies the hits with MMR (`lambda` 0..=1, choosing among `fetch_k` candidates).
+    pub fn mmr(mut self, lambda: f32, fetch_k: usize) -> Self {
+        self.mmr = Some(Mmr { lambda, fetch_k });
         self
     }
 
@@ -305,6 +330,10 @@ impl SearchOptions {
         }
         if let Some(reason) = self.probes.and_then(|p| out_of_range(p, &PROBES_RANGE)) {
             return Err(Error::invalid("probes", reason));
+        }
+        self.fusion.validate(self.k)?;
+        if let Some(m) = &self.mmr {
+            m.validate(self.k)?;
         }
         Ok(())
     }
@@ -347,10 +376,16 @@ pub fn json_contains(doc: &Value, filter: &Value) -> bool {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
-    /// Cosine similarity to the query, `1 - cosine distance`.
+    /// The mode's score (see [`SearchMode`]): cosine similarity, full-text rank or fused score.
     pub score: f32,
     /// The document (embedding only when asked for).
     pub document: Document,
+    /// The vector leg's rank and cosine similarity (hybrid search; absent if only text found it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<LegScore>,
+    /// The full-text leg's rank and score (hybrid search; absent if only the vector leg found it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<LegScore>,
 }
 
 /// Search results, best first: the one shape of results on the wire (the HTTP service's

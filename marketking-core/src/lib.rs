@@ -48,6 +48,7 @@ mod embedder;
 mod error;
 mod gate;
 mod plan;
+mod search_mode;
 mod similarity;
 mod store;
 #[cfg(any(feature = "postgres", feature = "openai"))]
@@ -73,10 +74,11 @@ pub use embedder::{Embedder, HashingEmbedder};
 pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 pub use error::{BoxError, Error, Result};
 pub use gate::CommitGate;
+pub use search_mode::{Fusion, LegScore, Mmr, SearchMode};
 pub use similarity::cosine_similarity;
 pub use store::{
     EmbedderStats, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE,
-    DEFAULT_TABLE,
+    DEFAULT_TABLE, DEFAULT_TEXT_CONFIG,
 };
 
 #[doc = include_str!("../../README.md")]

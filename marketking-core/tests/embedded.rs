@@ -59,8 +59,9 @@ async fn reference(store: &VectorStore, query: &[f32], opts: &SearchOptions, exc
     scored
 }
 
-/// Checks a text search against the reference.
+/// Checks a text search in vector mode against the reference.
 async fn assert_search_exact(store: &VectorStore, query: &str, opts: &SearchOptions) -> usize {
+    let opts = &SearchOptions { mode: Some(marketking_core::SearchMode::Vector), ..opts.clone() };
     let hits = store.search(query, opts).await.unwrap();
     let q = store.embedder().embed_one(query).await.unwrap();
     let want = reference(store, &q, opts, None).await;
@@ -265,9 +266,10 @@ async fn search_filters_match_exact_reference() {
         .await
         .unwrap();
     assert_eq!(before.len(), 150);
-    // min_score really drops results.
-    let all = store.search("red running shoes", &SearchOptions::top(1000)).await.unwrap();
-    let some = store.search("red running shoes", &SearchOptions::top(1000).min_score(0.3)).await.unwrap();
+    // min_score really drops results (cosine scores: vector mode).
+    let vector = |o: SearchOptions| o.mode(marketking_core::SearchMode::Vector);
+    let all = store.search("red running shoes", &vector(SearchOptions::top(1000))).await.unwrap();
+    let some = store.search("red running shoes", &vector(SearchOptions::top(1000).min_score(0.3))).await.unwrap();
     assert!(some.len() < all.len() && !some.is_empty());
     // Embeddings only when asked for, and then the stored vector.
     assert!(all.iter().all(|h| h.document.embedding.is_none()));
@@ -527,7 +529,7 @@ async fn data_persists_after_drop_and_reopen() {
     drop(store);
     let store = open(&path).await;
     assert_eq!(store.get_by_key("p").await.unwrap(), doc);
-    let hits = store.search("persistent restart", &SearchOptions::top(1)).await.unwrap();
+    let hits = store.search("persistent restart", &SearchOptions::top(1).mode(marketking_core::SearchMode::Vector)).await.unwrap();
     assert_eq!(hits[0].document, doc);
     assert!((hits[0].score - 1.0).abs() < 0.5);
     drop(store);

@@ -178,13 +178,15 @@ pub(crate) trait Backend: Send + Sync + Debug {
     /// Deletes by id; false when it did not exist.
     async fn delete(&self, id: i64) -> Result<bool>;
 
-    /// Top `opts.k` documents by cosine similarity to `query`, best first, with filters applied
-    /// and `min_score` honoured; `exclude` leaves one id out (find_similar).
-    async fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>>;
+    /// Top `opts.k` documents for `query`, best first, with filters applied and `min_score`
+    /// honoured; `exclude` leaves one id out (find_similar). A vector alone ranks by cosine
+    /// similarity, a text alone by full text, both by RRF of the two (see
+    /// [`SearchMode`](crate::SearchMode)).
+    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>>;
 
     /// The query plan `search` would use, as text (EXPLAIN); backends without a planner
     /// describe their scan.
-    async fn explain(&self, _query: &[f32], _opts: &SearchOptions) -> Result<String> {
+    async fn explain(&self, _query: SearchQuery<'_>, _opts: &SearchOptions) -> Result<String> {
         Ok("exact scan over all stored vectors".into())
     }
 
@@ -224,23 +226,46 @@ pub(crate) trait Backend: Send + Sync + Debug {
 /// Opens the backend `storage` names, for `model` with `dims` dimensions (connects, migrates,
 /// checks the model guard).
 #[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(unused_variables, unreachable_code))]
-pub(crate) async fn open(storage: StorageConfig, model: &str, dims: usize) -> Result<Box<dyn Backend>> {
+pub(crate) async fn open(
+    storage: StorageConfig,
+    model: &str,
+    dims: usize,
+    text_config: &str,
+) -> Result<Box<dyn Backend>> {
     Ok(match storage {
         #[cfg(feature = "postgres")]
         StorageConfig::Postgres { url, table, pool_size } => {
-            Box::new(postgres::PgBackend::connect(&url, &table, pool_size, model, dims).await?)
+            Box::new(postgres::PgBackend::connect(&url, &table, pool_size, model, dims, text_config).await?)
         }
         #[cfg(not(feature = "postgres"))]
         StorageConfig::Postgres { .. } => {
             return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"))
         }
         #[cfg(feature = "embedded")]
-        StorageConfig::Embedded { path } => Box::new(embedded::EmbeddedBackend::open(&path, model, dims).await?),
+        StorageConfig::Embedded { path } => {
+            Box::new(embedded::EmbeddedBackend::open(&path, model, dims, text_config).await?)
+        }
         #[cfg(not(feature = "embedded"))]
         StorageConfig::Embedded { .. } => {
             return Err(Error::config("DATABASE_URL", "is not set and the `embedded` feature is off: set DATABASE_URL"))
         }
     })
+}
+
+/// What a search ranks by: a query vector, a query text, or both (hybrid).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SearchQuery<'a> {
+    /// The query vector (vector leg).
+    pub(crate) vector: Option<&'a [f32]>,
+    /// The query text (full-text leg).
+    pub(crate) text: Option<&'a str>,
+}
+
+impl<'a> SearchQuery<'a> {
+    /// A vector-only search.
+    pub(crate) fn vector(v: &'a [f32]) -> Self {
+        SearchQuery { vector: Some(v), text: None }
+    }
 }
 
 /// What [`Backend::write_batch`] did.

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::cache::{Cache, MemoryCache};
 use crate::document::{out_of_range, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, PROBES_RANGE};
+
+/// Text search configuration of new tables and files.
+pub const DEFAULT_TEXT_CONFIG: &str = "english";
 use crate::embedder::{Embedder, HashingEmbedder};
 use crate::error::{Error, Result};
 
@@ -59,6 +62,8 @@ pub(crate) struct Config {
     pub(crate) db_path: Option<PathBuf>,
     /// Set by [`VectorStoreBuilder::embedded`]: the file wins over any database URL.
     pub(crate) embedded_only: bool,
+    /// Text search configuration of new tables (`english`, `simple`).
+    pub(crate) text_config: String,
     pub(crate) table: String,
     pub(crate) pool_size: u32,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
@@ -80,6 +85,7 @@ impl Default for Config {
             database_url: None,
             db_path: None,
             embedded_only: false,
+            text_config: DEFAULT_TEXT_CONFIG.into(),
             table: DEFAULT_TABLE.into(),
             pool_size: DEFAULT_POOL_SIZE,
             embedder: None,
@@ -171,6 +177,9 @@ impl VectorStoreBuilder {
         if let Some(t) = env("MARKETKING_TABLE") {
             c.table = t;
         }
+        if let Some(t) = env("MARKETKING_TEXT_CONFIG") {
+            c.text_config = t;
+        }
         if let Some(p) = env_parse("MARKETKING_POOL_SIZE")? {
             c.pool_size = p;
         }
@@ -218,6 +227,14 @@ impl VectorStoreBuilder {
     pub fn embedded(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.db_path = Some(path.into());
         self.config.embedded_only = true;
+        self
+    }
+
+    /// Text search configuration of the full-text leg: `english` (default; stemming, stop
+    /// words) or `simple` (words as written); on PostgreSQL any configuration of the server.
+    /// Recorded when the table (or file) is created; opening it with another one fails.
+    pub fn text_search_config(mut self, name: impl Into<String>) -> Self {
+        self.config.text_config = name.into();
         self
     }
 

@@ -18,7 +18,9 @@ mod search;
 mod write;
 
 use builder::Config;
-pub use builder::{StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
+pub use builder::{
+    StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE, DEFAULT_TEXT_CONFIG,
+};
 use counted::Counted;
 pub use counted::EmbedderStats;
 use result_cache::ResultCache;
@@ -70,7 +72,7 @@ impl VectorStore {
     ) -> Result<Self> {
         let dims = embedder.dimensions();
         let model = embedder.model_id().to_string();
-        let backend = crate::backend::open(storage, &model, dims).await?;
+        let backend = crate::backend::open(storage, &model, dims, &config.text_config).await?;
         // Cache key prefix: names the storage and the model, so stores on other tables,
         // databases or models that share one Redis never read each other's entries.
         let namespace =

@@ -1,58 +1,84 @@
 //! The three search entry points, all through one cached path
-//! ([`ResultCache::search`](super::result_cache::ResultCache::search)).
+//! ([`ResultCache::search`](super::result_cache::ResultCache::search)), and MMR.
 
 use super::result_cache::{Query, ResultKey};
 use super::VectorStore;
+use crate::backend::SearchQuery;
 use crate::document::{validate_vector, SearchHit, SearchOptions};
 use crate::embedder::embed_checked;
 use crate::embedder::Embedder as _;
 use crate::error::{Error, Result};
+use crate::search_mode::SearchMode;
+use crate::similarity::cosine_similarity;
 
 impl VectorStore {
-    /// Documents most similar to a text query, best first.
+    /// Documents best matching a text query, best first: hybrid (vector and full text fused)
+    /// unless `opts.mode` says [`SearchMode::Vector`] or [`SearchMode::Text`].
     pub async fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
         opts.validate()?;
         if query.trim().is_empty() {
             return Err(Error::invalid("query", "must not be empty"));
         }
         let opts = self.resolve(opts);
+        let mode = opts.mode.unwrap_or(SearchMode::Hybrid);
         let key = ResultKey { kind: b"q", query: Query::Bytes(query.as_bytes()), opts: &opts };
         self.inner
             .cache
             .search(key, async {
-                let vector = self.query_embedding(query).await?;
-                self.inner.backend.search(&vector, &opts, None).await
+                // A text-only search makes no embedder call.
+                let vector = match mode {
+                    SearchMode::Text => None,
+                    _ => Some(self.query_embedding(query).await?),
+                };
+                let text = (mode != SearchMode::Vector).then_some(query);
+                self.ranked(SearchQuery { vector: vector.as_deref(), text }, &opts, None).await
             })
             .await
     }
 
-    /// Documents most similar to a vector, best first.
+    /// Documents most similar to a vector, best first (vector ranking only).
     pub async fn search_by_vector(&self, vector: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
         opts.validate()?;
+        vector_only(opts)?;
         validate_vector("vector", vector, self.dimensions())?;
         let opts = self.resolve(opts);
         let key = ResultKey { kind: b"v", query: Query::Vector(vector), opts: &opts };
-        self.inner.cache.search(key, self.inner.backend.search(vector, &opts, None)).await
+        self.inner.cache.search(key, self.ranked(SearchQuery::vector(vector), &opts, None)).await
     }
 
-    /// Documents most similar to document `id`, excluding it.
+    /// Documents most similar to document `id`, excluding it (vector ranking only).
     pub async fn find_similar(&self, id: i64, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
         opts.validate()?;
+        vector_only(opts)?;
         let opts = self.resolve(opts);
         // The document is read first, so a missing id is NotFound even when results are cached.
         let doc = self.get_with_embedding(id).await?;
         let vector = doc.embedding.ok_or(Error::NotFound { id })?;
         let id_bytes = id.to_le_bytes();
         let key = ResultKey { kind: b"s", query: Query::Bytes(&id_bytes), opts: &opts };
-        self.inner.cache.search(key, self.inner.backend.search(&vector, &opts, Some(id))).await
+        self.inner.cache.search(key, self.ranked(SearchQuery::vector(&vector), &opts, Some(id))).await
     }
 
-    /// The plan a search with these options would run, as text (PostgreSQL: `EXPLAIN` of the
-    /// exact statement and settings a search uses). For checking that an index is used.
+    /// The plan a vector search with these options would run, as text (PostgreSQL: `EXPLAIN`
+    /// of the exact statement and settings a search uses). For checking that an index is used.
     pub async fn explain_search(&self, vector: &[f32], opts: &SearchOptions) -> Result<String> {
         opts.validate()?;
         validate_vector("vector", vector, self.dimensions())?;
-        self.inner.backend.explain(vector, &self.resolve(opts)).await
+        self.inner.backend.explain(SearchQuery::vector(vector), &self.resolve(opts)).await
+    }
+
+    /// The backend's ranking, re-ranked by MMR when asked.
+    async fn ranked(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+        let Some(mmr) = opts.mmr else {
+            return self.inner.backend.search(query, opts, exclude).await;
+        };
+        let wide = SearchOptions { k: mmr.fetch_k, include_embedding: true, ..opts.clone() };
+        let candidates = self.inner.backend.search(query, &wide, exclude).await?;
+        let mut hits = mmr_select(candidates, mmr.lambda, opts.k);
+        if !opts.include_embedding {
+            hits.iter_mut().for_each(|h| h.document.embedding = None);
+        }
+        Ok(hits)
     }
 
     /// The query's embedding, cached by model, dimensions and text.
@@ -66,4 +92,48 @@ impl VectorStore {
             })
             .await
     }
+}
+
+/// Vector and similar-document searches rank by vector only.
+fn vector_only(opts: &SearchOptions) -> Result<()> {
+    match opts.mode {
+        None | Some(SearchMode::Vector) => Ok(()),
+        Some(_) => Err(Error::invalid(
+            "mode",
+            "a search by vector or by similar document ranks by vector only; text and hybrid modes need a text query",
+        )),
+    }
+}
+
+/// Maximal Marginal Relevance over `candidates` (best first, with embeddings): repeatedly picks
+/// the candidate maximising `lambda * relevance - (1 - lambda) * max similarity to the picked`,
+/// relevance being the candidate's score scaled to `[0, 1]` over the candidates (so it works for
+/// every mode) and similarity the cosine of the two documents' vectors.
+pub(crate) fn mmr_select(candidates: Vec<SearchHit>, lambda: f32, k: usize) -> Vec<SearchHit> {
+    let (lo, hi) = candidates.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| (lo.min(h.score), hi.max(h.score)));
+    let span = hi - lo;
+    let relevance = |h: &SearchHit| if span > 0.0 { (h.score - lo) / span } else { 1.0 };
+    let mut rest: Vec<(f32, SearchHit)> = candidates.into_iter().map(|h| (relevance(&h), h)).collect();
+    let mut picked: Vec<SearchHit> = Vec::with_capacity(k);
+    while picked.len() < k && !rest.is_empty() {
+        let mut best: Option<(usize, f32)> = None;
+        for (i, (rel, h)) in rest.iter().enumerate() {
+            let redundancy = picked
+                .iter()
+                .filter_map(|p| match (&h.document.embedding, &p.document.embedding) {
+                    (Some(a), Some(b)) => cosine_similarity(a, b),
+                    _ => None,
+                })
+                .fold(0.0f32, f32::max);
+            let value = lambda * rel - (1.0 - lambda) * redundancy;
+            if best.is_none_or(|(_, b)| value > b) {
+                best = Some((i, value));
+            }
+        }
+        match best {
+            Some((i, _)) => picked.push(rest.remove(i).1),
+            None => break,
+        }
+    }
+    picked
 }

@@ -16,6 +16,7 @@ use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchH
 use crate::error::{Error, Result};
 use crate::gate::CommitGate;
 use crate::plan::{Action, Existing};
+use crate::search_mode::LegScore;
 use crate::vector::{from_le_bytes as decode_vector, to_le_bytes as encode_vector};
 
 /// State shared with blocking tasks. Field order matters: the lock file is dropped (and the
@@ -34,7 +35,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn open(path: &Path, model: &str, dims: usize) -> Result<Shared> {
+    pub(super) fn open(path: &Path, model: &str, dims: usize, text_config: &str) -> Result<Shared> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::storage_with(format!("cannot create directory {}", parent.display()), e))?;
@@ -45,7 +46,7 @@ impl Shared {
         schema::check_owner(&conn, path)?;
         schema::configure(&conn)
             .map_err(|e| Error::storage_with(format!("cannot open embedded store {}", path.display()), e))?;
-        schema::migrate(&mut conn, path, model, dims)?;
+        schema::migrate(&mut conn, path, model, dims, text_config)?;
         let canonical =
             path.canonicalize().map_err(|e| Error::storage_with(format!("cannot resolve {}", path.display()), e))?;
         let mem = load(&conn, dims)?;
@@ -264,26 +265,52 @@ impl Shared {
         Ok(n > 0)
     }
 
-    pub(super) fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
-        if query.len() != self.dims {
-            return Err(Error::DimensionMismatch { expected: self.dims, actual: query.len() });
+    /// A vector search (cosine), a text search (FTS5) or both fused (RRF), like PostgreSQL's.
+    pub(super) fn search(
+        &self,
+        vector: Option<&[f32]>,
+        text: Option<&str>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
+        if let Some(v) = vector {
+            if v.len() != self.dims {
+                return Err(Error::DimensionMismatch { expected: self.dims, actual: v.len() });
+            }
         }
-        let unit = normalize(query);
+        let legs = vector.is_some() && text.is_some();
+        let leg_k = if legs { opts.fusion.candidates_for(opts.k) } else { opts.k };
         // The memory lock is released before the connection is taken (lock order: conn, mem).
-        let candidates = {
-            let mem = self.mem();
-            let threads = scan_threads(mem.len(), self.dims);
-            scan(&mem, &unit, opts, exclude, threads)
+        let vector_leg = match vector {
+            Some(v) => {
+                let unit = normalize(v);
+                // A leg of a fused search keeps its candidates whatever their score.
+                let leg_opts = SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
+                let mem = self.mem();
+                let threads = scan_threads(mem.len(), self.dims);
+                scan(&mem, &unit, &leg_opts, exclude, threads)
+            }
+            None => Vec::new(),
         };
         let conn = self.conn();
+        let text_leg = match text {
+            Some(t) => super::text::candidates(&conn, &self.mem(), t, opts, exclude, leg_k)?,
+            None => Vec::new(),
+        };
+        let ranked: Vec<super::text::Fused> = match (vector.is_some(), text.is_some()) {
+            (true, true) => super::text::fuse(&vector_leg, &text_leg, &opts.fusion, opts.k),
+            (true, false) => vector_leg.iter().map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None }).collect(),
+            _ => text_leg.iter().map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None }).collect(),
+        };
         let mut stmt = conn.prepare_cached(&select_sql(opts.include_embedding, "WHERE id = ?1"))?;
-        let mut hits = Vec::with_capacity(candidates.len());
-        for c in candidates {
+        let mut hits = Vec::with_capacity(ranked.len());
+        for f in ranked {
             // A row deleted between the scan and this read is skipped.
             if let Some(document) =
-                stmt.query_row([c.id], |r| read_document(r, opts.include_embedding, self.dims)).optional()?
+                stmt.query_row([f.id], |r| read_document(r, opts.include_embedding, self.dims)).optional()?
             {
-                hits.push(SearchHit { score: c.score, document });
+                let leg = |l: Option<(usize, f32)>| l.map(|(rank, score)| LegScore { rank, score });
+                hits.push(SearchHit { score: f.score, document, vector: leg(f.vector), text: leg(f.text) });
             }
         }
         Ok(finish_hits(hits, opts))

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::backend::{Backend, IndexInfo, IndexSpec, StorageStats, Written};
+use crate::backend::{Backend, IndexInfo, IndexSpec, SearchQuery, StorageStats, Written};
 use crate::document::{Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
 use crate::gate::CommitGate;
@@ -51,6 +51,7 @@ mod mem_index;
 mod rows;
 mod scan;
 mod schema;
+mod text;
 
 use file::Shared;
 
@@ -75,10 +76,11 @@ impl std::fmt::Debug for EmbeddedBackend {
 impl EmbeddedBackend {
     /// Opens (or creates) the store at `path` for `model` with `dims` dimensions: takes the
     /// process lock, configures SQLite, migrates, checks the model and loads every vector.
-    pub(crate) async fn open(path: &Path, model: &str, dims: usize) -> Result<Self> {
+    pub(crate) async fn open(path: &Path, model: &str, dims: usize, text_config: &str) -> Result<Self> {
         let path = path.to_path_buf();
         let model = model.to_string();
-        let shared = blocking(move || Shared::open(&path, &model, dims)).await?;
+        let text_config = text_config.to_string();
+        let shared = blocking(move || Shared::open(&path, &model, dims, &text_config)).await?;
         Ok(EmbeddedBackend { shared: Arc::new(shared), writer: tokio::sync::Mutex::new(()) })
     }
 
@@ -156,10 +158,11 @@ impl Backend for EmbeddedBackend {
         self.run(move |s| s.delete(id, gate.as_ref())).await
     }
 
-    async fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
-        let query = query.to_vec();
+    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+        let vector = query.vector.map(<[f32]>::to_vec);
+        let text = query.text.map(str::to_string);
         let opts = opts.clone();
-        self.run(move |s| s.search(&query, &opts, exclude)).await
+        self.run(move |s| s.search(vector.as_deref(), text.as_deref(), &opts, exclude)).await
     }
 
     async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {

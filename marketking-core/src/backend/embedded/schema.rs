@@ -21,8 +21,9 @@ const APPLICATION_ID: i32 = 0x4D4B_7374;
 /// How long a statement waits for a SQLite lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Schema version this build writes; files with a newer version are refused.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// Schema version this build writes; files with a newer version are refused. 2: the FTS5
+/// full-text table.
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Versioned migrations, applied in order to files whose recorded version is lower.
 /// Each one is idempotent (`IF NOT EXISTS`) so a half-recorded migration can rerun safely.
@@ -41,6 +42,45 @@ const MIGRATIONS: &[(i64, &str)] = &[(
      );
      CREATE INDEX IF NOT EXISTS documents_source_idx ON documents (source);",
 )];
+
+/// The FTS5 tokenizer of a text search configuration: `english` stems (Porter) like
+/// PostgreSQL's `english`; `simple` keeps words as written. Both fold case and diacritics.
+fn tokenizer(text_config: &str) -> Result<&'static str> {
+    match text_config {
+        "english" => Ok("porter unicode61 remove_diacritics 2"),
+        "simple" => Ok("unicode61 remove_diacritics 2"),
+        other => Err(Error::config(
+            "text_search_config",
+            format!("the embedded store supports english and simple, not {other:?}"),
+        )),
+    }
+}
+
+/// The full-text index: an FTS5 table over title and content that reads the documents table
+/// (external content), kept current by triggers inside each write's own transaction, and
+/// filled once from the existing rows.
+fn add_full_text(tx: &rusqlite::Transaction<'_>, text_config: &str) -> Result<()> {
+    let tokenize = tokenizer(text_config)?;
+    tx.execute_batch(&format!(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(
+             title, content, content = 'documents', content_rowid = 'id', tokenize = '{tokenize}'
+         );
+         CREATE TRIGGER IF NOT EXISTS documents_fts_insert AFTER INSERT ON documents BEGIN
+             INSERT INTO documents_fts (rowid, title, content) VALUES (new.id, new.title, new.content);
+         END;
+         CREATE TRIGGER IF NOT EXISTS documents_fts_delete AFTER DELETE ON documents BEGIN
+             INSERT INTO documents_fts (documents_fts, rowid, title, content)
+                 VALUES ('delete', old.id, old.title, old.content);
+         END;
+         CREATE TRIGGER IF NOT EXISTS documents_fts_update AFTER UPDATE OF title, content ON documents BEGIN
+             INSERT INTO documents_fts (documents_fts, rowid, title, content)
+                 VALUES ('delete', old.id, old.title, old.content);
+             INSERT INTO documents_fts (rowid, title, content) VALUES (new.id, new.title, new.content);
+         END;
+         INSERT INTO documents_fts (documents_fts) VALUES ('rebuild');"
+    ))?;
+    Ok(())
+}
 
 /// Refuses a file that is not a MarketKing store: not SQLite at all, or a SQLite database of
 /// another program. Reads only; runs before [`configure`] switches the journal mode.
@@ -84,7 +124,7 @@ pub(super) fn configure(conn: &Connection) -> Result<()> {
 }
 
 /// Creates or migrates the schema and checks (or records) the model and dimensions.
-pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usize) -> Result<()> {
+pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usize, text_config: &str) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS marketking_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
@@ -134,6 +174,26 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usi
     for (v, sql) in MIGRATIONS {
         if *v > version {
             tx.execute_batch(sql)?;
+        }
+    }
+    if version < 2 {
+        add_full_text(&tx, text_config)?;
+        tx.execute(
+            "INSERT INTO marketking_meta (key, value) VALUES ('text_config', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [text_config],
+        )?;
+    } else {
+        let stored = get("text_config")?.unwrap_or_else(|| crate::store::DEFAULT_TEXT_CONFIG.to_string());
+        if stored != text_config {
+            return Err(Error::config(
+                "text_search_config",
+                format!(
+                    "{} was created with the text search configuration {stored:?}, not {text_config:?}; \
+                     use {stored:?} (MARKETKING_TEXT_CONFIG) or another file",
+                    path.display()
+                ),
+            ));
         }
     }
     tx.execute(

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::types::{Kind, Type};
 
-use crate::backend::{Backend, IndexInfo, IndexSpec, StorageStats, Written};
+use crate::backend::{Backend, IndexInfo, IndexSpec, SearchQuery, StorageStats, Written};
 use crate::document::{Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
 use crate::plan::Existing;
@@ -29,6 +29,7 @@ mod ident;
 mod pool;
 mod read;
 mod schema;
+mod search;
 mod tls;
 mod write;
 
@@ -46,6 +47,8 @@ pub(crate) struct PgBackend {
     sql: read::Statements,
     max_size: u32,
     health: Arc<Health>,
+    /// The table's text search configuration (`english`...), passed to every text query.
+    text_config: String,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -59,7 +62,14 @@ impl std::fmt::Debug for PgBackend {
 
 impl PgBackend {
     /// Connects, migrates and checks the table's model and dimensions.
-    pub(crate) async fn connect(url: &str, table: &str, pool_size: u32, model: &str, dims: usize) -> Result<Self> {
+    pub(crate) async fn connect(
+        url: &str,
+        table: &str,
+        pool_size: u32,
+        model: &str,
+        dims: usize,
+        text_config: &str,
+    ) -> Result<Self> {
         let table = TableName::parse(table)?;
         if dims == 0 || dims > 16_000 {
             return Err(Error::config("dimensions", format!("pgvector supports 1..=16000 dimensions, got {dims}")));
@@ -112,7 +122,7 @@ impl PgBackend {
         // One connection made by hand first: a pool only reports "timed out" when the server is
         // unreachable, while this gives the real reason (refused, auth failed, no database...).
         let mut first = bb8::ManageConnection::connect(&manager).await?;
-        let info = schema::migrate(&mut first, &table, model, dims).await?;
+        let info = schema::migrate(&mut first, &table, model, dims, text_config).await?;
         drop(first);
         // The check on checkout is the driver's "closed" flag, not a test query (which would add
         // a round trip to every call): a connection whose server process was terminated is
@@ -147,6 +157,7 @@ impl PgBackend {
             identity,
             max_size: pool_size,
             health,
+            text_config: info.text_config,
         })
     }
 
@@ -222,11 +233,11 @@ impl Backend for PgBackend {
         Ok(n == 1)
     }
 
-    async fn search(&self, query: &[f32], opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
         self.search_impl(query, opts, exclude).await
     }
 
-    async fn explain(&self, query: &[f32], opts: &SearchOptions) -> Result<String> {
+    async fn explain(&self, query: SearchQuery<'_>, opts: &SearchOptions) -> Result<String> {
         self.explain_impl(query, opts).await
     }
 

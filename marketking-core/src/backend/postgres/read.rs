@@ -6,12 +6,11 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use super::{with_retry, PgBackend, TableName};
-use crate::backend::finish_hits;
-use crate::document::{Document, DocumentPatch, SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
+use crate::document::{Document, DocumentPatch};
 use crate::error::Result;
 
 /// Columns of a document, in the order [`row_to_document`] reads them.
-const COLS: &str = "id, title, content, source, metadata, key, created_at, updated_at";
+pub(super) const COLS: &str = "id, title, content, source, metadata, key, created_at, updated_at";
 
 /// SQL text built once per table (the table name is validated and quoted).
 #[derive(Debug)]
@@ -138,110 +137,5 @@ impl PgBackend {
         crate::gate::commit_point()?;
         let rows = conn.query_typed(&sql, &params).await?;
         rows.first().map(|r| row_to_document(r, false)).transpose()
-    }
-
-    pub(crate) async fn search_impl(
-        &self,
-        query: &[f32],
-        opts: &SearchOptions,
-        exclude: Option<i64>,
-    ) -> Result<Vec<SearchHit>> {
-        let rows = self.run_search(query, opts, exclude, false).await?;
-        let dist_col = if opts.include_embedding { 9 } else { 8 };
-        let hits = rows
-            .iter()
-            .map(|r| {
-                Ok(SearchHit {
-                    score: (1.0 - r.try_get::<_, f64>(dist_col)?) as f32,
-                    document: row_to_document(r, opts.include_embedding)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(finish_hits(hits, opts))
-    }
-
-    pub(crate) async fn explain_impl(&self, query: &[f32], opts: &SearchOptions) -> Result<String> {
-        let rows = self.run_search(query, opts, None, true).await?;
-        Ok(rows.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?.join("\n"))
-    }
-
-    /// Runs the search query (or, with `explain`, the same query under EXPLAIN with the same
-    /// parameters and settings, so the plan shown is the plan used).
-    async fn run_search(
-        &self,
-        query: &[f32],
-        opts: &SearchOptions,
-        exclude: Option<i64>,
-        explain: bool,
-    ) -> Result<Vec<Row>> {
-        let vector = Vector::from(query.to_vec());
-        let limit = opts.k as i64;
-        let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
-            vec![(&vector, self.vector_type.clone()), (&limit, Type::INT8)];
-        let mut filters: Vec<String> = Vec::new();
-        if !opts.sources.is_empty() {
-            params.push((&opts.sources, Type::TEXT_ARRAY));
-            filters.push(format!("source = ANY(${})", params.len()));
-        }
-        if let Some(m) = &opts.metadata {
-            params.push((m, Type::JSONB));
-            filters.push(format!("metadata @> ${}", params.len()));
-        }
-        if let Some(a) = &opts.created_after {
-            params.push((a, Type::TIMESTAMPTZ));
-            filters.push(format!("created_at >= ${}", params.len()));
-        }
-        if let Some(b) = &opts.created_before {
-            params.push((b, Type::TIMESTAMPTZ));
-            filters.push(format!("created_at < ${}", params.len()));
-        }
-        if let Some(id) = &exclude {
-            params.push((id, Type::INT8));
-            filters.push(format!("id <> ${}", params.len()));
-        }
-        let where_clause = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
-        let emb = if opts.include_embedding { ", embedding" } else { "" };
-        // ORDER BY the same expression we select, so exact scans compute each distance once and
-        // the planner can use the cosine index: `ORDER BY embedding <=> $1 LIMIT k`.
-        let sql = format!(
-            "{}SELECT {COLS}{emb}, embedding <=> $1 AS distance FROM {} {where_clause} ORDER BY embedding <=> $1 LIMIT $2",
-            if explain { "EXPLAIN " } else { "" },
-            self.sql.table
-        );
-        // Filtered searches need iterative index scans, or an approximate scan that finds fewer
-        // than k matching rows among its candidates returns fewer than k rows. Relaxed order is
-        // the fast mode; hits are re-sorted below.
-        let iterative =
-            if self.iterative_scans && (opts.has_filters() || exclude.is_some()) { "relaxed_order" } else { "off" };
-        let mut settings = format!(
-            "SET hnsw.ef_search = {}; SET ivfflat.probes = {};",
-            // The store fills in its defaults before calling; these only name the fallback.
-            opts.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
-            opts.probes.unwrap_or(DEFAULT_PROBES)
-        );
-        if self.iterative_scans {
-            settings.push_str(&format!(
-                " SET hnsw.iterative_scan = {iterative}; SET ivfflat.iterative_scan = {iterative};"
-            ));
-        }
-        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-        with_retry!(self, |conn| {
-            // EXPLAIN text is not cached: it is a diagnostic, and one-off.
-            if explain {
-                conn.batch_execute(&settings).await?;
-                conn.search_settings = Some(settings.clone());
-                return Ok(conn.query_typed(&sql, &params).await?);
-            }
-            let stmt = conn.statement(&sql, &types).await?;
-            if conn.search_settings.as_deref() == Some(settings.as_str()) {
-                return Ok(conn.query(&stmt, &values).await?);
-            }
-            // Pipelined: the SETs and the query go out together and cost one round trip.
-            let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query(&stmt, &values));
-            conn.search_settings = set.is_ok().then(|| settings.clone());
-            set?;
-            Ok(rows?)
-        })
     }
 }

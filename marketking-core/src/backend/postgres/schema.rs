@@ -6,9 +6,10 @@ use tokio_postgres::Client;
 use super::ident::quote_ident;
 use super::TableName;
 use crate::error::{Error, Result};
+use crate::store::DEFAULT_TEXT_CONFIG;
 
-/// The schema version this code writes and understands.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+/// The schema version this code writes and understands. 2: the full-text column `tsv`.
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// What migration learned about the server.
 #[derive(Debug)]
@@ -16,6 +17,8 @@ pub(crate) struct SchemaInfo {
     pub(crate) vector_oid: u32,
     pub(crate) vector_schema: String,
     pub(crate) extension_version: (u32, u32),
+    /// The table's text search configuration (`english`, `simple`...).
+    pub(crate) text_config: String,
 }
 
 /// Vectors are stored inline (`STORAGE PLAIN`) while a row still fits a page comfortably: the
@@ -25,7 +28,13 @@ const MAX_PLAIN_DIMS: usize = 1800;
 
 /// Creates the extension, the metadata table and the documents table, or checks that the
 /// existing table was made for this model and dimension count.
-pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str, dims: usize) -> Result<SchemaInfo> {
+pub(crate) async fn migrate(
+    client: &mut Client,
+    table: &TableName,
+    model: &str,
+    dims: usize,
+    text_config: &str,
+) -> Result<SchemaInfo> {
     let tx = client.transaction().await?;
     // One advisory lock serialises concurrent migrations, across tables too: CREATE EXTENSION
     // and CREATE TABLE IF NOT EXISTS still race on the catalog without it. Held to commit.
@@ -62,12 +71,13 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
             dimensions integer NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now()
-        )"
+        );
+        ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_config text"
     ))
     .await?;
     let mut existing = tx
         .query_opt(
-            &format!("SELECT schema_version, model, dimensions FROM {meta} WHERE table_name = $1"),
+            &format!("SELECT schema_version, model, dimensions, text_config FROM {meta} WHERE table_name = $1"),
             &[&table.table],
         )
         .await?;
@@ -80,6 +90,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         tx.execute(&format!("DELETE FROM {meta} WHERE table_name = $1"), &[&table.table]).await?;
         existing = None;
     }
+    let text: String;
     match existing {
         Some(row) => {
             let stored_version: i32 = row.try_get(0)?;
@@ -101,7 +112,29 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
                     supported: i64::from(SCHEMA_VERSION),
                 });
             }
-            // Future migrations run here, one version at a time, inside this transaction.
+            // Migrations, one version at a time, inside this transaction.
+            if stored_version < 2 {
+                check_text_config(&tx, text_config).await?;
+                add_text_column(&tx, table, text_config).await?;
+                tx.execute(
+                    &format!("UPDATE {meta} SET schema_version = 2, text_config = $2, updated_at = now() WHERE table_name = $1"),
+                    &[&table.table, &text_config],
+                )
+                .await?;
+                text = text_config.to_string();
+            } else {
+                text = row.try_get::<_, Option<String>>(3)?.unwrap_or_else(|| DEFAULT_TEXT_CONFIG.into());
+                if text != text_config {
+                    return Err(Error::config(
+                        "text_search_config",
+                        format!(
+                            "{} was created with the text search configuration {text:?}, not {text_config:?}; \
+                             use {text:?} (MARKETKING_TEXT_CONFIG) or another table",
+                            table.display()
+                        ),
+                    ));
+                }
+            }
         }
         None => {
             let t = table.quoted();
@@ -114,6 +147,7 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
                     ),
                 ));
             }
+            check_text_config(&tx, text_config).await?;
             let storage = if dims <= MAX_PLAIN_DIMS {
                 format!("ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE PLAIN;")
             } else {
@@ -135,11 +169,17 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
                 vs = quote_ident(&vector_schema),
             ))
             .await?;
+            add_text_column(&tx, table, text_config).await?;
+            // An empty table: the index is built at once, in this transaction.
+            tx.batch_execute(&format!("CREATE INDEX {} ON {t} USING gin (tsv)", table.sibling("tsv_idx"))).await?;
             tx.execute(
-                &format!("INSERT INTO {meta} (table_name, schema_version, model, dimensions) VALUES ($1, $2, $3, $4)"),
-                &[&table.table, &SCHEMA_VERSION, &model, &(dims as i32)],
+                &format!(
+                    "INSERT INTO {meta} (table_name, schema_version, model, dimensions, text_config) VALUES ($1, $2, $3, $4, $5)"
+                ),
+                &[&table.table, &SCHEMA_VERSION, &model, &(dims as i32), &text_config],
             )
             .await?;
+            text = text_config.to_string();
         }
     }
     tx.commit().await.map_err(|e| match e.code() {
@@ -148,7 +188,109 @@ pub(crate) async fn migrate(client: &mut Client, table: &TableName, model: &str,
         }
         _ => e.into(),
     })?;
-    Ok(SchemaInfo { vector_oid, vector_schema, extension_version: parse_version(&version) })
+    finish_text_index(client, table, &text).await?;
+    Ok(SchemaInfo { vector_oid, vector_schema, extension_version: parse_version(&version), text_config: text })
+}
+
+/// Rows whose `tsv` a backfill transaction computes at a time.
+const BACKFILL_ROWS: i64 = 5_000;
+
+/// Checks `name` is a text search configuration of the server. It is written into the
+/// trigger function's text, so only identifier characters are accepted, besides it existing.
+async fn check_text_config(tx: &tokio_postgres::Transaction<'_>, name: &str) -> Result<()> {
+    let plain = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let exists = plain
+        && tx
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1)", &[&name])
+            .await?
+            .try_get::<_, bool>(0)?;
+    if !exists {
+        return Err(Error::config(
+            "text_search_config",
+            format!("{name:?} is not a text search configuration of this server (for example english or simple)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The full-text column and the trigger that keeps it current. A plain column maintained by a
+/// trigger, not a generated one: adding a generated column rewrites the whole table under an
+/// exclusive lock, while `ADD COLUMN` without a default is instant; existing rows are filled
+/// afterwards in short transactions ([`finish_text_index`]). Title weighs A, content B.
+async fn add_text_column(tx: &tokio_postgres::Transaction<'_>, table: &TableName, text_config: &str) -> Result<()> {
+    let t = table.quoted();
+    let function = table.in_schema(&format!("{}_tsv", table.table));
+    let trigger = table.sibling("tsv_trg");
+    // `text_config` was checked by `check_text_config`: identifier characters only.
+    tx.batch_execute(&format!(
+        "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS tsv tsvector;
+         CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+         BEGIN
+             NEW.tsv := setweight(to_tsvector('{text_config}'::regconfig, NEW.title), 'A')
+                     || setweight(to_tsvector('{text_config}'::regconfig, NEW.content), 'B');
+             RETURN NEW;
+         END $fn$;
+         DROP TRIGGER IF EXISTS {trigger} ON {t};
+         CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OF title, content ON {t}
+             FOR EACH ROW EXECUTE FUNCTION {function}();"
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Fills `tsv` of rows written before the column existed, a few thousand rows per transaction
+/// (row locks only, writers keep going), then builds the GIN index `CONCURRENTLY` (no lock that
+/// blocks writes). Idempotent: an interrupted run is finished by the next open, and an invalid
+/// index left by an interrupted concurrent build is dropped and built again.
+async fn finish_text_index(client: &Client, table: &TableName, text_config: &str) -> Result<()> {
+    let t = table.quoted();
+    loop {
+        // The trigger recomputes `tsv` on this UPDATE of title.
+        let n = client
+            .execute(
+                &format!("UPDATE {t} SET title = title WHERE id IN (SELECT id FROM {t} WHERE tsv IS NULL LIMIT $1)"),
+                &[&BACKFILL_ROWS],
+            )
+            .await?;
+        if n == 0 {
+            break;
+        }
+        tracing::info!(table = %table.display(), rows = n, text_config, "full-text column filled for existing rows");
+    }
+    let index = format!("{}_tsv_idx", table.table);
+    let valid: Option<bool> = client
+        .query_opt(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
+            &[&t, &index],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    match valid {
+        Some(true) => return Ok(()),
+        Some(false) => client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?,
+        None => {}
+    }
+    let built = client
+        .batch_execute(&format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin (tsv)", table.sibling("tsv_idx")))
+        .await;
+    if let Err(e) = built {
+        // Another process building the same index at the same time wins the race: fine.
+        let now_valid = client
+            .query_opt(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
+                &[&t, &index],
+            )
+            .await?
+            .map(|r| r.try_get::<_, bool>(0))
+            .transpose()?;
+        if now_valid != Some(true) {
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 fn parse_version(v: &str) -> (u32, u32) {

@@ -1,0 +1,209 @@
+//! Searches: vector, full text, and hybrid (both legs fused by RRF) in ONE statement.
+//!
+//! Choices made here, and why:
+//! - The text query is the query's lexemes OR-ed (`plainto_tsquery` with `&` turned into `|`),
+//!   never raw user syntax: natural-language queries rarely have every word in one document, and
+//!   nothing a user types can fail to parse. Documents with every word still come first: the
+//!   text score is `ts_rank(tsv, or_query, 1|32)` (in `[0, 1)`) plus 1 when `tsv @@ and_query`.
+//! - Hybrid search is two ranked CTEs (each limited to `candidates`), a full outer join and the
+//!   fused score `w_v / (k + rank_v) + w_t / (k + rank_t)`: one round trip. Each leg's rank is
+//!   computed outside its `ORDER BY ... LIMIT` subquery, so the vector leg can still use the
+//!   HNSW index (a window function over the scan would force a full sort).
+//! - Filters apply inside both legs, so a filtered hybrid search still returns k rows.
+
+use pgvector::Vector;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Row;
+
+use super::read::{row_to_document, COLS};
+use super::{with_retry, PgBackend};
+use crate::backend::{finish_hits, SearchQuery};
+use crate::document::{SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
+use crate::error::{Error, Result};
+use crate::search_mode::LegScore;
+
+/// Statement parameters with their types, numbered as they are pushed.
+struct Params<'a> {
+    values: Vec<(&'a (dyn ToSql + Sync), Type)>,
+}
+
+impl<'a> Params<'a> {
+    /// Adds a value; returns its placeholder (`$n`).
+    fn push(&mut self, value: &'a (dyn ToSql + Sync), ty: Type) -> String {
+        self.values.push((value, ty));
+        format!("${}", self.values.len())
+    }
+}
+
+/// The text query of a search, both ways: every word (`andq`) and any word (`orq`).
+fn text_query_cte(cfg: &str, text: &str) -> String {
+    format!(
+        "q AS (SELECT plainto_tsquery({cfg}::regconfig, {text}) AS andq, \
+         replace(plainto_tsquery({cfg}::regconfig, {text})::text, ' & ', ' | ')::tsquery AS orq)"
+    )
+}
+
+/// The text score: all words first, then `ts_rank` (normalisation 1, scaled into `[0, 1)`).
+const TEXT_SCORE: &str = "(ts_rank(tsv, q.orq, 33) + CASE WHEN tsv @@ q.andq THEN 1 ELSE 0 END)";
+
+impl PgBackend {
+    pub(crate) async fn search_impl(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
+        let rows = self.run_search(query, opts, exclude, false).await?;
+        let extra = if opts.include_embedding { 9 } else { 8 };
+        let hits = rows
+            .iter()
+            .map(|r| {
+                let document = row_to_document(r, opts.include_embedding)?;
+                Ok(match (query.vector, query.text) {
+                    (Some(_), Some(_)) => {
+                        let rank = |i: usize| -> Result<Option<usize>> {
+                            Ok(r.try_get::<_, Option<i64>>(i)?.map(|x| usize::try_from(x).unwrap_or(usize::MAX)))
+                        };
+                        let vector = match (rank(extra + 1)?, r.try_get::<_, Option<f64>>(extra + 2)?) {
+                            (Some(rank), Some(s)) => Some(LegScore { rank, score: s as f32 }),
+                            _ => None,
+                        };
+                        let text = match (rank(extra + 3)?, r.try_get::<_, Option<f64>>(extra + 4)?) {
+                            (Some(rank), Some(s)) => Some(LegScore { rank, score: s as f32 }),
+                            _ => None,
+                        };
+                        SearchHit { score: r.try_get::<_, f64>(extra)? as f32, document, vector, text }
+                    }
+                    (Some(_), None) => SearchHit {
+                        score: (1.0 - r.try_get::<_, f64>(extra)?) as f32,
+                        document,
+                        vector: None,
+                        text: None,
+                    },
+                    _ => SearchHit { score: r.try_get::<_, f64>(extra)? as f32, document, vector: None, text: None },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(finish_hits(hits, opts))
+    }
+
+    pub(crate) async fn explain_impl(&self, query: SearchQuery<'_>, opts: &SearchOptions) -> Result<String> {
+        let rows = self.run_search(query, opts, None, true).await?;
+        Ok(rows.iter().map(|r| r.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?.join("\n"))
+    }
+
+    /// Runs the search statement (or, with `explain`, the same statement under EXPLAIN with the
+    /// same parameters and settings, so the plan shown is the plan used).
+    async fn run_search(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+        explain: bool,
+    ) -> Result<Vec<Row>> {
+        let vector = query.vector.map(|v| Vector::from(v.to_vec()));
+        let limit = opts.k as i64;
+        let candidates = opts.fusion.candidates_for(opts.k) as i64;
+        let (wv, wt, rrf_k) =
+            (f64::from(opts.fusion.vector_weight), f64::from(opts.fusion.text_weight), f64::from(opts.fusion.rrf_k));
+        let text = query.text.map(str::to_string);
+        let mut p = Params { values: Vec::new() };
+        let k = p.push(&limit, Type::INT8);
+        let mut filters: Vec<String> = Vec::new();
+        if !opts.sources.is_empty() {
+            filters.push(format!("source = ANY({})", p.push(&opts.sources, Type::TEXT_ARRAY)));
+        }
+        if let Some(m) = &opts.metadata {
+            filters.push(format!("metadata @> {}", p.push(m, Type::JSONB)));
+        }
+        if let Some(a) = &opts.created_after {
+            filters.push(format!("created_at >= {}", p.push(a, Type::TIMESTAMPTZ)));
+        }
+        if let Some(b) = &opts.created_before {
+            filters.push(format!("created_at < {}", p.push(b, Type::TIMESTAMPTZ)));
+        }
+        if let Some(id) = &exclude {
+            filters.push(format!("id <> {}", p.push(id, Type::INT8)));
+        }
+        let and_filters: String = filters.iter().map(|f| format!(" AND {f}")).collect();
+        let where_filters = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
+        let emb = if opts.include_embedding { ", embedding" } else { "" };
+        let t = &self.sql.table;
+        let sql = match (&vector, &text) {
+            // ORDER BY the same expression we select, so exact scans compute each distance once
+            // and the planner can use the cosine index: `ORDER BY embedding <=> $v LIMIT k`.
+            (Some(v), None) => {
+                let v = p.push(v, self.vector_type.clone());
+                format!("SELECT {COLS}{emb}, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {k}")
+            }
+            (None, Some(text)) => {
+                let q = text_query_cte(&p.push(&self.text_config, Type::TEXT), &p.push(text, Type::TEXT));
+                format!(
+                    "WITH {q} SELECT {COLS}{emb}, {TEXT_SCORE}::float8 AS score FROM {t}, q \
+                     WHERE tsv @@ q.orq{and_filters} ORDER BY score DESC, id LIMIT {k}"
+                )
+            }
+            (Some(v), Some(text)) => {
+                let v = p.push(v, self.vector_type.clone());
+                let q = text_query_cte(&p.push(&self.text_config, Type::TEXT), &p.push(text, Type::TEXT));
+                let c = p.push(&candidates, Type::INT8);
+                let (wv, wt, rk) = (p.push(&wv, Type::FLOAT8), p.push(&wt, Type::FLOAT8), p.push(&rrf_k, Type::FLOAT8));
+                format!(
+                    "WITH {q}, \
+                     v AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM \
+                           (SELECT id, embedding <=> {v} AS distance FROM {t} {where_filters} \
+                            ORDER BY embedding <=> {v} LIMIT {c}) s), \
+                     x AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM \
+                           (SELECT id, {TEXT_SCORE}::float8 AS score FROM {t}, q WHERE tsv @@ q.orq{and_filters} \
+                            ORDER BY score DESC, id LIMIT {c}) s), \
+                     f AS (SELECT coalesce(v.id, x.id) AS id, \
+                           coalesce({wv} / ({rk} + v.rank), 0) + coalesce({wt} / ({rk} + x.rank), 0) AS fused, \
+                           v.rank AS vrank, 1 - v.distance AS vscore, x.rank AS trank, x.score AS tscore \
+                           FROM v FULL OUTER JOIN x ON v.id = x.id ORDER BY fused DESC, id LIMIT {k}) \
+                     SELECT {COLS}{emb}, f.fused, f.vrank, f.vscore, f.trank, f.tscore \
+                     FROM f JOIN {t} USING (id) ORDER BY f.fused DESC, id"
+                )
+            }
+            (None, None) => return Err(Error::invalid("query", "a search needs a text or a vector")),
+        };
+        let sql = if explain { format!("EXPLAIN {sql}") } else { sql };
+        // Filtered searches need iterative index scans, or an approximate scan that finds fewer
+        // than k matching rows among its candidates returns fewer than k rows. Relaxed order is
+        // the fast mode; hits are re-sorted. The vector leg of a hybrid search needs
+        // `ef_search` of at least its candidate count to get that many rows from HNSW.
+        let iterative =
+            if self.iterative_scans && (opts.has_filters() || exclude.is_some()) { "relaxed_order" } else { "off" };
+        // The store fills in its defaults before calling; these only name the fallback.
+        let mut ef = opts.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
+        if vector.is_some() && text.is_some() {
+            ef = ef.max(u32::try_from(candidates).unwrap_or(u32::MAX)).min(*crate::document::EF_SEARCH_RANGE.end());
+        }
+        let mut settings =
+            format!("SET hnsw.ef_search = {ef}; SET ivfflat.probes = {};", opts.probes.unwrap_or(DEFAULT_PROBES));
+        if self.iterative_scans {
+            settings.push_str(&format!(
+                " SET hnsw.iterative_scan = {iterative}; SET ivfflat.iterative_scan = {iterative};"
+            ));
+        }
+        let params = &p.values;
+        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+        with_retry!(self, |conn| {
+            // EXPLAIN text is not cached: it is a diagnostic, and one-off.
+            if explain {
+                conn.batch_execute(&settings).await?;
+                conn.search_settings = Some(settings.clone());
+                return Ok(conn.query_typed(&sql, params).await?);
+            }
+            let stmt = conn.statement(&sql, &types).await?;
+            if conn.search_settings.as_deref() == Some(settings.as_str()) {
+                return Ok(conn.query(&stmt, &values).await?);
+            }
+            // Pipelined: the SETs and the query go out together and cost one round trip.
+            let (set, rows) = tokio::join!(conn.batch_execute(&settings), conn.query(&stmt, &values));
+            conn.search_settings = set.is_ok().then(|| settings.clone());
+            set?;
+            Ok(rows?)
+        })
+    }
+}
