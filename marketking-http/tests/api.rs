@@ -170,6 +170,37 @@ async fn search_routes_and_stats() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json()["error"]["field"], "k");
 
+    // Modes, fusion and MMR; bad settings are 422s naming the field.
+    let r = t.send(json("POST", "/v1/search", json!({"query": "running shoes", "mode": "text"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let hits = r.json()["hits"].as_array().unwrap().clone();
+    assert_eq!(hits.len(), 2, "text mode: only documents with a query word");
+    assert!(hits.iter().all(|h| h.get("vector").is_none()));
+    let body = json!({"query": "running shoes", "mode": "hybrid", "fusion": {"rrf_k": 10.0, "text_weight": 2}, "mmr": {"lambda": 0.5}});
+    let r = t.send(json("POST", "/v1/search", body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let hits = r.json()["hits"].as_array().unwrap().clone();
+    assert!(hits.iter().all(|h| h["vector"]["score"].is_number()), "hybrid hits carry the cosine similarity");
+    let first_text_rank = hits[0]["text"]["rank"].as_u64().unwrap();
+    assert_eq!(first_text_rank, 1);
+    for (body, field) in [
+        (json!({"query": "x", "fusion": {"rrf_k": 0}}), "fusion.rrf_k"),
+        (json!({"query": "x", "fusion": {"text_weight": 11}}), "fusion.text_weight"),
+        (json!({"query": "x", "mmr": {"lambda": -0.5}}), "mmr.lambda"),
+        (json!({"vector": v, "mode": "hybrid"}), "mode"),
+    ] {
+        let r = t.send(json("POST", "/v1/search", body.clone())).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], field, "{body}");
+    }
+    let r = t.send(json("POST", "/v1/search", json!({"query": "x", "mode": "fuzzy"}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    let r = t.send(json("POST", "/v1/search", json!({"query": "x", "fusion": {"rrf": 3}}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fusion fields are refused: {}", r.text());
+    let r = t.send(get("/v1/search?q=camping%20tent&mode=text")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["hits"][0]["document"]["title"], "Tent");
+
     let r = t.send(get("/v1/search?q=running%20shoes&k=1&source=blog")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["hits"][0]["document"]["title"], "Blog");

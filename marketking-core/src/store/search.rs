@@ -30,7 +30,10 @@ impl VectorStore {
                     SearchMode::Text => None,
                     _ => Some(self.query_embedding(query).await?),
                 };
-                let text = (mode != SearchMode::Vector).then_some(query);
+                // The text leg reads words: a NUL (which PostgreSQL text cannot hold) separates
+                // words like any other control character.
+                let words = query.replace('\0', " ");
+                let text = (mode != SearchMode::Vector).then_some(words.as_str());
                 self.ranked(SearchQuery { vector: vector.as_deref(), text }, &opts, None).await
             })
             .await

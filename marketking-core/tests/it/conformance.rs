@@ -2,7 +2,9 @@
 //! the embedded file). Each behaviour is a module with a `postgres` and an `embedded` test.
 //! Where the backends legitimately differ, the test says so where it branches on `kind`.
 
-use marketking_core::{DocumentPatch, Error, HashingEmbedder, IndexSpec, NewDocument, NoCache, SearchOptions};
+use marketking_core::{
+    DocumentPatch, Error, HashingEmbedder, IndexSpec, NewDocument, NoCache, SearchMode, SearchOptions,
+};
 use serde_json::json;
 
 use crate::common::{docs, random_vectors, Fixture, Kind, TestEmbedder};
@@ -183,7 +185,10 @@ async fn search_filters_min_score_and_find_similar(kind: Kind) {
 
     let strict = store.search("running shoes", &SearchOptions::top(5).min_score(0.3)).await.unwrap();
     assert!(!strict.is_empty() && strict.len() < 5, "min_score drops weak matches: {}", strict.len());
-    assert!(strict.iter().all(|h| h.score >= 0.3));
+    // A hybrid search (the default) holds its cosine similarity to the floor.
+    assert!(strict.iter().all(|h| h.vector.is_some_and(|v| v.score >= 0.3)));
+    let strict = store.search("running shoes", &SearchOptions::top(5).min_score(0.3).mode(SearchMode::Vector)).await.unwrap();
+    assert!(!strict.is_empty() && strict.iter().all(|h| h.score >= 0.3));
 
     let now = chrono::Utc::now();
     let future = SearchOptions { created_after: Some(now + chrono::Duration::hours(1)), ..SearchOptions::top(5) };

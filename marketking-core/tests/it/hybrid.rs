@@ -161,6 +161,7 @@ async fn nothing_a_user_types_is_query_syntax(kind: Kind) {
         "the of and",
         "テント 雨",
         "🙂 tent",
+        "tent\u{0}rain",
         long.as_str(),
     ];
     for q in queries {
