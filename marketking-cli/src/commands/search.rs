@@ -23,6 +23,7 @@ pub(super) async fn search(store: &VectorStore, out: &mut impl Write, a: SearchA
         opts.metadata = Some(meta_object(&a.meta));
     }
     opts.min_score = a.min_score;
+    opts.filter = a.filter.as_deref().map(crate::args::parse_filter).transpose()?;
     let hits = store.search(&a.query, &opts).await?;
     print(out, &hits, a.json)?;
     Ok(ExitCode::SUCCESS)

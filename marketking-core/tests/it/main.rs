@@ -7,4 +7,5 @@ mod cache;
 mod common;
 mod conformance;
 mod faults;
+mod filters;
 mod postgres;

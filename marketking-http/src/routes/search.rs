@@ -29,6 +29,7 @@ pub async fn search(
     opts.created_before = b.created_before;
     opts.ef_search = b.ef_search;
     opts.probes = b.probes;
+    opts.filter = b.filter.as_ref().map(marketking_core::Filter::from_json).transpose()?;
     let hits = match (b.query, b.vector) {
         (Some(q), None) => s.store.search(&q, &opts).await?,
         (None, Some(v)) => s.store.search_by_vector(&v, &opts).await?,

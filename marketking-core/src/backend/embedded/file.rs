@@ -175,7 +175,15 @@ impl Shared {
                     }
                 };
                 report.ids.push(id);
-                pending.push(Pending { id, unit, source: doc.source, metadata: doc.metadata, created_at });
+                pending.push(Pending {
+                    id,
+                    unit,
+                    source: doc.source,
+                    metadata: doc.metadata,
+                    created_at,
+                    key: doc.key,
+                    updated_at: now_dt,
+                });
             }
         }
         gate.map_or(Ok(()), CommitGate::enter_commit)?;
@@ -250,6 +258,8 @@ impl Shared {
             source: doc.source.clone(),
             metadata: doc.metadata.clone(),
             created_at: None,
+            key: doc.key.clone(),
+            updated_at: doc.updated_at,
         });
         Ok(Some(doc))
     }

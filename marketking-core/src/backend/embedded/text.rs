@@ -52,9 +52,7 @@ pub(super) fn candidates(
     let mut seen: HashSet<i64> = HashSet::new();
     let passes = |id: i64| {
         exclude != Some(id)
-            && mem.pos.get(&id).and_then(|&row| mem.rows.get(row)).is_some_and(|r| {
-                !opts.has_filters() || opts.matches(r.source.as_deref(), &r.metadata, r.created_at)
-            })
+            && mem.pos.get(&id).and_then(|&row| mem.rows.get(row)).is_some_and(|r| !opts.has_filters() || r.passes(opts))
     };
     // All words first (bonus 1), then any word; a single word is one pass.
     let passes_list: Vec<(String, f32)> = match words.len() {

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::plan::Existing;
 
 mod admin;
+mod filter_sql;
 mod ident;
 mod pool;
 mod read;
@@ -235,6 +236,14 @@ impl Backend for PgBackend {
 
     async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
         self.search_impl(query, opts, exclude).await
+    }
+
+    async fn count(&self, filter: &crate::filter::Filter) -> Result<u64> {
+        self.count_impl(filter).await
+    }
+
+    async fn delete_where(&self, filter: &crate::filter::Filter) -> Result<u64> {
+        self.delete_where_impl(filter).await
     }
 
     async fn explain(&self, query: SearchQuery<'_>, opts: &SearchOptions) -> Result<String> {
