@@ -27,6 +27,7 @@ use crate::plan::Existing;
 mod admin;
 mod filter_sql;
 mod ident;
+mod metadata_index;
 mod pool;
 mod read;
 mod schema;

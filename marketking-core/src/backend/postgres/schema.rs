@@ -172,6 +172,7 @@ pub(crate) async fn migrate(
             add_text_column(&tx, table, text_config).await?;
             // An empty table: the index is built at once, in this transaction.
             tx.batch_execute(&format!("CREATE INDEX {} ON {t} USING gin (tsv)", table.sibling("tsv_idx"))).await?;
+            tx.batch_execute(&super::metadata_index::create_sql(table)).await?;
             tx.execute(
                 &format!(
                     "INSERT INTO {meta} (table_name, schema_version, model, dimensions, text_config) VALUES ($1, $2, $3, $4, $5)"
@@ -189,6 +190,7 @@ pub(crate) async fn migrate(
         _ => e.into(),
     })?;
     finish_text_index(client, table, &text).await?;
+    super::metadata_index::ensure(client, table).await?;
     Ok(SchemaInfo { vector_oid, vector_schema, extension_version: parse_version(&version), text_config: text })
 }
 
