@@ -717,7 +717,7 @@ pub(crate) fn path_values<'a>(root: &'a Value, path: &[String]) -> Vec<&'a Value
 /// The values a comparison looks at: each value reached, or the elements of an array reached.
 fn compared<'a>(reached: &[&'a Value]) -> Vec<&'a Value> {
     let mut out = Vec::with_capacity(reached.len());
-    for v in reached {
+    for &v in reached {
         match v {
             Value::Array(items) => out.extend(items.iter()),
             other => out.push(other),
