@@ -139,15 +139,54 @@ pub(crate) struct SearchArgs {
     /// Keep only documents whose metadata has `key=value` (repeatable: all of them).
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
     pub(crate) meta: Vec<(String, serde_json::Value)>,
-    /// Drop results scoring below this (cosine similarity, -1..1).
+    /// Drop results whose cosine similarity is below this (-1..1; text mode: the text score).
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) min_score: Option<f32>,
     /// Keep only documents this filter matches, e.g. '{"price": {"$lt": 100}}' (see the README).
     #[arg(long, value_name = "JSON")]
     pub(crate) filter: Option<String>,
+    /// Ranking: hybrid (vector and full text fused by RRF), vector or text.
+    #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
+    pub(crate) mode: ModeArg,
+    /// Hybrid: RRF's k (1..=1000; larger flattens the advantage of top ranks).
+    #[arg(long, default_value_t = 60)]
+    pub(crate) rrf_k: u32,
+    /// Hybrid: weight of the vector leg (0..=10).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) vector_weight: f32,
+    /// Hybrid: weight of the full-text leg (0..=10).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) text_weight: f32,
+    /// Diversify results with MMR: LAMBDA from 0 (diverse) to 1 (relevance only), e.g. 0.5.
+    #[arg(long, value_name = "LAMBDA")]
+    pub(crate) mmr: Option<f32>,
+    /// MMR: candidates to choose from (default max(4k, 40)).
+    #[arg(long, value_name = "N", requires = "mmr")]
+    pub(crate) mmr_fetch_k: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// Vector and full text, fused (Reciprocal Rank Fusion).
+    Hybrid,
+    /// Cosine similarity of embeddings only.
+    Vector,
+    /// Full text only (no embedder call).
+    Text,
+}
+
+impl From<ModeArg> for marketking_core::SearchMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Hybrid => marketking_core::SearchMode::Hybrid,
+            ModeArg::Vector => marketking_core::SearchMode::Vector,
+            ModeArg::Text => marketking_core::SearchMode::Text,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

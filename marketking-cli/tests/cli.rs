@@ -372,7 +372,14 @@ mod pg {
         let out = json_of(&s.ok(&["search", "blue chair", "-k", "5", "--json"]));
         let results = out["hits"].as_array().unwrap();
         assert_eq!(results.len(), 5);
+        // Hybrid by default: each hit has its cosine similarity (`vector`) and, when the text leg
+        // found it, its text rank and score.
         let mut keys: Vec<&str> = results[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["document", "score", "text", "vector"]);
+        assert!(results.iter().all(|h| h["vector"]["score"].is_number()));
+        let vector = json_of(&s.ok(&["search", "blue chair", "-k", "5", "--mode", "vector", "--json"]));
+        let mut keys: Vec<&str> = vector["hits"][0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort();
         assert_eq!(keys, ["document", "score"]);
         let mut keys: Vec<&str> = results[0]["document"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -395,7 +402,7 @@ mod pg {
         assert_eq!(s.ok(&["search", "lamp", "--min-score", "0.999"]).trim(), "no results");
 
         // Human output: header, rank, 3-decimal score, title, source, snippet.
-        let human = s.ok(&["search", "green kettle", "-k", "3"]);
+        let human = s.ok(&["search", "green kettle", "-k", "3", "--mode", "vector"]);
         let lines: Vec<&str> = human.lines().collect();
         assert_eq!(lines.len(), 1 + 3 * 2, "{human}");
         assert!(lines[0].contains("score") && lines[0].contains("title") && lines[0].contains("source"));
@@ -404,6 +411,21 @@ mod pg {
         assert!(first[1].len() == 5 && first[1].contains('.'), "3 decimals: {}", lines[1]);
         assert!(lines[1].contains("Listing") && (lines[1].contains("catalog") || lines[1].contains("help")));
         assert!(lines[2].trim_start().starts_with("Item number"), "{}", lines[2]);
+
+        // Hybrid (the default) shows the fused score and the cosine similarity.
+        let human = s.ok(&["search", "green kettle", "-k", "3"]);
+        let lines: Vec<&str> = human.lines().collect();
+        assert!(lines[0].contains("fused") && lines[0].contains("cosine"), "{human}");
+        assert_eq!(lines.len(), 1 + 3 * 2, "{human}");
+        // Text mode, MMR and fusion flags; bad values name the field.
+        let text = json_of(&s.ok(&["search", "green kettle", "-k", "3", "--mode", "text", "--json"]));
+        assert!(text["hits"][0]["document"]["content"].as_str().unwrap().contains("green kettle"), "{text}");
+        let mmr = json_of(&s.ok(&["search", "green kettle", "-k", "3", "--mmr", "0.5", "--json"]));
+        assert_eq!(mmr["hits"].as_array().unwrap().len(), 3);
+        let line = fails(&s.run(&["search", "x", "--mmr", "2"]));
+        assert!(line.contains("mmr.lambda"), "{line}");
+        let line = fails(&s.run(&["search", "x", "--rrf-k", "0"]));
+        assert!(line.contains("fusion.rrf_k"), "{line}");
 
         // Similar excludes the document itself.
         let id = results[0]["document"]["id"].as_i64().unwrap().to_string();

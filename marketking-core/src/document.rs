@@ -209,8 +209,9 @@ impl DocumentPatch {
 ///
 /// A text search ranks by [`SearchMode::Hybrid`] unless `mode` says otherwise (the store's full
 /// text index is always there); vector and similar-document searches rank by cosine similarity,
-/// `1 - cosine distance`, in `[-1, 1]` (1 = same direction). `min_score` applies to `score`,
-/// whatever its meaning in the mode.
+/// `1 - cosine distance`, in `[-1, 1]` (1 = same direction). `min_score` is a floor on the
+/// cosine similarity in vector and hybrid modes (a fused score has no absolute meaning), and on
+/// the text score in text mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SearchOptions {
@@ -412,7 +413,8 @@ pub struct SearchHit {
     pub score: f32,
     /// The document (embedding only when asked for).
     pub document: Document,
-    /// The vector leg's rank and cosine similarity (hybrid search; absent if only text found it).
+    /// Hybrid search: the hit's cosine similarity to the query, and its rank in the vector leg
+    /// when that leg nominated it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<LegScore>,
     /// The full-text leg's rank and score (hybrid search; absent if only the vector leg found it).

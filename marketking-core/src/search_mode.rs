@@ -18,7 +18,9 @@ pub enum SearchMode {
     /// embedder call.
     Text,
     /// Both legs, fused by Reciprocal Rank Fusion; `score` is the fused score
-    /// `sum(weight / (rrf_k + rank))`, and each hit carries each leg's rank and score.
+    /// `sum(weight / (rrf_k + rank))`. Each hit carries its cosine similarity (`vector`, with
+    /// its rank when the vector leg nominated it) and, when the text leg nominated it, its text
+    /// rank and score. `min_score` applies to the cosine similarity, as in vector mode.
     Hybrid,
 }
 
@@ -89,6 +91,16 @@ pub struct Mmr {
 }
 
 impl Mmr {
+    /// MMR choosing among the default candidate count for `k` results, `max(4 * k, 40)`.
+    pub fn new(lambda: f32, k: usize) -> Self {
+        Mmr { lambda, fetch_k: Self::default_fetch_k(k) }
+    }
+
+    /// The default candidate count for `k` results: `max(4 * k, 40)`, at most 1000.
+    pub fn default_fetch_k(k: usize) -> usize {
+        (4 * k).max(40).min(crate::document::MAX_K)
+    }
+
     pub(crate) fn validate(&self, k: usize) -> Result<()> {
         if !self.lambda.is_finite() || !(0.0..=1.0).contains(&self.lambda) {
             return Err(Error::invalid("mmr.lambda", format!("must be a number in [0, 1], got {}", self.lambda)));
@@ -107,8 +119,10 @@ impl Mmr {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LegScore {
-    /// Rank in that leg's candidates, from 1.
-    pub rank: usize,
+    /// Rank among that leg's candidates, from 1; absent when the leg did not nominate the hit
+    /// (the vector leg's similarity is reported for every hybrid hit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
     /// The leg's own score: cosine similarity, or the full-text rank.
     pub score: f32,
 }

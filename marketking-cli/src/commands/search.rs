@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use marketking_core::{SearchHit, SearchOptions, VectorStore};
+use marketking_core::{Fusion, Mmr, SearchHit, SearchOptions, VectorStore};
 
 use crate::args::{meta_object, SearchArgs, SimilarArgs};
 use crate::output::{hits_json, print_hits, print_json};
@@ -24,6 +24,10 @@ pub(super) async fn search(store: &VectorStore, out: &mut impl Write, a: SearchA
     }
     opts.min_score = a.min_score;
     opts.filter = a.filter.as_deref().map(crate::args::parse_filter).transpose()?;
+    opts.mode = Some(a.mode.into());
+    opts.fusion =
+        Fusion { rrf_k: a.rrf_k, vector_weight: a.vector_weight, text_weight: a.text_weight, ..Fusion::default() };
+    opts.mmr = a.mmr.map(|lambda| Mmr { lambda, fetch_k: a.mmr_fetch_k.unwrap_or(Mmr::default_fetch_k(a.k)) });
     let hits = store.search(&a.query, &opts).await?;
     print(out, &hits, a.json)?;
     Ok(ExitCode::SUCCESS)

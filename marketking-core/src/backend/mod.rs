@@ -291,7 +291,8 @@ pub(crate) enum Written {
 pub(crate) fn finish_hits(mut hits: Vec<SearchHit>, opts: &SearchOptions) -> Vec<SearchHit> {
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.document.id.cmp(&b.document.id)));
     if let Some(min) = opts.min_score {
-        hits.retain(|h| h.score >= min);
+        // Hybrid hits carry their cosine similarity; the floor applies to it, not the fused score.
+        hits.retain(|h| h.vector.map_or(h.score, |v| v.score) >= min);
     }
     hits.truncate(opts.k);
     hits

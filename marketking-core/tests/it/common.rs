@@ -57,6 +57,13 @@ impl PgTable {
         client.query(sql, &[]).await.unwrap()
     }
 
+    /// Runs statements (no results).
+    pub async fn exec(&self, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    }
+
     pub async fn cleanup(self) {
         let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);

@@ -8,4 +8,5 @@ mod common;
 mod conformance;
 mod faults;
 mod filters;
+mod hybrid;
 mod postgres;

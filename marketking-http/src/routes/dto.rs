@@ -7,7 +7,7 @@
 //! drift apart.
 
 use chrono::{DateTime, Utc};
-use marketking_core::{Document, DocumentPatch, NewDocument, UpsertOutcome};
+use marketking_core::{Document, DocumentPatch, Fusion, NewDocument, SearchMode, UpsertOutcome};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -170,10 +170,21 @@ pub struct SearchBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
-    /// Drop results scoring below this (cosine similarity, -1..=1).
+    /// Drop results whose cosine similarity is below this (-1..=1); in `text` mode, whose text
+    /// score is below it.
     #[serde(default)]
     #[schema(minimum = -1.0, maximum = 1.0)]
     pub min_score: Option<f32>,
+    /// Ranking of a text query: `hybrid` (default: vector and full text fused by RRF),
+    /// `vector` or `text`. A `vector` query ranks by vector only.
+    #[serde(default)]
+    pub mode: Option<SearchMode>,
+    /// Hybrid fusion settings.
+    #[serde(default)]
+    pub fusion: Option<FusionBody>,
+    /// Diversify the hits with Maximal Marginal Relevance.
+    #[serde(default)]
+    pub mmr: Option<MmrBody>,
     /// Only documents created at or after this instant.
     #[serde(default)]
     pub created_after: Option<DateTime<Utc>>,
@@ -231,6 +242,54 @@ pub struct DeletedResult {
     pub deleted: u64,
 }
 
+/// Reciprocal Rank Fusion settings of a hybrid search; each field optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FusionBody {
+    /// RRF's `k`, 1..=1000 (default 60): larger flattens the advantage of top ranks.
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub rrf_k: Option<u32>,
+    /// Weight of the vector leg, 0..=10 (default 1).
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 10.0)]
+    pub vector_weight: Option<f32>,
+    /// Weight of the full-text leg, 0..=10 (default 1).
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 10.0)]
+    pub text_weight: Option<f32>,
+    /// Candidates each leg contributes, k..=1000 (default max(4k, 40)).
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub candidates: Option<usize>,
+}
+
+impl FusionBody {
+    /// The core's settings, defaults filled in.
+    pub fn to_fusion(&self) -> Fusion {
+        let d = Fusion::default();
+        Fusion {
+            rrf_k: self.rrf_k.unwrap_or(d.rrf_k),
+            vector_weight: self.vector_weight.unwrap_or(d.vector_weight),
+            text_weight: self.text_weight.unwrap_or(d.text_weight),
+            candidates: self.candidates,
+        }
+    }
+}
+
+/// Maximal Marginal Relevance settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MmrBody {
+    /// 1 = relevance only, 0 = diversity only (0..=1; 0.5 is a common choice).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub lambda: f32,
+    /// Candidates to choose from, k..=1000 (default max(4k, 40)).
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub fetch_k: Option<usize>,
+}
+
 /// Query string of `GET /v1/search`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -244,6 +303,8 @@ pub struct SearchParams {
     /// Keep only documents with this source.
     #[param(min_length = 1, max_length = 255)]
     pub source: Option<String>,
+    /// Ranking: `hybrid` (default), `vector` or `text`.
+    pub mode: Option<SearchMode>,
 }
 
 /// Query string of `GET /v1/documents/{id}/similar`.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use marketking_core::SearchOptions;
+use marketking_core::{Mmr, SearchOptions};
 
 use marketking_core::SearchResults;
 
@@ -30,6 +30,11 @@ pub async fn search(
     opts.ef_search = b.ef_search;
     opts.probes = b.probes;
     opts.filter = b.filter.as_ref().map(marketking_core::Filter::from_json).transpose()?;
+    opts.mode = b.mode;
+    if let Some(f) = &b.fusion {
+        opts.fusion = f.to_fusion();
+    }
+    opts.mmr = b.mmr.map(|m| Mmr { lambda: m.lambda, fetch_k: m.fetch_k.unwrap_or(Mmr::default_fetch_k(opts.k)) });
     let hits = match (b.query, b.vector) {
         (Some(q), None) => s.store.search(&q, &opts).await?,
         (None, Some(v)) => s.store.search_by_vector(&v, &opts).await?,
@@ -52,6 +57,7 @@ pub async fn search_get(
     if let Some(src) = p.source {
         opts = opts.source(src);
     }
+    opts.mode = p.mode;
     Ok(Json(s.store.search(&p.q, &opts).await?.into()))
 }
 

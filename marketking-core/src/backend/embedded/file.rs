@@ -30,6 +30,8 @@ pub(super) struct Shared {
     pub(super) conn: Mutex<Connection>,
     /// Every vector and the per-row filter data, in step with committed data.
     pub(super) mem: RwLock<MemIndex>,
+    /// The `english` text configuration: queries leave out its stop words.
+    pub(super) english: bool,
     /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime.
     pub(super) _lock: lock::ProcessLock,
 }
@@ -51,7 +53,8 @@ impl Shared {
             path.canonicalize().map_err(|e| Error::storage_with(format!("cannot resolve {}", path.display()), e))?;
         let mem = load(&conn, dims)?;
         tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
-        Ok(Shared { path: canonical, dims, conn: Mutex::new(conn), mem: RwLock::new(mem), _lock: lock })
+        let english = text_config == "english";
+        Ok(Shared { path: canonical, dims, conn: Mutex::new(conn), mem: RwLock::new(mem), english, _lock: lock })
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (the
@@ -291,20 +294,20 @@ impl Shared {
         let legs = vector.is_some() && text.is_some();
         let leg_k = if legs { opts.fusion.candidates_for(opts.k) } else { opts.k };
         // The memory lock is released before the connection is taken (lock order: conn, mem).
-        let vector_leg = match vector {
-            Some(v) => {
-                let unit = normalize(v);
+        let unit = vector.map(normalize);
+        let vector_leg = match &unit {
+            Some(unit) => {
                 // A leg of a fused search keeps its candidates whatever their score.
                 let leg_opts = SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
                 let mem = self.mem();
                 let threads = scan_threads(mem.len(), self.dims);
-                scan(&mem, &unit, &leg_opts, exclude, threads)
+                scan(&mem, unit, &leg_opts, exclude, threads)
             }
             None => Vec::new(),
         };
         let conn = self.conn();
         let text_leg = match text {
-            Some(t) => super::text::candidates(&conn, &self.mem(), t, opts, exclude, leg_k)?,
+            Some(t) => super::text::candidates(&conn, &self.mem(), t, self.english, opts, exclude, leg_k)?,
             None => Vec::new(),
         };
         let ranked: Vec<super::text::Fused> = match (vector.is_some(), text.is_some()) {
@@ -319,8 +322,21 @@ impl Shared {
             if let Some(document) =
                 stmt.query_row([f.id], |r| read_document(r, opts.include_embedding, self.dims)).optional()?
             {
-                let leg = |l: Option<(usize, f32)>| l.map(|(rank, score)| LegScore { rank, score });
-                hits.push(SearchHit { score: f.score, document, vector: leg(f.vector), text: leg(f.text) });
+                let (vector_leg, text_leg) = if legs {
+                    // Every hybrid hit has its cosine similarity, as on PostgreSQL.
+                    let similarity = match (f.vector, &unit) {
+                        (Some((_, s)), _) => Some(s),
+                        (None, Some(q)) => self.mem().similarity(f.id, q),
+                        (None, None) => None,
+                    };
+                    (
+                        similarity.map(|score| LegScore { rank: f.vector.map(|v| v.0), score }),
+                        f.text.map(|(rank, score)| LegScore { rank: Some(rank), score }),
+                    )
+                } else {
+                    (None, None)
+                };
+                hits.push(SearchHit { score: f.score, document, vector: vector_leg, text: text_leg });
             }
         }
         Ok(finish_hits(hits, opts))

@@ -137,6 +137,13 @@ impl MemIndex {
         }
     }
 
+    /// Cosine similarity of document `id` to a unit vector (`None` if it is not here).
+    pub(super) fn similarity(&self, id: i64, unit: &[f32]) -> Option<f32> {
+        let row = *self.pos.get(&id)?;
+        let v = self.vectors.get(row * self.dims..(row + 1) * self.dims)?;
+        Some(v.iter().zip(unit).map(|(a, b)| a * b).sum())
+    }
+
     /// Removes a row by moving the last row into its place.
     pub(super) fn remove(&mut self, id: i64) -> bool {
         let Some(row) = self.pos.remove(&id) else {

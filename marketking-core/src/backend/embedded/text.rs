@@ -16,12 +16,30 @@ use crate::document::SearchOptions;
 use crate::error::Result;
 use crate::search_mode::Fusion;
 
-/// The words of `text`, lower-cased, each once, in order.
-fn words(text: &str) -> Vec<String> {
+/// PostgreSQL's `english` stop words (`tsearch_data/english.stop`, the Snowball list): left out
+/// of queries under the `english` configuration, as PostgreSQL leaves them out, so "tent for
+/// rainy weekends" does not match every document with "for".
+const ENGLISH_STOP_WORDS: [&str; 127] = [
+    "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself",
+    "yourselves", "he", "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself",
+    "they", "them", "their", "theirs", "themselves", "what", "which", "who", "whom", "this", "that", "these",
+    "those", "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had",
+    "having", "do", "does", "did", "doing", "a", "an", "the", "and", "but", "if", "or",
+    "because", "as", "until", "while", "of", "at", "by", "for", "with", "about", "against", "between",
+    "into", "through", "during", "before", "after", "above", "below", "to", "from", "up", "down", "in",
+    "out", "on", "off", "over", "under", "again", "further", "then", "once", "here", "there", "when",
+    "where", "why", "how", "all", "any", "both", "each", "few", "more", "most", "other", "some",
+    "such", "no", "nor", "not", "only", "own", "same", "so", "than", "too", "very", "s",
+    "t", "can", "will", "just", "don", "should", "now",
+];
+
+/// The words of `text`, lower-cased, each once, in order, without stop words when `english`.
+fn words(text: &str, english: bool) -> Vec<String> {
     let mut seen = HashSet::new();
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
+        .filter(|w| !(english && ENGLISH_STOP_WORDS.contains(&w.as_str())))
         .filter(|w| seen.insert(w.clone()))
         .collect()
 }
@@ -37,16 +55,17 @@ pub(super) fn candidates(
     conn: &Connection,
     mem: &MemIndex,
     text: &str,
+    english: bool,
     opts: &SearchOptions,
     exclude: Option<i64>,
     limit: usize,
 ) -> Result<Vec<Candidate>> {
-    let words = words(text);
+    let words = words(text, english);
     if words.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT rowid, bm25(documents_fts, 2.5, 1.0) AS r FROM documents_fts WHERE documents_fts MATCH ?1 ORDER BY r",
+        "SELECT rowid, bm25(documents_fts, 2.5, 1.0) AS r FROM documents_fts WHERE documents_fts MATCH ?1 ORDER BY r, rowid",
     )?;
     let mut out: Vec<Candidate> = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
@@ -113,8 +132,9 @@ mod tests {
 
     #[test]
     fn queries_quote_every_word_so_nothing_is_fts5_syntax() {
-        let w = words("Tent NEAR \"rain\" OR tent* -dry");
+        let w = words("Tent NEAR \"rain\" OR tent* -dry", false);
         assert_eq!(w, ["tent", "near", "rain", "or", "dry"]);
+        assert_eq!(words("a tent for the rain", true), ["tent", "rain"], "english leaves out stop words");
         assert_eq!(fts_query(&w, " OR "), "\"tent\" OR \"near\" OR \"rain\" OR \"or\" OR \"dry\"");
     }
 

@@ -246,16 +246,24 @@ async fn add_text_column(tx: &tokio_postgres::Transaction<'_>, table: &TableName
 /// index left by an interrupted concurrent build is dropped and built again.
 async fn finish_text_index(client: &Client, table: &TableName, text_config: &str) -> Result<()> {
     let t = table.quoted();
+    // Walks the primary key (each batch starts after the last id done), so a batch never
+    // rescans the rows already filled. The trigger recomputes `tsv` on this UPDATE of title.
+    let mut after: i64 = i64::MIN;
     loop {
-        // The trigger recomputes `tsv` on this UPDATE of title.
-        let n = client
-            .execute(
-                &format!("UPDATE {t} SET title = title WHERE id IN (SELECT id FROM {t} WHERE tsv IS NULL LIMIT $1)"),
-                &[&BACKFILL_ROWS],
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH done AS (UPDATE {t} SET title = title WHERE id IN \
+                     (SELECT id FROM {t} WHERE id > $1 AND tsv IS NULL ORDER BY id LIMIT $2) RETURNING id) \
+                     SELECT count(*), max(id) FROM done"
+                ),
+                &[&after, &BACKFILL_ROWS],
             )
             .await?;
-        if n == 0 {
-            break;
+        let n: i64 = row.try_get(0)?;
+        match row.try_get::<_, Option<i64>>(1)? {
+            Some(last) if n > 0 => after = last,
+            _ => break,
         }
         tracing::info!(table = %table.display(), rows = n, text_config, "full-text column filled for existing rows");
     }

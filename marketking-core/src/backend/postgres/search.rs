@@ -10,6 +10,8 @@
 //!   computed outside its `ORDER BY ... LIMIT` subquery, so the vector leg can still use the
 //!   HNSW index (a window function over the scan would force a full sort).
 //! - Filters apply inside both legs, so a filtered hybrid search still returns k rows.
+//! - Every hybrid hit gets its cosine similarity (computed for the k fused rows only), so
+//!   `min_score` means the same in hybrid as in vector mode.
 
 use pgvector::Vector;
 use tokio_postgres::types::{ToSql, Type};
@@ -64,12 +66,12 @@ impl PgBackend {
                         let rank = |i: usize| -> Result<Option<usize>> {
                             Ok(r.try_get::<_, Option<i64>>(i)?.map(|x| usize::try_from(x).unwrap_or(usize::MAX)))
                         };
-                        let vector = match (rank(extra + 1)?, r.try_get::<_, Option<f64>>(extra + 2)?) {
-                            (Some(rank), Some(s)) => Some(LegScore { rank, score: s as f32 }),
-                            _ => None,
-                        };
+                        // Every hybrid hit has its cosine similarity (computed for the fused
+                        // rows); a text score only when the text leg nominated it.
+                        let vector =
+                            Some(LegScore { rank: rank(extra + 1)?, score: r.try_get::<_, f64>(extra + 2)? as f32 });
                         let text = match (rank(extra + 3)?, r.try_get::<_, Option<f64>>(extra + 4)?) {
-                            (Some(rank), Some(s)) => Some(LegScore { rank, score: s as f32 }),
+                            (Some(rank), Some(s)) => Some(LegScore { rank: Some(rank), score: s as f32 }),
                             _ => None,
                         };
                         SearchHit { score: r.try_get::<_, f64>(extra)? as f32, document, vector, text }
@@ -162,9 +164,9 @@ impl PgBackend {
                             ORDER BY score DESC, id LIMIT {c}) s), \
                      f AS (SELECT coalesce(v.id, x.id) AS id, \
                            coalesce({wv} / ({rk} + v.rank), 0) + coalesce({wt} / ({rk} + x.rank), 0) AS fused, \
-                           v.rank AS vrank, 1 - v.distance AS vscore, x.rank AS trank, x.score AS tscore \
+                           v.rank AS vrank, x.rank AS trank, x.score AS tscore \
                            FROM v FULL OUTER JOIN x ON v.id = x.id ORDER BY fused DESC, id LIMIT {k}) \
-                     SELECT {COLS}{emb}, f.fused, f.vrank, f.vscore, f.trank, f.tscore \
+                     SELECT {COLS}{emb}, f.fused, f.vrank, 1 - (embedding <=> {v}) AS vscore, f.trank, f.tscore \
                      FROM f JOIN {t} USING (id) ORDER BY f.fused DESC, id"
                 )
             }

@@ -43,6 +43,20 @@ pub(crate) struct Dataset {
     pub(crate) queries: Vec<Query>,
 }
 
+impl Dataset {
+    /// The corpus `n` times: copies keyed `KEY~2` ... `KEY~n` (see `--repeat`).
+    pub(crate) fn repeat(&mut self, n: usize) {
+        let originals = self.docs.clone();
+        for copy in 2..=n {
+            self.docs.extend(originals.iter().cloned().map(|mut d| {
+                d.key = d.key.map(|k| format!("{k}~{copy}"));
+                d
+            }));
+        }
+        self.info.documents = self.docs.len();
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

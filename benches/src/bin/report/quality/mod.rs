@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use marketking_benches::percentile;
-use marketking_core::{IndexSpec, SearchOptions, VectorStore};
+use marketking_core::{IndexSpec, SearchMode, SearchOptions, VectorStore};
 use serde::{Deserialize, Serialize};
 
 mod backend;
@@ -48,6 +48,11 @@ struct Args {
     /// Load at most N documents: every document the queries expect, then others in file order.
     #[arg(long, value_name = "N")]
     docs: Option<usize>,
+    /// Scale test: load the corpus N times (copies keyed `KEY~2`, `KEY~3`, ...; a copy of an
+    /// expected document counts as found). For latency at a size the set does not have; the
+    /// copies tie with their originals, so recall and MRR are not comparable with N = 1.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
     /// Results per query, and the k of recall@k and MRR@k.
     #[arg(short, default_value_t = 10)]
     k: usize,
@@ -82,16 +87,13 @@ impl Mode {
         }
     }
 
-    /// The search options of this mode over `base`, or why the SDK cannot search this way yet.
-    /// Adding a mode to the SDK is one arm here.
+    /// The search options of this mode over `base`, or why the SDK cannot search this way.
     fn options(self, base: &SearchOptions) -> Result<SearchOptions, &'static str> {
-        match self {
-            // When SearchOptions gains a mode (issue 13), set the vector mode here explicitly:
-            // the default becomes hybrid on stores with a full-text index.
-            Mode::Vector => Ok(base.clone()),
-            Mode::Text => Err("no text search mode in the SDK yet"),
-            Mode::Hybrid => Err("no hybrid search mode in the SDK yet"),
-        }
+        Ok(base.clone().mode(match self {
+            Mode::Vector => SearchMode::Vector,
+            Mode::Text => SearchMode::Text,
+            Mode::Hybrid => SearchMode::Hybrid,
+        }))
     }
 }
 
@@ -119,7 +121,10 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
         "-k must be between 1 and {}",
         marketking_core::MAX_K
     );
-    let data = dataset::load(&args.dataset, args.queries, args.docs)?;
+    let mut data = dataset::load(&args.dataset, args.queries, args.docs)?;
+    if args.repeat > 1 {
+        data.repeat(args.repeat as usize);
+    }
     anyhow::ensure!(!data.queries.is_empty(), "{} has no queries", args.dataset.display());
     let backends = match (args.backend.is_empty(), &database_url) {
         (false, _) => args.backend.clone(),
@@ -149,7 +154,7 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
     let mut vectors: Option<HashMap<String, Vec<f32>>> = None;
     let mut model: Option<(String, usize)> = None;
     let (mut backend_runs, mut rows) = (Vec::new(), Vec::new());
-    let mut exact_results: HashMap<BackendKind, Vec<Vec<String>>> = HashMap::new();
+    let mut exact_results: HashMap<BackendKind, HashMap<Mode, Vec<Vec<String>>>> = HashMap::new();
     for kind in backends {
         let opened = backend::open(kind, database_url.as_deref()).await?;
         let this_model = (opened.store.model().to_string(), opened.store.dimensions());
@@ -173,24 +178,27 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
         let (backend_run, mut backend_rows, exact) = outcome?;
         backend_runs.push(backend_run);
         rows.append(&mut backend_rows);
-        if let Some(e) = exact {
-            exact_results.insert(kind, e);
-        }
+        exact_results.insert(kind, exact);
     }
-    let cross = match (exact_results.get(&BackendKind::Embedded), exact_results.get(&BackendKind::Postgres)) {
-        (Some(e), Some(p)) => {
-            let (same_top_k, overlap) = metrics::agreement(e, p, args.k);
-            println!(
-                "Embedded store against PostgreSQL, exact vector search: the same top {} for {:.1}% of queries \
-                 (mean overlap {:.3}).\n",
-                args.k,
-                100.0 * same_top_k,
-                overlap
-            );
-            Some(Agreement { same_top_k, overlap })
+    let mut by_mode = Vec::new();
+    if let (Some(e), Some(p)) = (exact_results.get(&BackendKind::Embedded), exact_results.get(&BackendKind::Postgres)) {
+        for mode in MODES {
+            if let (Some(e), Some(p)) = (e.get(&mode), p.get(&mode)) {
+                let (same_top_k, overlap) = metrics::agreement(e, p, args.k);
+                println!(
+                    "Embedded store against PostgreSQL, exact {} search: the same top {} for {:.1}% of queries \
+                     (mean overlap {:.3}).",
+                    mode.label(),
+                    args.k,
+                    100.0 * same_top_k,
+                    overlap
+                );
+                by_mode.push((mode.label().to_string(), Agreement { same_top_k, overlap }));
+            }
         }
-        _ => None,
-    };
+        println!();
+    }
+    let cross = by_mode.iter().find(|(m, _)| m == "vector").map(|(_, a)| a.clone());
     let (model, dimensions) = model.unwrap_or_default();
     let run = QualityRun {
         format: results::FORMAT,
@@ -204,6 +212,7 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
         backends: backend_runs,
         rows,
         embedded_vs_postgres_exact: cross,
+        embedded_vs_postgres_by_mode: by_mode,
     };
     if let Some(path) = &args.compare {
         for line in results::compare(&run, path)? {
@@ -238,7 +247,7 @@ fn check_floor(run: &QualityRun, floor: Option<f64>) -> ExitCode {
     }
 }
 
-type BackendOutcome = (BackendRun, Vec<Row>, Option<Vec<Vec<String>>>);
+type BackendOutcome = (BackendRun, Vec<Row>, HashMap<Mode, Vec<Vec<String>>>);
 
 /// Loads the corpus into `store` and measures every index setting and mode. Returns the
 /// backend's figures, its rows, and the exact vector-mode results (for the cross-backend check).
@@ -374,7 +383,6 @@ async fn measure_backend(
             if uses == Some(true) { "uses" } else { "does NOT use" }
         );
     }
-    let exact_vector = exact.remove(&Mode::Vector);
     let run = BackendRun {
         backend: kind,
         load_seconds: loaded.seconds,
@@ -382,7 +390,7 @@ async fn measure_backend(
         hnsw_build_seconds,
         server,
     };
-    Ok((run, rows, exact_vector))
+    Ok((run, rows, exact))
 }
 
 /// Runs every query once untimed for the first five (warm-up), then all of them timed, one at
@@ -400,7 +408,16 @@ async fn search_all(
         let t = Instant::now();
         let hits = store.search(&q.query, opts).await?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
-        results.push(hits.into_iter().filter_map(|h| h.document.key).collect());
+        // A copy made by --repeat stands for its original.
+        results.push(
+            hits.into_iter()
+                .filter_map(|h| h.document.key)
+                .map(|k| match k.split_once('~') {
+                    Some((base, _)) => base.to_string(),
+                    None => k,
+                })
+                .collect(),
+        );
     }
     Ok((results, lat))
 }

@@ -29,6 +29,10 @@ pub(crate) struct QualityRun {
     pub(crate) rows: Vec<Row>,
     /// Vector mode, exact search: embedded store against PostgreSQL, when both ran.
     pub(crate) embedded_vs_postgres_exact: Option<Agreement>,
+    /// Every mode, exact search: embedded store against PostgreSQL (the text legs rank with
+    /// different functions, `ts_rank` and BM25), keyed by mode.
+    #[serde(default)]
+    pub(crate) embedded_vs_postgres_by_mode: Vec<(String, Agreement)>,
 }
 
 /// Loading and indexing one backend.
