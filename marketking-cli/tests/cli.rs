@@ -772,15 +772,31 @@ mod filters {
 
     fn check(s: Store) {
         for (title, price, tag) in [("Kettle", "24.5", "sale"), ("Teapot", "120", "new"), ("Mug", "\"8\"", "sale")] {
-            s.ok(&["create", "--title", title, "--content", "kitchen item", "--meta", &format!("price={price}"), "--meta", &format!("tag={tag}")]);
+            s.ok(&[
+                "create",
+                "--title",
+                title,
+                "--content",
+                "kitchen item",
+                "--meta",
+                &format!("price={price}"),
+                "--meta",
+                &format!("tag={tag}"),
+            ]);
         }
         let hits = json_of(&s.ok(&["search", "kitchen", "--filter", r#"{"price": {"$lt": 100}}"#, "--json"]));
-        let titles: Vec<&str> = hits["hits"].as_array().unwrap().iter().map(|h| h["document"]["title"].as_str().unwrap()).collect();
+        let titles: Vec<&str> =
+            hits["hits"].as_array().unwrap().iter().map(|h| h["document"]["title"].as_str().unwrap()).collect();
         assert_eq!(titles, ["Kettle"], "numbers never equal strings");
         assert_eq!(s.ok(&["count", "--filter", r#"{"tag": "sale"}"#]).trim(), "2");
         assert_eq!(json_of(&s.ok(&["count", "--json"])), json!({"count": 3}));
         // A bad filter: exit 1, one line naming the path.
-        let line = fails(&s.run(&["search", "kitchen", "--filter", r#"{"$and": [{"tag": "sale"}, {"price": {"$lt": [1]}}]}"#]));
+        let line = fails(&s.run(&[
+            "search",
+            "kitchen",
+            "--filter",
+            r#"{"$and": [{"tag": "sale"}, {"price": {"$lt": [1]}}]}"#,
+        ]));
         assert!(line.contains("filter.$and[1].price.$lt"), "{line}");
         let line = fails(&s.run(&["count", "--filter", "{price < 100}"]));
         assert!(line.contains("not valid JSON"), "{line}");

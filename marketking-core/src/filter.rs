@@ -504,7 +504,10 @@ fn parse_conditions(field: &Field, v: &Value, path: &str, budget: &mut usize, ou
     let Value::Object(ops) = v else {
         take_node(path, budget)?;
         if matches!(v, Value::Array(_)) {
-            return err(path, "an array is not a value to compare with: use {\"$in\": [...]} for any of several values");
+            return err(
+                path,
+                "an array is not a value to compare with: use {\"$in\": [...]} for any of several values",
+            );
         }
         let operand = parse_scalar(field, v, path, true)?;
         out.push(Node::Leaf(Leaf { field: field.clone(), op: Op::Eq(operand) }));
@@ -578,7 +581,10 @@ fn parse_scalar(field: &Field, v: &Value, path: &str, null_ok: bool) -> Parsed<O
         Field::Source | Field::Key => match v {
             Value::String(s) => no_nul(s, path).map(|()| Operand::Json(v.clone())),
             Value::Null if null_ok => Ok(Operand::Json(Value::Null)),
-            other => err(path, format!("{} is text: compare it with a string or null, got {}", name(field), type_name(other))),
+            other => err(
+                path,
+                format!("{} is text: compare it with a string or null, got {}", name(field), type_name(other)),
+            ),
         },
         Field::CreatedAt | Field::UpdatedAt => parse_time(field, v, path),
         Field::Meta(_) => match v {
@@ -602,15 +608,27 @@ fn parse_ordered(field: &Field, v: &Value, path: &str) -> Parsed<Operand> {
 
 fn parse_time(field: &Field, v: &Value, path: &str) -> Parsed<Operand> {
     let Value::String(s) = v else {
-        return err(path, format!("{} is a time: compare it with an RFC 3339 string such as 2024-06-01T00:00:00Z, got {}", name(field), type_name(v)));
+        return err(
+            path,
+            format!(
+                "{} is a time: compare it with an RFC 3339 string such as 2024-06-01T00:00:00Z, got {}",
+                name(field),
+                type_name(v)
+            ),
+        );
     };
     // The same reading as the `created_after` option (serde's), truncated to the stored
     // precision (microseconds) so both backends compare the same instant.
     let t: DateTime<Utc> = serde_json::from_value(Value::String(s.clone())).map_err(|_| {
-        (path.to_string(), format!("{} is a time: {s:?} is not an RFC 3339 time such as 2024-06-01T00:00:00Z", name(field)))
+        (
+            path.to_string(),
+            format!("{} is a time: {s:?} is not an RFC 3339 time such as 2024-06-01T00:00:00Z", name(field)),
+        )
     })?;
     let micros = t.timestamp_micros();
-    DateTime::from_timestamp_micros(micros).map(Operand::Time).ok_or_else(|| (path.to_string(), "time out of range".to_string()))
+    DateTime::from_timestamp_micros(micros)
+        .map(Operand::Time)
+        .ok_or_else(|| (path.to_string(), "time out of range".to_string()))
 }
 
 fn no_nul(s: &str, path: &str) -> Parsed<()> {
@@ -740,7 +758,7 @@ fn meta_matches(metadata: &Value, path: &[String], op: &Op) -> bool {
         Op::In(list) => list.iter().any(eq),
         Op::Cmp(c, Operand::Json(x)) => values.iter().any(|v| json_order(v, x).is_some_and(|o| c.holds(o))),
         Op::Cmp(_, _) => false,
-        Op::Exists(b) => !reached.is_empty() == *b,
+        Op::Exists(b) => reached.is_empty() != *b,
     }
 }
 
@@ -827,7 +845,13 @@ mod tests {
     }
 
     fn hit(filter: &Filter, meta: &Value, t: DateTime<Utc>) -> bool {
-        filter.matches(FilterFields { source: Some("catalog"), key: None, metadata: meta, created_at: t, updated_at: t })
+        filter.matches(FilterFields {
+            source: Some("catalog"),
+            key: None,
+            metadata: meta,
+            created_at: t,
+            updated_at: t,
+        })
     }
 
     #[test]
@@ -867,12 +891,18 @@ mod tests {
         assert_eq!(field_of(Filter::from_json(&json!({"$or": wide})).unwrap_err()), "filter.$or[127].k127");
         assert!(Filter::from_json(&json!({"a": {"$in": vec![1; MAX_FILTER_IN_VALUES + 1]}})).is_err());
         // The root name can be changed.
-        assert_eq!(field_of(Filter::from_json_at("body.filter", &json!({"a": {"$x": 1}})).unwrap_err()), "body.filter.a.$x");
+        assert_eq!(
+            field_of(Filter::from_json_at("body.filter", &json!({"a": {"$x": 1}})).unwrap_err()),
+            "body.filter.a.$x"
+        );
     }
 
     #[test]
     fn builder_equals_json_and_invalid_builders_fail_validation() {
-        let b = Filter::field("price").gte(10).and(Filter::field("price").lt(100)).and(Filter::not(Filter::field("sold").exists(true)));
+        let b = Filter::field("price")
+            .gte(10)
+            .and(Filter::field("price").lt(100))
+            .and(Filter::not(Filter::field("sold").exists(true)));
         assert_eq!(
             b.to_json(),
             &json!({"$and": [{"price": {"$gte": 10}}, {"price": {"$lt": 100}}, {"$not": {"sold": {"$exists": true}}}]})
@@ -886,7 +916,10 @@ mod tests {
         // serde round trip.
         let s = serde_json::to_string(&b).unwrap();
         assert_eq!(serde_json::from_str::<Filter>(&s).unwrap(), b);
-        assert!(serde_json::from_str::<Filter>(r#"{"a":{"$gt":[]}}"#).unwrap_err().to_string().contains("filter.a.$gt"));
+        assert!(serde_json::from_str::<Filter>(r#"{"a":{"$gt":[]}}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("filter.a.$gt"));
     }
 
     #[test]

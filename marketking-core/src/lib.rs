@@ -76,7 +76,8 @@ pub use embedder::{Embedder, HashingEmbedder};
 pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 pub use error::{BoxError, Error, Result};
 pub use filter::{
-    FieldCondition, Filter, FilterFields, MAX_FILTER_DEPTH, MAX_FILTER_IN_VALUES, MAX_FILTER_NODES, MAX_FILTER_PATH_SEGMENTS,
+    FieldCondition, Filter, FilterFields, MAX_FILTER_DEPTH, MAX_FILTER_IN_VALUES, MAX_FILTER_NODES,
+    MAX_FILTER_PATH_SEGMENTS,
 };
 pub use gate::CommitGate;
 pub use search_mode::{Fusion, LegScore, Mmr, SearchMode};

@@ -98,7 +98,7 @@ impl Mmr {
 
     /// The default candidate count for `k` results: `max(4 * k, 40)`, at most 1000.
     pub fn default_fetch_k(k: usize) -> usize {
-        (4 * k).max(40).min(crate::document::MAX_K)
+        (4 * k).clamp(40, crate::document::MAX_K)
     }
 
     pub(crate) fn validate(&self, k: usize) -> Result<()> {

@@ -643,9 +643,11 @@ async fn filters_on_search_count_and_delete() {
     ]});
     assert_eq!(t.send(json("POST", "/v1/documents/batch", docs)).await.status, StatusCode::OK);
 
-    let r = t.send(json("POST", "/v1/search", json!({"query": "running shoes", "filter": {"price": {"$lt": 100}}}))).await;
+    let r =
+        t.send(json("POST", "/v1/search", json!({"query": "running shoes", "filter": {"price": {"$lt": 100}}}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let titles: Vec<Value> = r.json()["hits"].as_array().unwrap().iter().map(|h| h["document"]["title"].clone()).collect();
+    let titles: Vec<Value> =
+        r.json()["hits"].as_array().unwrap().iter().map(|h| h["document"]["title"].clone()).collect();
     assert_eq!(titles, [json!("Road shoes")], "numbers never equal strings");
 
     // Bad filters: 400 with the path; the operator as a literal key (the example) too.
@@ -684,7 +686,10 @@ async fn filters_on_search_count_and_delete() {
     let spec = t.send(get("/openapi.json")).await.json();
     assert!(spec["paths"]["/v1/documents/count"]["post"].is_object());
     assert!(spec["paths"]["/v1/documents/delete"]["post"].is_object());
-    assert_eq!(spec["components"]["schemas"]["SearchBody"]["properties"]["filter"]["anyOf"][0]["$ref"], "#/components/schemas/Filter");
+    assert_eq!(
+        spec["components"]["schemas"]["SearchBody"]["properties"]["filter"]["anyOf"][0]["$ref"],
+        "#/components/schemas/Filter"
+    );
     assert!(spec["components"]["schemas"]["Filter"]["properties"]["$and"].is_object());
     t.cleanup().await;
 }

@@ -182,7 +182,12 @@ pub(crate) trait Backend: Send + Sync + Debug {
     /// honoured; `exclude` leaves one id out (find_similar). A vector alone ranks by cosine
     /// similarity, a text alone by full text, both by RRF of the two (see
     /// [`SearchMode`](crate::SearchMode)).
-    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>>;
+    async fn search(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>>;
 
     /// How many documents `filter` (validated) matches.
     async fn count(&self, filter: &crate::filter::Filter) -> Result<u64>;

@@ -27,11 +27,31 @@ fn corpus() -> Vec<NewDocument> {
         doc
     };
     vec![
-        d("d1", Some("catalog"), Some("k1"), json!({"price": 10, "cat": "shoes", "tags": ["red", "sale"], "dims": {"w": 3}})),
+        d(
+            "d1",
+            Some("catalog"),
+            Some("k1"),
+            json!({"price": 10, "cat": "shoes", "tags": ["red", "sale"], "dims": {"w": 3}}),
+        ),
         d("d2", Some("catalog"), Some("k2"), json!({"price": "10", "cat": "shoes", "tags": [], "n": null})),
-        d("d3", Some("blog"), Some("k3"), json!({"price": 25.5, "cat": "boots", "tags": ["blue"], "dims": {"w": 5, "h": 2}})),
-        d("d4", None, Some("k4"), json!({"price": 100, "items": [{"sku": "a"}, {"sku": "b"}], "deep": [[1]], "big": 9007199254740993u64})),
-        d("d5", Some("catalog"), None, json!({"cat": "Shoes", "n": 0, "flag": true, "when": "2024-06-01", "price": 1.0})),
+        d(
+            "d3",
+            Some("blog"),
+            Some("k3"),
+            json!({"price": 25.5, "cat": "boots", "tags": ["blue"], "dims": {"w": 5, "h": 2}}),
+        ),
+        d(
+            "d4",
+            None,
+            Some("k4"),
+            json!({"price": 100, "items": [{"sku": "a"}, {"sku": "b"}], "deep": [[1]], "big": 9007199254740993u64}),
+        ),
+        d(
+            "d5",
+            Some("catalog"),
+            None,
+            json!({"cat": "Shoes", "n": 0, "flag": true, "when": "2024-06-01", "price": 1.0}),
+        ),
         d("d6", Some("blog"), None, json!({})),
         d("d7", Some("Blog"), Some("k7"), json!({"price": -1, "source": "meta", "tags": "red", "name": "é"})),
     ]
@@ -101,7 +121,10 @@ fn table() -> Vec<(Value, &'static [&'static str])> {
         (json!({"$or": [{"price": 10}, {"source": "blog"}]}), &["d1", "d3", "d6"]),
         (json!({"$and": [{"cat": "shoes"}, {"$not": {"tags": "red"}}]}), &["d2"]),
         (json!({"cat": "shoes", "source": "catalog", "tags": {"$exists": true}}), &["d1", "d2"]),
-        (json!({"$or": [{"$not": {"n": {"$exists": true}}}, {"n": {"$gt": -1}}]}), &["d1", "d3", "d4", "d5", "d6", "d7"]),
+        (
+            json!({"$or": [{"$not": {"n": {"$exists": true}}}, {"n": {"$gt": -1}}]}),
+            &["d1", "d3", "d4", "d5", "d6", "d7"],
+        ),
     ]
 }
 
@@ -178,7 +201,9 @@ async fn one_percent_selectivity_still_returns_k(kind: Kind) {
         store.create_index(IndexSpec::default()).await.unwrap();
     }
     let query = random_vectors(1, 32, 1, 99).remove(0);
-    for json in [json!({"group": "rare"}), json!({"n": {"$in": (0..2000).filter(|i| i % 100 == 7).collect::<Vec<_>>()}})] {
+    for json in
+        [json!({"group": "rare"}), json!({"n": {"$in": (0..2000).filter(|i| i % 100 == 7).collect::<Vec<_>>()}})]
+    {
         let filter = Filter::from_json(&json).unwrap();
         assert_eq!(store.count(&filter).await.unwrap(), 20);
         let opts = SearchOptions { ef_search: Some(10), ..SearchOptions::top(10).filter(filter.clone()) };

@@ -99,7 +99,10 @@ pub async fn upsert(
     responses((status = 200, description = "The count", body = CountResult),
               (status = 400, description = "Invalid filter (the field names its path)", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn count(State(s): State<AppState>, ApiJson(body): ApiJson<CountBody>) -> Result<Json<CountResult>, AppError> {
+pub async fn count(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<CountBody>,
+) -> Result<Json<CountResult>, AppError> {
     let filter = match &body.filter {
         Some(v) => marketking_core::Filter::from_json(v)?,
         None => marketking_core::Filter::everything(),

@@ -298,7 +298,8 @@ impl Shared {
         let vector_leg = match &unit {
             Some(unit) => {
                 // A leg of a fused search keeps its candidates whatever their score.
-                let leg_opts = SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
+                let leg_opts =
+                    SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
                 let mem = self.mem();
                 let threads = scan_threads(mem.len(), self.dims);
                 scan(&mem, unit, &leg_opts, exclude, threads)
@@ -312,8 +313,14 @@ impl Shared {
         };
         let ranked: Vec<super::text::Fused> = match (vector.is_some(), text.is_some()) {
             (true, true) => super::text::fuse(&vector_leg, &text_leg, &opts.fusion, opts.k),
-            (true, false) => vector_leg.iter().map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None }).collect(),
-            _ => text_leg.iter().map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None }).collect(),
+            (true, false) => vector_leg
+                .iter()
+                .map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None })
+                .collect(),
+            _ => text_leg
+                .iter()
+                .map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None })
+                .collect(),
         };
         let mut stmt = conn.prepare_cached(&select_sql(opts.include_embedding, "WHERE id = ?1"))?;
         let mut hits = Vec::with_capacity(ranked.len());

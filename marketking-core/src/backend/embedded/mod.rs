@@ -159,7 +159,12 @@ impl Backend for EmbeddedBackend {
         self.run(move |s| s.delete(id, gate.as_ref())).await
     }
 
-    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+    async fn search(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
         let vector = query.vector.map(<[f32]>::to_vec);
         let text = query.text.map(str::to_string);
         let opts = opts.clone();

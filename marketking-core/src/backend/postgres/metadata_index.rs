@@ -25,7 +25,9 @@ pub(super) async fn ensure(client: &Client, table: &TableName) -> Result<()> {
     let index = format!("{}_{SUFFIX}", table.table);
     match valid(client, &t, &index).await? {
         Some(true) => return Ok(()),
-        Some(false) => client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?,
+        Some(false) => {
+            client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?
+        }
         None => {}
     }
     let built = client

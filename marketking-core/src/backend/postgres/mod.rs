@@ -235,7 +235,12 @@ impl Backend for PgBackend {
         Ok(n == 1)
     }
 
-    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+    async fn search(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
         self.search_impl(query, opts, exclude).await
     }
 

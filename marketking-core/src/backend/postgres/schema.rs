@@ -200,7 +200,9 @@ const BACKFILL_ROWS: i64 = 5_000;
 /// Checks `name` is a text search configuration of the server. It is written into the
 /// trigger function's text, so only identifier characters are accepted, besides it existing.
 async fn check_text_config(tx: &tokio_postgres::Transaction<'_>, name: &str) -> Result<()> {
-    let plain = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     let exists = plain
         && tx
             .query_one("SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1)", &[&name])
@@ -279,11 +281,16 @@ async fn finish_text_index(client: &Client, table: &TableName, text_config: &str
         .transpose()?;
     match valid {
         Some(true) => return Ok(()),
-        Some(false) => client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?,
+        Some(false) => {
+            client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?
+        }
         None => {}
     }
     let built = client
-        .batch_execute(&format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin (tsv)", table.sibling("tsv_idx")))
+        .batch_execute(&format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin (tsv)",
+            table.sibling("tsv_idx")
+        ))
         .await;
     if let Err(e) = built {
         // Another process building the same index at the same time wins the race: fine.

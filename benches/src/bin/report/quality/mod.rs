@@ -198,7 +198,7 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
         }
         println!();
     }
-    let cross = by_mode.iter().find(|(m, _)| m == "vector").map(|(_, a)| a.clone());
+    let cross = by_mode.iter().find(|(m, _)| m == "vector").map(|(_, a)| *a);
     let (model, dimensions) = model.unwrap_or_default();
     let run = QualityRun {
         format: results::FORMAT,
