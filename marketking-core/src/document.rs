@@ -331,6 +331,14 @@ impl SearchOptions {
         }
         if let Some(m) = &self.metadata {
             validate_metadata("metadata filter", m)?;
+            // `{"price": {"$lt": 100}}` here would be containment of a literal key `$lt`, and
+            // match nothing: operators belong in `filter`.
+            if has_operator_key(m) {
+                return Err(Error::invalid(
+                    "metadata",
+                    "is JSON containment and takes no operators ($lt, $in...); put conditions with operators in `filter`",
+                ));
+            }
         }
         // An empty or inverted range is valid and matches nothing (like SQL's `>= a AND < b`).
         if let Some(a) = &self.created_after {
@@ -516,6 +524,14 @@ pub(crate) fn validate_metadata(field: &str, metadata: &Value) -> Result<()> {
         return Err(Error::invalid(field, "must not contain NUL characters"));
     }
     Ok(())
+}
+
+fn has_operator_key(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(has_operator_key),
+        Value::Object(o) => o.iter().any(|(k, v)| k.starts_with('$') || has_operator_key(v)),
+        _ => false,
+    }
 }
 
 fn has_nul(v: &Value) -> bool {

@@ -663,6 +663,11 @@ async fn filters_on_search_count_and_delete() {
         assert_eq!(r.json()["error"]["field"], field, "{}", r.text());
     }
 
+    // The example: operators in the containment option are refused, not matched literally.
+    let r = t.send(json("POST", "/v1/search", json!({"query": "shoes", "metadata": {"price": {"$lt": 100}}}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert!(r.text().contains("`filter`"), "{}", r.text());
+
     let r = t.send(json("POST", "/v1/documents/count", json!({"filter": {"source": "catalog"}}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json(), json!({"count": 2}));

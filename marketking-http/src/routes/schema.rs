@@ -80,7 +80,9 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
             if let Some(p) = property(schemas, schema, "metadata") {
                 let description = p.remove("description");
                 p.clear();
-                p.insert("anyOf".into(), json!([{"$ref": "#/components/schemas/Metadata"}, {"type": "null"}]));
+                // The search option is containment: no operator keys (`$lt`), which belong in `filter`.
+                let r = if schema == "SearchBody" { "MetadataContainment" } else { "Metadata" };
+                p.insert("anyOf".into(), json!([{"$ref": format!("#/components/schemas/{r}")}, {"type": "null"}]));
                 if let Some(d) = description {
                     p.insert("description".into(), d);
                 }
@@ -123,7 +125,29 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
 }
 
 /// `Metadata`: an object whose keys and string values hold no NUL, at any depth.
+/// `MetadataContainment` (the search option): the same without keys starting with `$`.
 fn add_metadata_schemas(schemas: &mut Map<String, Value>) {
+    let no_dollar = r"^([^$\u0000][^\u0000]*)?$";
+    schemas.insert(
+        "MetadataContainment".into(),
+        json!({
+            "description": "A JSON object the documents' metadata must contain; no key starts with $ (operators go in `filter`), no NUL.",
+            "type": "object",
+            "propertyNames": {"pattern": no_dollar},
+            "additionalProperties": {"$ref": "#/components/schemas/MetadataContainmentValue"},
+        }),
+    );
+    schemas.insert(
+        "MetadataContainmentValue".into(),
+        json!({
+            "anyOf": [
+                {"type": "string", "pattern": NO_NUL},
+                {"type": ["number", "boolean", "null"]},
+                {"type": "array", "items": {"$ref": "#/components/schemas/MetadataContainmentValue"}},
+                {"$ref": "#/components/schemas/MetadataContainment"},
+            ],
+        }),
+    );
     schemas.insert(
         "Metadata".into(),
         json!({
