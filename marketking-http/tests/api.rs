@@ -663,6 +663,10 @@ async fn filters_on_search_count_and_delete() {
         assert_eq!(r.json()["error"]["field"], field, "{}", r.text());
     }
 
+    // `fusion` and `mmr` are objects (schemathesis ST201: an array of the fields was accepted).
+    let r = t.send(json("POST", "/v1/search", json!({"query": "shoes", "fusion": [null, null]}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+
     // The example: operators in the containment option are refused, not matched literally.
     let r = t.send(json("POST", "/v1/search", json!({"query": "shoes", "metadata": {"price": {"$lt": 100}}}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());

@@ -180,10 +180,10 @@ pub struct SearchBody {
     #[serde(default)]
     pub mode: Option<SearchMode>,
     /// Hybrid fusion settings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::object::option_of_object")]
     pub fusion: Option<FusionBody>,
     /// Diversify the hits with Maximal Marginal Relevance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::object::option_of_object")]
     pub mmr: Option<MmrBody>,
     /// Only documents created at or after this instant.
     #[serde(default)]
