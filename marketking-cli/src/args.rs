@@ -57,8 +57,10 @@ pub(crate) enum Command {
     Similar(SimilarArgs),
     /// Show one document.
     Get(GetArgs),
-    /// Delete one document.
+    /// Delete one document by id, or every document a filter matches.
     Delete(DeleteArgs),
+    /// Count the documents (all of them, or those a filter matches).
+    Count(CountArgs),
     /// Counts, sizes, index, cache and embedder counters.
     Stats(JsonFlag),
     /// Manage the vector index (PostgreSQL only).
@@ -140,6 +142,9 @@ pub(crate) struct SearchArgs {
     /// Drop results whose cosine similarity is below this (-1..1; text mode: the text score).
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) min_score: Option<f32>,
+    /// Keep only documents this filter matches, e.g. '{"price": {"$lt": 100}}' (see the README).
+    #[arg(long, value_name = "JSON")]
+    pub(crate) filter: Option<String>,
     /// Ranking: hybrid (vector and full text fused by RRF), vector or text.
     #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
     pub(crate) mode: ModeArg,
@@ -208,7 +213,27 @@ pub(crate) struct GetArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
     /// Document id.
-    pub(crate) id: i64,
+    #[arg(required_unless_present_any = ["filter", "all"], conflicts_with_all = ["filter", "all"])]
+    pub(crate) id: Option<i64>,
+    /// Delete every document this filter matches, e.g. '{"source": "old"}' (`{}` needs --all).
+    #[arg(long, value_name = "JSON")]
+    pub(crate) filter: Option<String>,
+    /// Delete every document (with --filter: allow a filter that matches everything).
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Do not ask for confirmation (needed when stdin is not a terminal).
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CountArgs {
+    /// Count only documents this filter matches, e.g. '{"tags": "sale"}'.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) filter: Option<String>,
+    /// Print JSON (`{"count": N}`).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +290,12 @@ pub(crate) fn parse_meta(s: &str) -> Result<(String, serde_json::Value), String>
     }
     let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
     Ok((k.to_string(), value))
+}
+
+/// A `--filter` argument: JSON text in the filter language (errors name the path, e.g.
+/// `filter.$and[1].price.$lt`).
+pub(crate) fn parse_filter(text: &str) -> marketking_core::Result<marketking_core::Filter> {
+    marketking_core::Filter::parse(text)
 }
 
 /// The `--meta` pairs as a JSON object.

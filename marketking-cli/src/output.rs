@@ -45,11 +45,27 @@ pub(crate) fn print_hits(out: &mut impl Write, hits: &[SearchHit]) -> std::io::R
     let rw = hits.len().to_string().len();
     // Hybrid hits: the fused score means little to a reader; show the cosine similarity too.
     if hits.iter().any(|h| h.vector.is_some()) {
-        writeln!(out, "{:>rw$}  {:>6}  {:>6}  {}  {}  source", "#", "fused", "cosine", pad("id", iw), pad("title", tw))?;
+        writeln!(
+            out,
+            "{:>rw$}  {:>6}  {:>6}  {}  {}  source",
+            "#",
+            "fused",
+            "cosine",
+            pad("id", iw),
+            pad("title", tw)
+        )?;
         for (i, ((h, id), title)) in hits.iter().zip(&ids).zip(&titles).enumerate() {
             let source = h.document.source.as_deref().unwrap_or("-");
             let cosine = h.vector.map_or_else(|| "-".to_string(), |v| format!("{:.3}", v.score));
-            writeln!(out, "{:>rw$}  {:>6.4}  {cosine:>6}  {}  {}  {}", i + 1, h.score, pad(id, iw), pad(title, tw), source)?;
+            writeln!(
+                out,
+                "{:>rw$}  {:>6.4}  {cosine:>6}  {}  {}  {}",
+                i + 1,
+                h.score,
+                pad(id, iw),
+                pad(title, tw),
+                source
+            )?;
             writeln!(out, "{:rw$}  {:>6}  {:>6}  {}", "", "", "", one_line(&h.document.content, 80))?;
         }
         return Ok(());

@@ -765,3 +765,60 @@ mod config_file {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
 }
+
+/// `--filter` on search, count and delete, on both backends.
+mod filters {
+    use super::*;
+
+    fn check(s: Store) {
+        for (title, price, tag) in [("Kettle", "24.5", "sale"), ("Teapot", "120", "new"), ("Mug", "\"8\"", "sale")] {
+            s.ok(&[
+                "create",
+                "--title",
+                title,
+                "--content",
+                "kitchen item",
+                "--meta",
+                &format!("price={price}"),
+                "--meta",
+                &format!("tag={tag}"),
+            ]);
+        }
+        let hits = json_of(&s.ok(&["search", "kitchen", "--filter", r#"{"price": {"$lt": 100}}"#, "--json"]));
+        let titles: Vec<&str> =
+            hits["hits"].as_array().unwrap().iter().map(|h| h["document"]["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["Kettle"], "numbers never equal strings");
+        assert_eq!(s.ok(&["count", "--filter", r#"{"tag": "sale"}"#]).trim(), "2");
+        assert_eq!(json_of(&s.ok(&["count", "--json"])), json!({"count": 3}));
+        // A bad filter: exit 1, one line naming the path.
+        let line = fails(&s.run(&[
+            "search",
+            "kitchen",
+            "--filter",
+            r#"{"$and": [{"tag": "sale"}, {"price": {"$lt": [1]}}]}"#,
+        ]));
+        assert!(line.contains("filter.$and[1].price.$lt"), "{line}");
+        let line = fails(&s.run(&["count", "--filter", "{price < 100}"]));
+        assert!(line.contains("not valid JSON"), "{line}");
+        // Delete asks for confirmation (stdin is not a terminal here: refused), --yes deletes.
+        let line = fails(&s.run(&["delete", "--filter", r#"{"tag": "sale"}"#]));
+        assert!(line.contains("--yes"), "{line}");
+        assert_eq!(s.count(), 3);
+        let line = fails(&s.run(&["delete", "--filter", "{}", "--yes"]));
+        assert!(line.contains("--all"), "{line}");
+        assert_eq!(s.ok(&["delete", "--filter", r#"{"tag": "sale"}"#, "--yes"]).trim(), "deleted 2 documents");
+        assert_eq!(s.count(), 1);
+        assert_eq!(s.ok(&["delete", "--all", "--yes"]).trim(), "deleted 1 documents");
+        assert_eq!(s.count(), 0);
+    }
+
+    #[test]
+    fn pg() {
+        check(Store::pg());
+    }
+
+    #[test]
+    fn embedded() {
+        check(Store::embedded());
+    }
+}

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::filter::{Filter, FilterFields};
 use crate::search_mode::{Fusion, LegScore, Mmr, SearchMode};
 
 /// Longest title and source, in characters (the seed schema's `varchar(255)`).
@@ -226,6 +227,10 @@ pub struct SearchOptions {
     pub created_after: Option<DateTime<Utc>>,
     /// Keep only documents created strictly before this instant.
     pub created_before: Option<DateTime<Utc>>,
+    /// Keep only documents this filter matches (see [`Filter`]); combined with the other
+    /// filters by AND.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
     /// HNSW `ef_search` for this call (1..=1000); default from the store config.
     pub ef_search: Option<u32>,
     /// IVFFlat `probes` for this call (1..=10000); default from the store config.
@@ -249,6 +254,7 @@ impl Default for SearchOptions {
             metadata: None,
             created_after: None,
             created_before: None,
+            filter: None,
             ef_search: None,
             probes: None,
             include_embedding: false,
@@ -277,6 +283,12 @@ impl SearchOptions {
         self
     }
 
+    /// Sets the filter (see [`Filter`]).
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
     /// Sets the minimum score.
     pub fn min_score(mut self, min: f32) -> Self {
         self.min_score = Some(min);
@@ -295,10 +307,11 @@ impl SearchOptions {
         self
     }
 
-    /// True when any row filter (source, metadata, dates) is set.
+    /// True when any row filter (source, metadata, dates, filter) is set.
     pub fn has_filters(&self) -> bool {
         !self.sources.is_empty()
             || self.metadata.is_some()
+            || self.filter.is_some()
             || self.created_after.is_some()
             || self.created_before.is_some()
     }
@@ -318,6 +331,14 @@ impl SearchOptions {
         }
         if let Some(m) = &self.metadata {
             validate_metadata("metadata filter", m)?;
+            // `{"price": {"$lt": 100}}` here would be containment of a literal key `$lt`, and
+            // match nothing: operators belong in `filter`.
+            if has_operator_key(m) {
+                return Err(Error::invalid(
+                    "metadata",
+                    "is JSON containment and takes no operators ($lt, $in...); put conditions with operators in `filter`",
+                ));
+            }
         }
         // An empty or inverted range is valid and matches nothing (like SQL's `>= a AND < b`).
         if let Some(a) = &self.created_after {
@@ -325,6 +346,9 @@ impl SearchOptions {
         }
         if let Some(b) = &self.created_before {
             validate_timestamp("created_before", b)?;
+        }
+        if let Some(f) = &self.filter {
+            f.validate()?;
         }
         if let Some(reason) = self.ef_search.and_then(|ef| out_of_range(ef, &EF_SEARCH_RANGE)) {
             return Err(Error::invalid("ef_search", reason));
@@ -339,8 +363,24 @@ impl SearchOptions {
         Ok(())
     }
 
-    /// Whether a document passes the row filters (used by the embedded store and tests).
+    /// Whether a document with this source, metadata and creation time passes the row filters.
+    /// A [`filter`](Self::filter) sees it without a key and as last changed when created; use
+    /// [`matches_document`](Self::matches_document) for a stored document.
     pub fn matches(&self, source: Option<&str>, metadata: &Value, created_at: DateTime<Utc>) -> bool {
+        self.matches_fields(FilterFields { source, key: None, metadata, created_at, updated_at: created_at })
+    }
+
+    /// Whether a stored document passes the row filters.
+    pub fn matches_document(&self, doc: &Document) -> bool {
+        self.matches_fields(FilterFields::from(doc))
+    }
+
+    /// Whether a document with these fields passes the row filters (the embedded store's check).
+    pub fn matches_fields(&self, fields: FilterFields<'_>) -> bool {
+        let FilterFields { source, metadata, created_at, .. } = fields;
+        if self.filter.as_ref().is_some_and(|f| !f.matches(fields)) {
+            return false;
+        }
         if !self.sources.is_empty() && !source.is_some_and(|s| self.sources.iter().any(|f| f == s)) {
             return false;
         }
@@ -484,6 +524,14 @@ pub(crate) fn validate_metadata(field: &str, metadata: &Value) -> Result<()> {
         return Err(Error::invalid(field, "must not contain NUL characters"));
     }
     Ok(())
+}
+
+fn has_operator_key(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(has_operator_key),
+        Value::Object(o) => o.iter().any(|(k, v)| k.starts_with('$') || has_operator_key(v)),
+        _ => false,
+    }
 }
 
 fn has_nul(v: &Value) -> bool {

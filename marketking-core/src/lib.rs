@@ -34,6 +34,7 @@
 //! | `backend/embedded/` | the SQLite file: lock, schema, rows, file operations, memory index, scan |
 //! | `embedder/` | [`Embedder`], the hashing embedder and the OpenAI-compatible one (builder, wire, retry) |
 //! | `cache/` | [`Cache`], Redis and in-process caches |
+//! | `filter.rs` | [`Filter`]: the filter language's JSON form, builder, checks and Rust evaluation (`backend/postgres/filter_sql.rs` compiles it to SQL) |
 //! | `error.rs` | the one [`Error`] type |
 //! | `vector.rs`, `similarity.rs` | the vector byte codec; cosine and dot kernels |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -46,6 +47,7 @@ mod cache;
 mod document;
 mod embedder;
 mod error;
+mod filter;
 mod gate;
 mod plan;
 mod search_mode;
@@ -73,6 +75,10 @@ pub use embedder::{Embedder, HashingEmbedder};
 #[cfg(feature = "openai")]
 pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 pub use error::{BoxError, Error, Result};
+pub use filter::{
+    FieldCondition, Filter, FilterFields, MAX_FILTER_DEPTH, MAX_FILTER_IN_VALUES, MAX_FILTER_NODES,
+    MAX_FILTER_PATH_SEGMENTS,
+};
 pub use gate::CommitGate;
 pub use search_mode::{Fusion, LegScore, Mmr, SearchMode};
 pub use similarity::cosine_similarity;

@@ -529,7 +529,10 @@ async fn data_persists_after_drop_and_reopen() {
     drop(store);
     let store = open(&path).await;
     assert_eq!(store.get_by_key("p").await.unwrap(), doc);
-    let hits = store.search("persistent restart", &SearchOptions::top(1).mode(marketking_core::SearchMode::Vector)).await.unwrap();
+    let hits = store
+        .search("persistent restart", &SearchOptions::top(1).mode(marketking_core::SearchMode::Vector))
+        .await
+        .unwrap();
     assert_eq!(hits[0].document, doc);
     assert!((hits[0].score - 1.0).abs() < 0.5);
     drop(store);

@@ -139,9 +139,16 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::Core(e) => match e {
+                // A filter the server cannot read is malformed input, 400 (as a query language's
+                // syntax error is); other invalid input is 422.
                 E::InvalidInput { ref field, .. } => {
                     let field = field.clone();
-                    body(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string(), Some(field))
+                    let status = if is_filter_field(&field) {
+                        StatusCode::BAD_REQUEST
+                    } else {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    };
+                    body(status, "invalid_input", e.to_string(), Some(field))
                 }
                 E::DimensionMismatch { .. } => {
                     body(StatusCode::UNPROCESSABLE_ENTITY, "dimension_mismatch", e.to_string(), None)
@@ -197,6 +204,11 @@ impl IntoResponse for AppError {
             },
         }
     }
+}
+
+/// Whether an invalid-input field is a filter's (`filter`, `filter.$and[1].price`...).
+fn is_filter_field(field: &str) -> bool {
+    field.strip_prefix("filter").is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// `Json<T>` for a body that must be a JSON object (anything else is a 422 "expected a JSON

@@ -41,3 +41,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
 pub(crate) fn vec_of_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     Vec::<Object<T>>::deserialize(d).map(|v| v.into_iter().map(|Object(t)| t).collect())
 }
+
+/// For `#[serde(deserialize_with)]` on an `Option` of a struct: an object or null (serde's
+/// derive would also take an array of the fields, `"fusion": [null, null]`).
+pub(crate) fn option_of_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<Object<T>>::deserialize(d).map(|o| o.map(|Object(t)| t))
+}

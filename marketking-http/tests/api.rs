@@ -663,3 +663,73 @@ fn sigterm_finishes_the_request_in_flight() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn filters_on_search_count_and_delete() {
+    let t = TestApp::new(config()).await;
+    let docs = json!({"documents": [
+        {"title": "Trail shoes", "content": "running shoes", "source": "catalog", "metadata": {"price": 120, "tags": ["sale"]}},
+        {"title": "Road shoes", "content": "running shoes", "source": "catalog", "metadata": {"price": 80}},
+        {"title": "Blog", "content": "running shoes blog", "source": "blog", "metadata": {"price": "80"}},
+    ]});
+    assert_eq!(t.send(json("POST", "/v1/documents/batch", docs)).await.status, StatusCode::OK);
+
+    let r =
+        t.send(json("POST", "/v1/search", json!({"query": "running shoes", "filter": {"price": {"$lt": 100}}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let titles: Vec<Value> =
+        r.json()["hits"].as_array().unwrap().iter().map(|h| h["document"]["title"].clone()).collect();
+    assert_eq!(titles, [json!("Road shoes")], "numbers never equal strings");
+
+    // Bad filters: 400 with the path; the operator as a literal key (the example) too.
+    for (filter, field) in [
+        (json!({"$and": [{"price": 1}, {"price": {"$lt": [1]}}]}), "filter.$and[1].price.$lt"),
+        (json!({"price": {"$lte": 100, "$foo": 1}}), "filter.price.$foo"),
+        (json!({"created_at": {"$gt": "yesterday"}}), "filter.created_at.$gt"),
+        (json!("price < 100"), "filter"),
+    ] {
+        let r = t.send(json("POST", "/v1/search", json!({"query": "shoes", "filter": filter}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.error_code(), "invalid_input");
+        assert_eq!(r.json()["error"]["field"], field, "{}", r.text());
+    }
+
+    // `fusion` and `mmr` are objects (schemathesis ST201: an array of the fields was accepted).
+    let r = t.send(json("POST", "/v1/search", json!({"query": "shoes", "fusion": [null, null]}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+
+    // The example: operators in the containment option are refused, not matched literally.
+    let r = t.send(json("POST", "/v1/search", json!({"query": "shoes", "metadata": {"price": {"$lt": 100}}}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    assert!(r.text().contains("`filter`"), "{}", r.text());
+
+    let r = t.send(json("POST", "/v1/documents/count", json!({"filter": {"source": "catalog"}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), json!({"count": 2}));
+    let r = t.send(json("POST", "/v1/documents/count", json!({}))).await;
+    assert_eq!(r.json(), json!({"count": 3}));
+
+    // Delete: `{}` needs "all"; the delete invalidates cached results.
+    let before = t.send(json("POST", "/v1/search", json!({"query": "running shoes"}))).await.json();
+    assert_eq!(before["hits"].as_array().unwrap().len(), 3);
+    let r = t.send(json("POST", "/v1/documents/delete", json!({"filter": {}}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "filter");
+    let r = t.send(json("POST", "/v1/documents/delete", json!({"filter": {"tags": "sale"}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), json!({"deleted": 1}));
+    let after = t.send(json("POST", "/v1/search", json!({"query": "running shoes"}))).await.json();
+    assert_eq!(after["hits"].as_array().unwrap().len(), 2, "no stale cached results after a delete by filter");
+    let r = t.send(json("POST", "/v1/documents/delete", json!({"filter": {}, "all": true}))).await;
+    assert_eq!(r.json(), json!({"deleted": 2}));
+
+    let spec = t.send(get("/openapi.json")).await.json();
+    assert!(spec["paths"]["/v1/documents/count"]["post"].is_object());
+    assert!(spec["paths"]["/v1/documents/delete"]["post"].is_object());
+    assert_eq!(
+        spec["components"]["schemas"]["SearchBody"]["properties"]["filter"]["anyOf"][0]["$ref"],
+        "#/components/schemas/Filter"
+    );
+    assert!(spec["components"]["schemas"]["Filter"]["properties"]["$and"].is_object());
+    t.cleanup().await;
+}

@@ -1,12 +1,12 @@
 //! `create`, `import`, `get`, `delete`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use marketking_core::{NewDocument, VectorStore};
+use marketking_core::{Filter, NewDocument, VectorStore};
 
-use crate::args::{meta_object, CreateArgs, DeleteArgs, GetArgs, ImportArgs};
+use crate::args::{meta_object, parse_filter, CountArgs, CreateArgs, DeleteArgs, GetArgs, ImportArgs};
 use crate::import::{import as run_import, ImportOptions};
 use crate::output::{print_document, print_json};
 
@@ -61,9 +61,61 @@ pub(super) async fn delete(
     a: DeleteArgs,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    store.delete(a.id).await?;
+    let filter = match (a.id, &a.filter) {
+        (Some(id), _) => {
+            store.delete(id).await?;
+            if !quiet {
+                writeln!(out, "deleted {id}")?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        (None, Some(text)) => parse_filter(text)?,
+        (None, None) => Filter::everything(),
+    };
+    // `{}` (or no filter) deletes everything, which needs --all.
+    if filter.is_empty() && !a.all {
+        anyhow::bail!("the filter matches every document; pass --all to delete them all");
+    }
+    let n = store.count(&filter).await?;
+    if n == 0 {
+        if !quiet {
+            writeln!(out, "deleted 0 documents (none matched)")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !a.yes && !confirm(n)? {
+        anyhow::bail!("nothing deleted");
+    }
+    let deleted = if filter.is_empty() { store.delete_all().await? } else { store.delete_by_filter(&filter).await? };
     if !quiet {
-        writeln!(out, "deleted {}", a.id)?;
+        writeln!(out, "deleted {deleted} documents")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on the terminal whether to delete `n` documents; without a terminal, refuses.
+fn confirm(n: u64) -> anyhow::Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        anyhow::bail!("refusing to delete {n} documents without confirmation: stdin is not a terminal; pass --yes");
+    }
+    eprint!("delete {n} documents? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+pub(super) async fn count(store: &VectorStore, out: &mut impl Write, a: CountArgs) -> anyhow::Result<ExitCode> {
+    let filter = match &a.filter {
+        Some(text) => parse_filter(text)?,
+        None => Filter::everything(),
+    };
+    let n = store.count(&filter).await?;
+    if a.json {
+        print_json(out, &serde_json::json!({ "count": n }))?;
+    } else {
+        writeln!(out, "{n}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

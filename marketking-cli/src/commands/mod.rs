@@ -40,6 +40,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Similar(a) => search::similar(&store, &mut out, a).await?,
         Command::Get(a) => docs::get(&store, &mut out, a).await?,
         Command::Delete(a) => docs::delete(&store, &mut out, a, global.quiet).await?,
+        Command::Count(a) => docs::count(&store, &mut out, a).await?,
         Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
         Command::Index(c) => admin::index(&store, &mut out, c).await?,
         Command::Migrate => admin::migrate(&store, &mut out).await?,

@@ -23,6 +23,7 @@ pub(super) async fn search(store: &VectorStore, out: &mut impl Write, a: SearchA
         opts.metadata = Some(meta_object(&a.meta));
     }
     opts.min_score = a.min_score;
+    opts.filter = a.filter.as_deref().map(crate::args::parse_filter).transpose()?;
     opts.mode = Some(a.mode.into());
     opts.fusion =
         Fusion { rrf_k: a.rrf_k, vector_weight: a.vector_weight, text_weight: a.text_weight, ..Fusion::default() };

@@ -182,7 +182,19 @@ pub(crate) trait Backend: Send + Sync + Debug {
     /// honoured; `exclude` leaves one id out (find_similar). A vector alone ranks by cosine
     /// similarity, a text alone by full text, both by RRF of the two (see
     /// [`SearchMode`](crate::SearchMode)).
-    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>>;
+    async fn search(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>>;
+
+    /// How many documents `filter` (validated) matches.
+    async fn count(&self, filter: &crate::filter::Filter) -> Result<u64>;
+
+    /// Deletes the documents `filter` (validated) matches, in one transaction; how many. The
+    /// commit point checks the caller's [`CommitGate`](crate::CommitGate).
+    async fn delete_where(&self, filter: &crate::filter::Filter) -> Result<u64>;
 
     /// The query plan `search` would use, as text (EXPLAIN); backends without a planner
     /// describe their scan.

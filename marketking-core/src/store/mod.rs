@@ -12,6 +12,7 @@ use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};
 
 mod builder;
+mod by_filter;
 mod counted;
 mod result_cache;
 mod search;

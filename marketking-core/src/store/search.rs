@@ -71,7 +71,12 @@ impl VectorStore {
     }
 
     /// The backend's ranking, re-ranked by MMR when asked.
-    async fn ranked(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+    async fn ranked(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
         let Some(mmr) = opts.mmr else {
             return self.inner.backend.search(query, opts, exclude).await;
         };
@@ -113,7 +118,8 @@ fn vector_only(opts: &SearchOptions) -> Result<()> {
 /// relevance being the candidate's score scaled to `[0, 1]` over the candidates (so it works for
 /// every mode) and similarity the cosine of the two documents' vectors.
 pub(crate) fn mmr_select(candidates: Vec<SearchHit>, lambda: f32, k: usize) -> Vec<SearchHit> {
-    let (lo, hi) = candidates.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| (lo.min(h.score), hi.max(h.score)));
+    let (lo, hi) =
+        candidates.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| (lo.min(h.score), hi.max(h.score)));
     let span = hi - lo;
     let relevance = |h: &SearchHit| if span > 0.0 { (h.score - lo) / span } else { 1.0 };
     let mut rest: Vec<(f32, SearchHit)> = candidates.into_iter().map(|h| (relevance(&h), h)).collect();

@@ -122,9 +122,12 @@ async fn filtered_hybrid_search_returns_k_from_both_legs(kind: Kind) {
     let docs: Vec<NewDocument> = (0..2000)
         .map(|i| {
             let rare = i % 100 == 0;
-            NewDocument::new(format!("Lantern model {i}"), format!("A camping lantern, battery powered, series {}", i % 37))
-                .with_source(if rare { "rare" } else { "common" })
-                .with_metadata(json!({"rare": rare}))
+            NewDocument::new(
+                format!("Lantern model {i}"),
+                format!("A camping lantern, battery powered, series {}", i % 37),
+            )
+            .with_source(if rare { "rare" } else { "common" })
+            .with_metadata(json!({"rare": rare}))
         })
         .collect();
     store.batch(docs).await.unwrap();
@@ -413,7 +416,9 @@ async fn a_version_1_table_gains_full_text_search_on_open() {
     assert!(valid, "the GIN index is there and valid");
     let hits = store.search("tent", &SearchOptions::top(5).mode(SearchMode::Text)).await.unwrap();
     assert_eq!(hits.len(), 5);
-    assert!(hits.iter().all(|h| format!("{} {}", h.document.title, h.document.content).to_lowercase().contains("tent")));
+    assert!(hits
+        .iter()
+        .all(|h| format!("{} {}", h.document.title, h.document.content).to_lowercase().contains("tent")));
     // New writes keep the column current (the trigger), and opening again changes nothing.
     store.create(NewDocument::new("Zeppelin hangar", "an airship shed")).await.unwrap();
     drop(store);

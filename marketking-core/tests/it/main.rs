@@ -7,5 +7,6 @@ mod cache;
 mod common;
 mod conformance;
 mod faults;
+mod filters;
 mod hybrid;
 mod postgres;

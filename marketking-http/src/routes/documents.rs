@@ -7,7 +7,10 @@ use marketking_core::UpsertOutcome;
 
 use marketking_core::{BatchReport, Document};
 
-use super::dto::{BatchBody, NewDocumentBody, PatchBody, UpsertBody, UpsertDocumentBody};
+use super::dto::{
+    BatchBody, CountBody, CountResult, DeleteByFilterBody, DeletedResult, NewDocumentBody, PatchBody, UpsertBody,
+    UpsertDocumentBody,
+};
 use crate::error::{ApiJson, ApiPath, AppError, ErrorBody};
 use crate::AppState;
 
@@ -89,4 +92,38 @@ pub async fn upsert(
     let (doc, outcome) = s.store.upsert(body.with_key(key)).await?;
     let status = if outcome == UpsertOutcome::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(UpsertBody { outcome, document: doc })))
+}
+
+/// How many documents a filter matches (every document without one).
+#[utoipa::path(post, path = "/v1/documents/count", tag = "documents", request_body = CountBody,
+    responses((status = 200, description = "The count", body = CountResult),
+              (status = 400, description = "Invalid filter (the field names its path)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn count(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<CountBody>,
+) -> Result<Json<CountResult>, AppError> {
+    let filter = match &body.filter {
+        Some(v) => marketking_core::Filter::from_json(v)?,
+        None => marketking_core::Filter::everything(),
+    };
+    Ok(Json(CountResult { count: s.store.count(&filter).await? }))
+}
+
+/// Deletes every document a filter matches, in one transaction. `{}` needs `"all": true`.
+#[utoipa::path(post, path = "/v1/documents/delete", tag = "documents", request_body = DeleteByFilterBody,
+    responses((status = 200, description = "Deleted", body = DeletedResult),
+              (status = 400, description = "Invalid filter, or `{}` without `all` (the field names its path)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_by_filter(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<DeleteByFilterBody>,
+) -> Result<Json<DeletedResult>, AppError> {
+    let filter = marketking_core::Filter::from_json(&body.filter)?;
+    let deleted = if filter.is_empty() && body.all {
+        s.store.delete_all().await?
+    } else {
+        s.store.delete_by_filter(&filter).await?
+    };
+    Ok(Json(DeletedResult { deleted }))
 }

@@ -180,10 +180,10 @@ pub struct SearchBody {
     #[serde(default)]
     pub mode: Option<SearchMode>,
     /// Hybrid fusion settings.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::object::option_of_object")]
     pub fusion: Option<FusionBody>,
     /// Diversify the hits with Maximal Marginal Relevance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::object::option_of_object")]
     pub mmr: Option<MmrBody>,
     /// Only documents created at or after this instant.
     #[serde(default)]
@@ -191,6 +191,11 @@ pub struct SearchBody {
     /// Only documents created before this instant.
     #[serde(default)]
     pub created_before: Option<DateTime<Utc>>,
+    /// Keep only documents this filter matches (the filter language: see `Filter`); combined
+    /// with the other filters by AND. A filter the server cannot read is a 400 naming its path.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
     /// HNSW `ef_search` for this call, 1..=1000.
     #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 1000)]
@@ -199,6 +204,42 @@ pub struct SearchBody {
     #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 10000)]
     pub probes: Option<u32>,
+}
+
+/// `POST /v1/documents/count`: how many documents a filter matches.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CountBody {
+    /// The filter; absent or null counts every document.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+}
+
+/// A document count.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct CountResult {
+    /// How many documents matched.
+    pub count: u64,
+}
+
+/// `POST /v1/documents/delete`: deletes every document a filter matches.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteByFilterBody {
+    /// The filter. `{}` matches every document and is refused unless `all` is true.
+    #[schema(value_type = Object)]
+    pub filter: Value,
+    /// Allows a filter that matches every document (`{}`): deletes them all.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// What a delete by filter did.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct DeletedResult {
+    /// How many documents were deleted.
+    pub deleted: u64,
 }
 
 /// Reciprocal Rank Fusion settings of a hybrid search; each field optional.

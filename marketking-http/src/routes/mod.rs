@@ -21,7 +21,7 @@ pub mod system;
     info(title = "MarketKing API", description = "Semantic document search over PostgreSQL + pgvector or an embedded file."),
     paths(
         documents::create, documents::batch, documents::get, documents::update, documents::delete,
-        documents::upsert, search::search, search::search_get, search::similar, system::stats,
+        documents::upsert, documents::count, documents::delete_by_filter, search::search, search::search_get, search::similar, system::stats,
         system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -73,6 +73,8 @@ pub(crate) fn v1(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/documents", post(documents::create))
         .route("/documents/batch", post(documents::batch))
+        .route("/documents/count", post(documents::count))
+        .route("/documents/delete", post(documents::delete_by_filter))
         .route("/documents/{id}", get(documents::get).put(documents::update).delete(documents::delete))
         .route("/documents/by-key/{key}", put(documents::upsert))
         .route("/documents/{id}/similar", get(search::similar))

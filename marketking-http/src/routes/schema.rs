@@ -29,6 +29,36 @@ const NOT_BLANK: &str = r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u
 pub(crate) fn complete(spec: &mut Value, dims: usize) {
     if let Some(schemas) = spec.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
         add_metadata_schemas(schemas);
+        add_filter_schemas(schemas);
+        for (schema, field, filter_ref) in [
+            ("SearchBody", "filter", "Filter"),
+            ("CountBody", "filter", "Filter"),
+            ("DeleteByFilterBody", "filter", "Filter"),
+        ] {
+            if let Some(p) = property(schemas, schema, field) {
+                let description = p.remove("description");
+                p.clear();
+                let r = json!({"$ref": format!("#/components/schemas/{filter_ref}")});
+                if schema == "DeleteByFilterBody" {
+                    p.insert("allOf".into(), json!([r]));
+                } else {
+                    p.insert("anyOf".into(), json!([r, {"type": "null"}]));
+                }
+                if let Some(d) = description {
+                    p.insert("description".into(), d);
+                }
+            }
+        }
+        if let Some(del) = schemas.get_mut("DeleteByFilterBody").and_then(Value::as_object_mut) {
+            // `{}` deletes everything and needs `"all": true`.
+            del.insert(
+                "anyOf".into(),
+                json!([
+                    {"required": ["all"], "properties": {"all": {"const": true}}},
+                    {"properties": {"filter": {"minProperties": 1}}},
+                ]),
+            );
+        }
         for (schema, field, pattern) in [
             ("NewDocumentBody", "title", NOT_BLANK_NO_NUL),
             ("NewDocumentBody", "content", NOT_BLANK_NO_NUL),
@@ -50,7 +80,9 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
             if let Some(p) = property(schemas, schema, "metadata") {
                 let description = p.remove("description");
                 p.clear();
-                p.insert("anyOf".into(), json!([{"$ref": "#/components/schemas/Metadata"}, {"type": "null"}]));
+                // The search option is containment: no operator keys (`$lt`), which belong in `filter`.
+                let r = if schema == "SearchBody" { "MetadataContainment" } else { "Metadata" };
+                p.insert("anyOf".into(), json!([{"$ref": format!("#/components/schemas/{r}")}, {"type": "null"}]));
                 if let Some(d) = description {
                     p.insert("description".into(), d);
                 }
@@ -93,7 +125,29 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
 }
 
 /// `Metadata`: an object whose keys and string values hold no NUL, at any depth.
+/// `MetadataContainment` (the search option): the same without keys starting with `$`.
 fn add_metadata_schemas(schemas: &mut Map<String, Value>) {
+    let no_dollar = r"^([^$\u0000][^\u0000]*)?$";
+    schemas.insert(
+        "MetadataContainment".into(),
+        json!({
+            "description": "A JSON object the documents' metadata must contain; no key starts with $ (operators go in `filter`), no NUL.",
+            "type": "object",
+            "propertyNames": {"pattern": no_dollar},
+            "additionalProperties": {"$ref": "#/components/schemas/MetadataContainmentValue"},
+        }),
+    );
+    schemas.insert(
+        "MetadataContainmentValue".into(),
+        json!({
+            "anyOf": [
+                {"type": "string", "pattern": NO_NUL},
+                {"type": ["number", "boolean", "null"]},
+                {"type": "array", "items": {"$ref": "#/components/schemas/MetadataContainmentValue"}},
+                {"$ref": "#/components/schemas/MetadataContainment"},
+            ],
+        }),
+    );
     schemas.insert(
         "Metadata".into(),
         json!({
@@ -114,6 +168,64 @@ fn add_metadata_schemas(schemas: &mut Map<String, Value>) {
                 {"$ref": "#/components/schemas/Metadata"},
             ],
         }),
+    );
+}
+
+/// The filter language (`marketking_core::Filter`), as precisely as JSON Schema can say it:
+/// the operators and their operand types per field, reserved names, path syntax, no NUL. Not
+/// expressible, and checked by the server (400): at most 16 levels and 256 nodes.
+fn add_filter_schemas(schemas: &mut Map<String, Value>) {
+    let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    // A metadata path: keys separated by single dots, the first not starting with `$`, at most
+    // 16 keys after an optional `metadata.` prefix.
+    let path = r"^(metadata\.)?[^$.\u0000][^.\u0000]*(\.[^.\u0000]+){0,15}$";
+    let text = json!({"type": "string", "pattern": NO_NUL});
+    let condition = |scalar: Value, ordered: Value| {
+        json!({"anyOf": [
+            scalar.clone(),
+            {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": false,
+                "properties": {
+                    "$eq": scalar, "$ne": scalar,
+                    "$gt": ordered, "$gte": ordered, "$lt": ordered, "$lte": ordered,
+                    "$in": {"type": "array", "maxItems": marketking_core::MAX_FILTER_IN_VALUES, "items": scalar},
+                    "$nin": {"type": "array", "maxItems": marketking_core::MAX_FILTER_IN_VALUES, "items": scalar},
+                    "$exists": {"type": "boolean"},
+                },
+            },
+        ]})
+    };
+    let meta_scalar = json!({"anyOf": [text, {"type": ["number", "boolean", "null"]}]});
+    let meta_ordered = json!({"anyOf": [text, {"type": "number"}]});
+    let text_scalar = json!({"anyOf": [text, {"type": "null"}]});
+    let time = json!({"type": "string", "format": "date-time"});
+    schemas.insert("MetadataCondition".into(), condition(meta_scalar, meta_ordered));
+    schemas.insert("TextCondition".into(), condition(text_scalar, text.clone()));
+    schemas.insert("TimeCondition".into(), condition(time.clone(), time));
+    let list = json!({"type": "array", "minItems": 1, "items": r("NestedFilter")});
+    schemas.insert(
+        "Filter".into(),
+        json!({
+            "description": "A filter: {\"field\": value} (equality) or {\"field\": {\"$op\": operand}} with $eq $ne \
+                $gt $gte $lt $lte $in $nin $exists; several keys must all hold; $and and $or take arrays of filters, \
+                $not one filter. Fields: source, key, created_at, updated_at, or a dotted metadata path (prefix \
+                `metadata.` optional, required for metadata keys named like a field). {} matches everything.",
+            "type": "object",
+            "properties": {
+                "$and": list, "$or": list, "$not": r("NestedFilter"),
+                "source": r("TextCondition"), "key": r("TextCondition"),
+                "created_at": r("TimeCondition"), "updated_at": r("TimeCondition"),
+                "id": false, "title": false, "content": false, "embedding": false, "metadata": false,
+            },
+            "patternProperties": {path: r("MetadataCondition")},
+            "additionalProperties": false,
+        }),
+    );
+    schemas.insert(
+        "NestedFilter".into(),
+        json!({"description": "A filter with at least one key.", "allOf": [r("Filter")], "minProperties": 1}),
     );
 }
 

@@ -29,6 +29,7 @@ pub async fn search(
     opts.created_before = b.created_before;
     opts.ef_search = b.ef_search;
     opts.probes = b.probes;
+    opts.filter = b.filter.as_ref().map(marketking_core::Filter::from_json).transpose()?;
     opts.mode = b.mode;
     if let Some(f) = &b.fusion {
         opts.fusion = f.to_fusion();

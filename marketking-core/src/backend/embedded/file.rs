@@ -178,7 +178,15 @@ impl Shared {
                     }
                 };
                 report.ids.push(id);
-                pending.push(Pending { id, unit, source: doc.source, metadata: doc.metadata, created_at });
+                pending.push(Pending {
+                    id,
+                    unit,
+                    source: doc.source,
+                    metadata: doc.metadata,
+                    created_at,
+                    key: doc.key,
+                    updated_at: now_dt,
+                });
             }
         }
         gate.map_or(Ok(()), CommitGate::enter_commit)?;
@@ -253,6 +261,8 @@ impl Shared {
             source: doc.source.clone(),
             metadata: doc.metadata.clone(),
             created_at: None,
+            key: doc.key.clone(),
+            updated_at: doc.updated_at,
         });
         Ok(Some(doc))
     }
@@ -288,7 +298,8 @@ impl Shared {
         let vector_leg = match &unit {
             Some(unit) => {
                 // A leg of a fused search keeps its candidates whatever their score.
-                let leg_opts = SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
+                let leg_opts =
+                    SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
                 let mem = self.mem();
                 let threads = scan_threads(mem.len(), self.dims);
                 scan(&mem, unit, &leg_opts, exclude, threads)
@@ -302,8 +313,14 @@ impl Shared {
         };
         let ranked: Vec<super::text::Fused> = match (vector.is_some(), text.is_some()) {
             (true, true) => super::text::fuse(&vector_leg, &text_leg, &opts.fusion, opts.k),
-            (true, false) => vector_leg.iter().map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None }).collect(),
-            _ => text_leg.iter().map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None }).collect(),
+            (true, false) => vector_leg
+                .iter()
+                .map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None })
+                .collect(),
+            _ => text_leg
+                .iter()
+                .map(|c| super::text::Fused { id: c.id, score: c.score, vector: None, text: None })
+                .collect(),
         };
         let mut stmt = conn.prepare_cached(&select_sql(opts.include_embedding, "WHERE id = ?1"))?;
         let mut hits = Vec::with_capacity(ranked.len());

@@ -28,6 +28,10 @@ pub(super) struct Pending {
     pub(super) metadata: Value,
     /// Set for inserts only.
     pub(super) created_at: Option<DateTime<Utc>>,
+    /// Caller key after the write.
+    pub(super) key: Option<String>,
+    /// Last change, after the write.
+    pub(super) updated_at: DateTime<Utc>,
 }
 
 /// Per-row data the search filters need.
@@ -39,6 +43,28 @@ pub(super) struct RowFilter {
     pub(super) metadata: Value,
     /// For `created_after` / `created_before`.
     pub(super) created_at: DateTime<Utc>,
+    /// For filters on `key`.
+    pub(super) key: Option<String>,
+    /// For filters on `updated_at`.
+    pub(super) updated_at: DateTime<Utc>,
+}
+
+impl RowFilter {
+    /// Whether this row passes the options' row filters.
+    pub(super) fn passes(&self, opts: &crate::document::SearchOptions) -> bool {
+        opts.matches_fields(self.fields())
+    }
+
+    /// The row's fields as a filter reads them.
+    pub(super) fn fields(&self) -> crate::filter::FilterFields<'_> {
+        crate::filter::FilterFields {
+            source: self.source.as_deref(),
+            key: self.key.as_deref(),
+            metadata: &self.metadata,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 /// Every vector (unit length, row-major, contiguous) with parallel ids and filter data.
@@ -83,6 +109,8 @@ impl MemIndex {
                 if let Some(r) = self.rows.get_mut(row) {
                     r.source = p.source;
                     r.metadata = p.metadata;
+                    r.key = p.key;
+                    r.updated_at = p.updated_at;
                     if let Some(c) = p.created_at {
                         r.created_at = c;
                     }
@@ -98,7 +126,13 @@ impl MemIndex {
                 self.pos.insert(p.id, self.ids.len());
                 self.ids.push(p.id);
                 self.vectors.extend_from_slice(&unit);
-                self.rows.push(RowFilter { source: p.source, metadata: p.metadata, created_at });
+                self.rows.push(RowFilter {
+                    source: p.source,
+                    metadata: p.metadata,
+                    created_at,
+                    key: p.key,
+                    updated_at: p.updated_at,
+                });
             }
         }
     }

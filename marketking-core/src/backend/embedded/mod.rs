@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::gate::CommitGate;
 use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Existing};
 
+mod by_filter;
 mod file;
 mod lock;
 mod mem_index;
@@ -158,11 +159,28 @@ impl Backend for EmbeddedBackend {
         self.run(move |s| s.delete(id, gate.as_ref())).await
     }
 
-    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+    async fn search(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
         let vector = query.vector.map(<[f32]>::to_vec);
         let text = query.text.map(str::to_string);
         let opts = opts.clone();
         self.run(move |s| s.search(vector.as_deref(), text.as_deref(), &opts, exclude)).await
+    }
+
+    async fn count(&self, filter: &crate::filter::Filter) -> Result<u64> {
+        let filter = filter.clone();
+        self.run(move |s| s.count(&filter)).await
+    }
+
+    async fn delete_where(&self, filter: &crate::filter::Filter) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        let gate = CommitGate::current();
+        let filter = filter.clone();
+        self.run(move |s| s.delete_where(&filter, gate.as_ref())).await
     }
 
     async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {

@@ -71,7 +71,8 @@ pub(super) fn select_sql(with_embedding: bool, rest: &str) -> String {
 pub(super) fn load(conn: &Connection, dims: usize) -> Result<MemIndex> {
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
     let mut mem = MemIndex::with_capacity(dims, usize::try_from(count).unwrap_or(0));
-    let mut stmt = conn.prepare("SELECT id, source, metadata, created_at, embedding FROM documents ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT id, source, metadata, created_at, embedding, key, updated_at FROM documents ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         mem.apply(load_row(r, dims)?);
@@ -90,5 +91,7 @@ pub(super) fn load_row(r: &Row<'_>, dims: usize) -> rusqlite::Result<Pending> {
         source: r.get(1)?,
         metadata: parse_metadata(r.get_ref(2)?.as_str()?)?,
         created_at: Some(from_micros(r.get(3)?)?),
+        key: r.get(5)?,
+        updated_at: from_micros(r.get(6)?)?,
     })
 }

@@ -106,7 +106,7 @@ fn scan_range(
         if exclude == Some(id) {
             continue;
         }
-        if filtered && !opts.matches(r.source.as_deref(), &r.metadata, r.created_at) {
+        if filtered && !r.passes(opts) {
             continue;
         }
         let score = dot(query, vector);
@@ -151,8 +151,18 @@ mod tests {
                 source: source.clone(),
                 metadata: metadata.clone(),
                 created_at: base + chrono::Duration::seconds(i as i64),
+                key: None,
+                updated_at: base + chrono::Duration::seconds(i as i64),
             };
-            mem.apply(Pending { id, unit: Some(normalize(&v)), source, metadata, created_at: Some(filter.created_at) });
+            mem.apply(Pending {
+                id,
+                unit: Some(normalize(&v)),
+                source,
+                metadata,
+                created_at: Some(filter.created_at),
+                key: None,
+                updated_at: filter.created_at,
+            });
             raw.push((id, v, filter));
         }
         (mem, raw)
@@ -166,7 +176,7 @@ mod tests {
     ) -> Vec<(i64, f32)> {
         let mut v: Vec<(i64, f32)> = raw
             .iter()
-            .filter(|(id, _, f)| Some(*id) != exclude && opts.matches(f.source.as_deref(), &f.metadata, f.created_at))
+            .filter(|(id, _, f)| Some(*id) != exclude && f.passes(opts))
             .map(|(id, v, _)| (*id, cosine_similarity(q, v).unwrap()))
             .filter(|(_, s)| opts.min_score.is_none_or(|m| *s >= m))
             .collect();
@@ -250,6 +260,8 @@ mod tests {
                 source: None,
                 metadata: json!({}),
                 created_at: Some(at),
+                key: None,
+                updated_at: at,
             });
         }
         mem.apply(Pending {
@@ -258,6 +270,8 @@ mod tests {
             source: None,
             metadata: json!({}),
             created_at: Some(at),
+            key: None,
+            updated_at: at,
         });
         let q = normalize(&[1.0, 1.0, 0.0, 0.0]);
         for threads in [1, 2, 3] {

@@ -20,17 +20,133 @@ use crate::search_mode::Fusion;
 /// of queries under the `english` configuration, as PostgreSQL leaves them out, so "tent for
 /// rainy weekends" does not match every document with "for".
 const ENGLISH_STOP_WORDS: [&str; 127] = [
-    "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself",
-    "yourselves", "he", "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself",
-    "they", "them", "their", "theirs", "themselves", "what", "which", "who", "whom", "this", "that", "these",
-    "those", "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had",
-    "having", "do", "does", "did", "doing", "a", "an", "the", "and", "but", "if", "or",
-    "because", "as", "until", "while", "of", "at", "by", "for", "with", "about", "against", "between",
-    "into", "through", "during", "before", "after", "above", "below", "to", "from", "up", "down", "in",
-    "out", "on", "off", "over", "under", "again", "further", "then", "once", "here", "there", "when",
-    "where", "why", "how", "all", "any", "both", "each", "few", "more", "most", "other", "some",
-    "such", "no", "nor", "not", "only", "own", "same", "so", "than", "too", "very", "s",
-    "t", "can", "will", "just", "don", "should", "now",
+    "i",
+    "me",
+    "my",
+    "myself",
+    "we",
+    "our",
+    "ours",
+    "ourselves",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+    "he",
+    "him",
+    "his",
+    "himself",
+    "she",
+    "her",
+    "hers",
+    "herself",
+    "it",
+    "its",
+    "itself",
+    "they",
+    "them",
+    "their",
+    "theirs",
+    "themselves",
+    "what",
+    "which",
+    "who",
+    "whom",
+    "this",
+    "that",
+    "these",
+    "those",
+    "am",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "have",
+    "has",
+    "had",
+    "having",
+    "do",
+    "does",
+    "did",
+    "doing",
+    "a",
+    "an",
+    "the",
+    "and",
+    "but",
+    "if",
+    "or",
+    "because",
+    "as",
+    "until",
+    "while",
+    "of",
+    "at",
+    "by",
+    "for",
+    "with",
+    "about",
+    "against",
+    "between",
+    "into",
+    "through",
+    "during",
+    "before",
+    "after",
+    "above",
+    "below",
+    "to",
+    "from",
+    "up",
+    "down",
+    "in",
+    "out",
+    "on",
+    "off",
+    "over",
+    "under",
+    "again",
+    "further",
+    "then",
+    "once",
+    "here",
+    "there",
+    "when",
+    "where",
+    "why",
+    "how",
+    "all",
+    "any",
+    "both",
+    "each",
+    "few",
+    "more",
+    "most",
+    "other",
+    "some",
+    "such",
+    "no",
+    "nor",
+    "not",
+    "only",
+    "own",
+    "same",
+    "so",
+    "than",
+    "too",
+    "very",
+    "s",
+    "t",
+    "can",
+    "will",
+    "just",
+    "don",
+    "should",
+    "now",
 ];
 
 /// The words of `text`, lower-cased, each once, in order, without stop words when `english`.
@@ -71,9 +187,11 @@ pub(super) fn candidates(
     let mut seen: HashSet<i64> = HashSet::new();
     let passes = |id: i64| {
         exclude != Some(id)
-            && mem.pos.get(&id).and_then(|&row| mem.rows.get(row)).is_some_and(|r| {
-                !opts.has_filters() || opts.matches(r.source.as_deref(), &r.metadata, r.created_at)
-            })
+            && mem
+                .pos
+                .get(&id)
+                .and_then(|&row| mem.rows.get(row))
+                .is_some_and(|r| !opts.has_filters() || r.passes(opts))
     };
     // All words first (bonus 1), then any word; a single word is one pass.
     let passes_list: Vec<(String, f32)> = match words.len() {
@@ -111,10 +229,12 @@ pub(super) struct Fused {
 pub(super) fn fuse(vector: &[Candidate], text: &[Candidate], fusion: &Fusion, k: usize) -> Vec<Fused> {
     let mut by_id: HashMap<i64, Fused> = HashMap::new();
     for (i, c) in vector.iter().enumerate() {
-        by_id.entry(c.id).or_insert(Fused { id: c.id, score: 0.0, vector: None, text: None }).vector = Some((i + 1, c.score));
+        by_id.entry(c.id).or_insert(Fused { id: c.id, score: 0.0, vector: None, text: None }).vector =
+            Some((i + 1, c.score));
     }
     for (i, c) in text.iter().enumerate() {
-        by_id.entry(c.id).or_insert(Fused { id: c.id, score: 0.0, vector: None, text: None }).text = Some((i + 1, c.score));
+        by_id.entry(c.id).or_insert(Fused { id: c.id, score: 0.0, vector: None, text: None }).text =
+            Some((i + 1, c.score));
     }
     let mut fused: Vec<Fused> = by_id
         .into_values()

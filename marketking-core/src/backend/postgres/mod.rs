@@ -25,7 +25,9 @@ use crate::error::{Error, Result};
 use crate::plan::Existing;
 
 mod admin;
+mod filter_sql;
 mod ident;
+mod metadata_index;
 mod pool;
 mod read;
 mod schema;
@@ -233,8 +235,21 @@ impl Backend for PgBackend {
         Ok(n == 1)
     }
 
-    async fn search(&self, query: SearchQuery<'_>, opts: &SearchOptions, exclude: Option<i64>) -> Result<Vec<SearchHit>> {
+    async fn search(
+        &self,
+        query: SearchQuery<'_>,
+        opts: &SearchOptions,
+        exclude: Option<i64>,
+    ) -> Result<Vec<SearchHit>> {
         self.search_impl(query, opts, exclude).await
+    }
+
+    async fn count(&self, filter: &crate::filter::Filter) -> Result<u64> {
+        self.count_impl(filter).await
+    }
+
+    async fn delete_where(&self, filter: &crate::filter::Filter) -> Result<u64> {
+        self.delete_where_impl(filter).await
     }
 
     async fn explain(&self, query: SearchQuery<'_>, opts: &SearchOptions) -> Result<String> {

@@ -172,6 +172,7 @@ pub(crate) async fn migrate(
             add_text_column(&tx, table, text_config).await?;
             // An empty table: the index is built at once, in this transaction.
             tx.batch_execute(&format!("CREATE INDEX {} ON {t} USING gin (tsv)", table.sibling("tsv_idx"))).await?;
+            tx.batch_execute(&super::metadata_index::create_sql(table)).await?;
             tx.execute(
                 &format!(
                     "INSERT INTO {meta} (table_name, schema_version, model, dimensions, text_config) VALUES ($1, $2, $3, $4, $5)"
@@ -189,6 +190,7 @@ pub(crate) async fn migrate(
         _ => e.into(),
     })?;
     finish_text_index(client, table, &text).await?;
+    super::metadata_index::ensure(client, table).await?;
     Ok(SchemaInfo { vector_oid, vector_schema, extension_version: parse_version(&version), text_config: text })
 }
 
@@ -198,7 +200,9 @@ const BACKFILL_ROWS: i64 = 5_000;
 /// Checks `name` is a text search configuration of the server. It is written into the
 /// trigger function's text, so only identifier characters are accepted, besides it existing.
 async fn check_text_config(tx: &tokio_postgres::Transaction<'_>, name: &str) -> Result<()> {
-    let plain = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     let exists = plain
         && tx
             .query_one("SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1)", &[&name])
@@ -277,11 +281,16 @@ async fn finish_text_index(client: &Client, table: &TableName, text_config: &str
         .transpose()?;
     match valid {
         Some(true) => return Ok(()),
-        Some(false) => client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?,
+        Some(false) => {
+            client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?
+        }
         None => {}
     }
     let built = client
-        .batch_execute(&format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin (tsv)", table.sibling("tsv_idx")))
+        .batch_execute(&format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin (tsv)",
+            table.sibling("tsv_idx")
+        ))
         .await;
     if let Err(e) = built {
         // Another process building the same index at the same time wins the race: fine.

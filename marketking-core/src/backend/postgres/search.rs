@@ -109,6 +109,7 @@ impl PgBackend {
         let (wv, wt, rrf_k) =
             (f64::from(opts.fusion.vector_weight), f64::from(opts.fusion.text_weight), f64::from(opts.fusion.rrf_k));
         let text = query.text.map(str::to_string);
+        let filter = opts.filter.as_ref().map(super::filter_sql::SqlFilter::compile).transpose()?;
         let mut p = Params { values: Vec::new() };
         let k = p.push(&limit, Type::INT8);
         let mut filters: Vec<String> = Vec::new();
@@ -123,6 +124,9 @@ impl PgBackend {
         }
         if let Some(b) = &opts.created_before {
             filters.push(format!("created_at < {}", p.push(b, Type::TIMESTAMPTZ)));
+        }
+        if let Some(f) = &filter {
+            filters.push(f.render(|v, t| p.push(v, t)));
         }
         if let Some(id) = &exclude {
             filters.push(format!("id <> {}", p.push(id, Type::INT8)));
