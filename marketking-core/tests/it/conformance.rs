@@ -187,7 +187,8 @@ async fn search_filters_min_score_and_find_similar(kind: Kind) {
     assert!(!strict.is_empty() && strict.len() < 5, "min_score drops weak matches: {}", strict.len());
     // A hybrid search (the default) holds its cosine similarity to the floor.
     assert!(strict.iter().all(|h| h.vector.is_some_and(|v| v.score >= 0.3)));
-    let strict = store.search("running shoes", &SearchOptions::top(5).min_score(0.3).mode(SearchMode::Vector)).await.unwrap();
+    let strict =
+        store.search("running shoes", &SearchOptions::top(5).min_score(0.3).mode(SearchMode::Vector)).await.unwrap();
     assert!(!strict.is_empty() && strict.iter().all(|h| h.score >= 0.3));
 
     let now = chrono::Utc::now();
