@@ -12,6 +12,7 @@ mod admin;
 mod demo;
 mod docs;
 mod export;
+pub(crate) mod model;
 mod search;
 
 /// Runs one command; errors become `error: ...` and exit code 1 in `main`.
@@ -23,6 +24,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(shell, &mut cmd, "marketking", &mut out);
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Model(cmd) = cli.command {
+        let mut out = std::io::stdout().lock();
+        let code = model::run(&mut out, cmd)?;
+        out.flush()?;
+        return Ok(code);
     }
     let mut global = global;
     if let Some(file) = crate::config_file::load()? {
@@ -43,7 +50,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
         Command::Index(c) => admin::index(&store, &mut out, c).await?,
         Command::Migrate => admin::migrate(&store, &mut out).await?,
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Model(_) => unreachable!("handled above"),
     };
     out.flush()?;
     Ok(code)

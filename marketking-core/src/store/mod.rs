@@ -12,6 +12,7 @@ use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};
 
 mod builder;
+mod select;
 mod counted;
 mod result_cache;
 mod search;
