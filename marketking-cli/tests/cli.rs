@@ -218,6 +218,7 @@ fn jsonl(n: usize, bad: Option<usize>) -> String {
 }
 
 /// The default embedder selection and the local model (tests/cli/model.rs).
+#[cfg(feature = "local")]
 mod model;
 
 /// Tests that need no store at all.

@@ -9,7 +9,7 @@ use crate::document::{out_of_range, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH
 
 /// Text search configuration of new tables and files.
 pub const DEFAULT_TEXT_CONFIG: &str = "english";
-use crate::embedder::{Embedder, HashingEmbedder};
+use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 
 use super::select::EmbedderChoice;
@@ -117,7 +117,7 @@ impl Default for Config {
 /// Builds a [`VectorStore`]. `build()` validates everything and connects.
 ///
 /// With nothing set the store is embedded (`./marketking.db`), embeds with the offline
-/// [`HashingEmbedder`] and caches in process: no services, no key.
+/// [`HashingEmbedder`](crate::HashingEmbedder) and caches in process: no services, no key.
 #[derive(Default)]
 pub struct VectorStoreBuilder {
     pub(crate) config: Config,
@@ -168,7 +168,7 @@ impl VectorStoreBuilder {
     /// The embedder, unless one is set: OpenAI-compatible when `OPENAI_API_KEY` or
     /// `OPENAI_BASE_URL` is set; else the local model (feature `local`) when one is installed
     /// (`MARKETKING_MODEL_DIR`, the Hugging Face cache, MarketKing's model cache); else the
-    /// lexical [`HashingEmbedder`], with one warning saying how to get a semantic model.
+    /// lexical [`HashingEmbedder`](crate::HashingEmbedder), with one warning saying how to get a semantic model.
     pub fn from_env(mut self) -> Result<Self> {
         let c = &mut self.config;
         c.discover_local = true;
@@ -275,7 +275,7 @@ impl VectorStoreBuilder {
         self
     }
 
-    /// Uses this embedder (default: OpenAI when a key or base URL is set, else [`HashingEmbedder`];
+    /// Uses this embedder (default: OpenAI when a key or base URL is set, else [`HashingEmbedder`](crate::HashingEmbedder);
     /// with [`from_env`](Self::from_env) an installed local model comes before the hashing one).
     pub fn embedder(mut self, embedder: impl Embedder + 'static) -> Self {
         self.config.embedder = Some(Arc::new(embedder));
