@@ -100,7 +100,8 @@ mod tempdir {
 #[tokio::test]
 async fn demo_corpus_finds_the_tent_review() {
     let corpus = include_str!("../../marketking-cli/demo/corpus.jsonl");
-    let docs: Vec<NewDocument> = corpus.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let docs: Vec<NewDocument> =
+        corpus.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
     let (store, _dir) = store_with(docs).await;
     let hits = store.search("tent that survived the rain", &SearchOptions::top(3).source("reviews")).await.unwrap();
     let top = &hits[0].document;
@@ -125,8 +126,16 @@ async fn paraphrases_without_shared_words() {
         assert_eq!(hits[0].document.title, want, "query {query:?}");
     }
     let hash = HashingEmbedder::default();
-    let running = cosine_similarity(&hash.embed_one("running shoes").await.unwrap(), &hash.embed_one("jogging sneakers").await.unwrap()).unwrap();
-    let local = cosine_similarity(&model().embed_one("running shoes").await.unwrap(), &model().embed_one("jogging sneakers").await.unwrap()).unwrap();
+    let running = cosine_similarity(
+        &hash.embed_one("running shoes").await.unwrap(),
+        &hash.embed_one("jogging sneakers").await.unwrap(),
+    )
+    .unwrap();
+    let local = cosine_similarity(
+        &model().embed_one("running shoes").await.unwrap(),
+        &model().embed_one("jogging sneakers").await.unwrap(),
+    )
+    .unwrap();
     assert!(local > 0.5 && local > running + 0.3, "local {local}, hashing {running}");
 }
 
@@ -135,7 +144,8 @@ async fn paraphrases_without_shared_words() {
 async fn model_guard_refuses_mixing_models() {
     let dir = tempdir::Dir::new();
     let path = dir.0.join("s.db");
-    let store = VectorStore::builder().db_path(&path).embedder(HashingEmbedder::new(384).unwrap()).build().await.unwrap();
+    let store =
+        VectorStore::builder().db_path(&path).embedder(HashingEmbedder::new(384).unwrap()).build().await.unwrap();
     drop(store);
     let err = VectorStore::builder().db_path(&path).local_model(model_dir()).build().await.unwrap_err();
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
@@ -145,7 +155,8 @@ async fn model_guard_refuses_mixing_models() {
 #[tokio::test]
 async fn no_embedder_store_takes_vectors_and_refuses_text() {
     let dir = tempdir::Dir::new();
-    let store = VectorStore::builder().db_path(dir.0.join("s.db")).no_embedder("external-minilm", 384).build().await.unwrap();
+    let store =
+        VectorStore::builder().db_path(dir.0.join("s.db")).no_embedder("external-minilm", 384).build().await.unwrap();
     assert_eq!(store.stats().await.unwrap().model, "external-minilm");
     let texts = strings(&["Two person tent", "Water bottle"]);
     let vectors = model().embed(&texts).await.unwrap();
@@ -167,7 +178,8 @@ async fn no_embedder_store_takes_vectors_and_refuses_text() {
 fn embedding_does_not_block_the_runtime() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let texts: Vec<String> = (0..64).map(|i| format!("document number {i} about tents, rain and hiking boots")).collect();
+        let texts: Vec<String> =
+            (0..64).map(|i| format!("document number {i} about tents, rain and hiking boots")).collect();
         let m = model().clone();
         let job = tokio::spawn(async move { m.embed(&texts).await.unwrap() });
         // Counts how often another task got to run before the batch finished.

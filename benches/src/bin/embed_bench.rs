@@ -34,7 +34,11 @@ fn main() -> anyhow::Result<()> {
                 model.embed(chunk).await?;
             }
             let secs = start.elapsed().as_secs_f64();
-            println!("{f}\t{}\ttexts\t{secs:.2}\ts\t{:.1}\ttexts/s\t(token budget {budget})", texts.len(), texts.len() as f64 / secs);
+            println!(
+                "{f}\t{}\ttexts\t{secs:.2}\ts\t{:.1}\ttexts/s\t(token budget {budget})",
+                texts.len(),
+                texts.len() as f64 / secs
+            );
         }
         anyhow::Ok(())
     })

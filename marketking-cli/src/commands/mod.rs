@@ -25,12 +25,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Command::Model(cmd) = cli.command {
-        let mut out = std::io::stdout().lock();
-        let code = model::run(&mut out, cmd)?;
-        out.flush()?;
-        return Ok(code);
-    }
+    // `model ...` needs no store.
+    let command = match cli.command {
+        Command::Model(cmd) => {
+            let mut out = std::io::stdout().lock();
+            let code = model::run(&mut out, cmd)?;
+            out.flush()?;
+            return Ok(code);
+        }
+        other => other,
+    };
     let mut global = global;
     if let Some(file) = crate::config_file::load()? {
         file.apply(&mut global);
@@ -38,7 +42,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = open_store(&global).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let code = match cli.command {
+    let code = match command {
         Command::Demo => demo::run(&store, &mut out, global.quiet).await?,
         Command::Create(a) => docs::create(&store, &mut out, a).await?,
         Command::Import(a) => docs::import(&store, &mut out, a, global.quiet).await?,

@@ -10,7 +10,9 @@ pub(crate) fn describe_embedder(model_id: &str) -> String {
     if model_id.starts_with("local:") {
         format!("{model_id} (local model, semantic)")
     } else if model_id.starts_with("marketking-hash-") {
-        format!("{model_id} (hashing embedder: lexical, not semantic; `marketking model pull` installs a semantic model)")
+        format!(
+            "{model_id} (hashing embedder: lexical, not semantic; `marketking model pull` installs a semantic model)"
+        )
     } else if model_id.starts_with("openai:") {
         format!("{model_id} (OpenAI-compatible service)")
     } else {
@@ -25,7 +27,11 @@ pub(super) fn run(out: &mut impl Write, cmd: ModelCommand) -> anyhow::Result<Exi
         ModelCommand::List => {
             let models = marketking_core::installed_models();
             if models.is_empty() {
-                writeln!(out, "no local model installed; `marketking model pull` (or scripts/fetch-model.sh) installs {}", marketking_core::DEFAULT_LOCAL_MODEL)?;
+                writeln!(
+                    out,
+                    "no local model installed; `marketking model pull` (or scripts/fetch-model.sh) installs {}",
+                    marketking_core::DEFAULT_LOCAL_MODEL
+                )?;
             }
             let selected = marketking_core::find_local_model().ok().flatten().map(|m| m.path);
             for m in models {
@@ -43,13 +49,26 @@ pub(super) fn run(out: &mut impl Write, cmd: ModelCommand) -> anyhow::Result<Exi
                 let names: Vec<&str> = marketking_core::KNOWN_MODELS.iter().map(|m| m.name).collect();
                 format!("unknown model {name:?}; known: {}", names.join(", "))
             })?;
-            let dir = marketking_core::model_cache_dir().context("no cache directory (HOME is not set)")?.join(known.name);
+            let dir =
+                marketking_core::model_cache_dir().context("no cache directory (HOME is not set)")?.join(known.name);
             if dir.join("model.safetensors").is_file() {
                 for (file, want) in known.files {
-                    let got = sha256_file(&dir.join(file)).with_context(|| format!("reading {}", dir.join(file).display()))?;
-                    anyhow::ensure!(&got == want, "{} has SHA-256 {got}, expected {want}: delete {} and pull again", file, dir.display());
+                    let got = sha256_file(&dir.join(file))
+                        .with_context(|| format!("reading {}", dir.join(file).display()))?;
+                    anyhow::ensure!(
+                        got.as_str() == *want,
+                        "{} has SHA-256 {got}, expected {want}: delete {} and pull again",
+                        file,
+                        dir.display()
+                    );
                 }
-                writeln!(out, "{} is installed in {} (SHA-256 of {} files verified)", known.name, dir.display(), known.files.len())?;
+                writeln!(
+                    out,
+                    "{} is installed in {} (SHA-256 of {} files verified)",
+                    known.name,
+                    dir.display(),
+                    known.files.len()
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             anyhow::bail!(

@@ -60,7 +60,14 @@ fn no_model_falls_back_to_hashing_with_one_warning() {
     c.env("MARKETKING_EMBEDDER", "local");
     let e = fails(&stats(c, &home));
     assert!(e.contains("marketking model pull"), "{e}");
-    let o = run({ let mut c = clean(&home); c.args(["model", "list"]); c }, None);
+    let o = run(
+        {
+            let mut c = clean(&home);
+            c.args(["model", "list"]);
+            c
+        },
+        None,
+    );
     assert!(ok(&o).contains("no local model installed"), "{}", stdout(&o));
     std::fs::remove_dir_all(&home).unwrap();
 }
@@ -83,7 +90,14 @@ fn explicit_folder_hf_cache_and_marketking_cache_are_found() {
     link_model(&hf.join(".cache/huggingface/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/0123abc"));
     let out = ok(&stats(clean(&hf), &hf));
     assert!(out.contains(LOCAL_ID), "{out}");
-    let list = ok(&run({ let mut c = clean(&hf); c.args(["model", "list"]); c }, None));
+    let list = ok(&run(
+        {
+            let mut c = clean(&hf);
+            c.args(["model", "list"]);
+            c
+        },
+        None,
+    ));
     assert!(list.contains("sentence-transformers/all-MiniLM-L6-v2") && list.contains("Hugging Face cache"), "{list}");
 
     // MarketKing's own cache ($XDG_CACHE_HOME/marketking/models/NAME).

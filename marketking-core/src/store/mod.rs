@@ -12,10 +12,10 @@ use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};
 
 mod builder;
-mod select;
 mod counted;
 mod result_cache;
 mod search;
+mod select;
 mod write;
 
 use builder::Config;

@@ -23,10 +23,9 @@ impl EmbedderChoice {
             "local" => Ok(EmbedderChoice::Local),
             "hash" | "hashing" => Ok(EmbedderChoice::Hash),
             "none" => Ok(EmbedderChoice::None),
-            other => Err(Error::config(
-                "MARKETKING_EMBEDDER",
-                format!("must be openai, local, hash or none, got {other:?}"),
-            )),
+            other => {
+                Err(Error::config("MARKETKING_EMBEDDER", format!("must be openai, local, hash or none, got {other:?}")))
+            }
         }
     }
 }
@@ -103,9 +102,9 @@ fn none(c: &Config) -> Result<Arc<dyn Embedder>> {
     let model = c.openai_model.clone().ok_or_else(|| {
         Error::config("MARKETKING_EMBEDDING_MODEL", "must name the external model when MARKETKING_EMBEDDER=none")
     })?;
-    let dims = c.openai_dimensions.ok_or_else(|| {
-        Error::config("MARKETKING_EMBEDDING_DIMENSIONS", "must be set when MARKETKING_EMBEDDER=none")
-    })?;
+    let dims = c
+        .openai_dimensions
+        .ok_or_else(|| Error::config("MARKETKING_EMBEDDING_DIMENSIONS", "must be set when MARKETKING_EMBEDDER=none"))?;
     Ok(Arc::new(NoEmbedder::new(model, dims)?))
 }
 

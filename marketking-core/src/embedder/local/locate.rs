@@ -141,7 +141,11 @@ pub fn installed_models() -> Vec<InstalledModel> {
     let mut out = Vec::new();
     if let Some(dir) = env_path("MARKETKING_MODEL_DIR") {
         if is_model_dir(&dir) {
-            out.push(InstalledModel { name: super::model::display_name(&dir), path: dir, source: ModelSource::Explicit });
+            out.push(InstalledModel {
+                name: super::model::display_name(&dir),
+                path: dir,
+                source: ModelSource::Explicit,
+            });
         }
     }
     if let Some(hub) = hf_cache_dir() {
@@ -192,7 +196,11 @@ pub fn find_local_model() -> Result<Option<InstalledModel>> {
                 format!("{} holds no model (config.json, tokenizer.json and model.safetensors)", dir.display()),
             ));
         }
-        return Ok(Some(InstalledModel { name: super::model::display_name(&dir), path: dir, source: ModelSource::Explicit }));
+        return Ok(Some(InstalledModel {
+            name: super::model::display_name(&dir),
+            path: dir,
+            source: ModelSource::Explicit,
+        }));
     }
     let Some(known) = known_model(DEFAULT_LOCAL_MODEL) else { return Ok(None) };
     if let Some(hub) = hf_cache_dir() {
@@ -208,7 +216,11 @@ pub fn find_local_model() -> Result<Option<InstalledModel>> {
     if let Some(cache) = model_cache_dir() {
         let dir = cache.join(known.name);
         if is_model_dir(&dir) {
-            return Ok(Some(InstalledModel { name: known.name.to_string(), path: dir, source: ModelSource::MarketKingCache }));
+            return Ok(Some(InstalledModel {
+                name: known.name.to_string(),
+                path: dir,
+                source: ModelSource::MarketKingCache,
+            }));
         }
     }
     Ok(None)

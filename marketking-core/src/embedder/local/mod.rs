@@ -166,7 +166,11 @@ impl LocalEmbedder {
 
     /// Options for the model folder at `path`.
     pub fn builder(path: impl AsRef<Path>) -> LocalEmbedderBuilder {
-        LocalEmbedderBuilder { path: path.as_ref().to_path_buf(), token_budget: DEFAULT_TOKEN_BUDGET, query_instruction: None }
+        LocalEmbedderBuilder {
+            path: path.as_ref().to_path_buf(),
+            token_budget: DEFAULT_TOKEN_BUDGET,
+            query_instruction: None,
+        }
     }
 
     /// The installed default model ([`find_local_model`]), or `Ok(None)` when there is none.

@@ -77,7 +77,8 @@ fn load_err(dir: &Path, what: impl std::fmt::Display) -> Error {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, file: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(file).map_err(|e| load_err(dir, format!("cannot read {}: {e}", file.display())))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| load_err(dir, format!("cannot read {}: {e}", file.display())))?;
     serde_json::from_str(&text).map_err(|e| load_err(dir, format!("{} is not valid: {e}", file.display())))
 }
 
@@ -109,7 +110,10 @@ fn read_pipeline(dir: &Path) -> Result<(Pooling, bool)> {
         } else if m.kind.ends_with(".Normalize") {
             normalize = true;
         } else if !m.kind.ends_with(".Transformer") {
-            return Err(load_err(dir, format!("module {} is not supported (Transformer, Pooling, Normalize are)", m.kind)));
+            return Err(load_err(
+                dir,
+                format!("module {} is not supported (Transformer, Pooling, Normalize are)", m.kind),
+            ));
         }
     }
     Ok((pooling, normalize))
@@ -144,7 +148,8 @@ impl Model {
         let dims: DimsFile =
             serde_json::from_str(&config_text).map_err(|e| load_err(dir, format!("config.json: {e}")))?;
         let st_path = dir.join("sentence_bert_config.json");
-        let st_max = if st_path.is_file() { read_json::<SentenceBertFile>(dir, &st_path)?.max_seq_length } else { None };
+        let st_max =
+            if st_path.is_file() { read_json::<SentenceBertFile>(dir, &st_path)?.max_seq_length } else { None };
         let position_max = dims.max_position_embeddings.unwrap_or(512);
         let max_tokens = st_max.unwrap_or(position_max).min(position_max).max(2);
 
@@ -169,8 +174,18 @@ impl Model {
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| load_err(dir, format!("model.safetensors: {e}")))?;
-        let bert = BertModel::load(vb, &config).map_err(|e| load_err(dir, format!("weights do not fit config.json: {e}")))?;
-        Ok(Model { bert, tokenizer, pooling, normalize, max_tokens, dimensions: dims.hidden_size, weights_sha256, device })
+        let bert =
+            BertModel::load(vb, &config).map_err(|e| load_err(dir, format!("weights do not fit config.json: {e}")))?;
+        Ok(Model {
+            bert,
+            tokenizer,
+            pooling,
+            normalize,
+            max_tokens,
+            dimensions: dims.hidden_size,
+            weights_sha256,
+            device,
+        })
     }
 
     /// Token ids of each text (truncated, not padded).
