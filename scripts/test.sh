@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
+# The local model's tests run on real weights (all-MiniLM-L6-v2, about 90 MB, fetched once).
+bash scripts/fetch-model.sh
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 cargo test --workspace --all-targets "$@"

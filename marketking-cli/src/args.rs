@@ -68,10 +68,25 @@ pub(crate) enum Command {
     Index(IndexCommand),
     /// Create or upgrade the table (opening the store migrates it).
     Migrate,
+    /// Local embedding models: list the installed ones, pull one.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `marketking model ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelCommand {
+    /// Models found in MARKETKING_MODEL_DIR, the Hugging Face cache and MarketKing's cache.
+    List,
+    /// Install a known model into MarketKing's cache (default all-MiniLM-L6-v2), SHA-256 checked.
+    Pull {
+        /// Model name (all-MiniLM-L6-v2).
+        name: Option<String>,
     },
 }
 

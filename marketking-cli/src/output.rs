@@ -114,6 +114,7 @@ pub(crate) fn print_stats(out: &mut impl Write, s: &Stats) -> std::io::Result<()
         None => writeln!(out, "index:      none (exact search)")?,
     }
     writeln!(out, "model:      {} ({} dimensions)", s.model, s.dimensions)?;
+    writeln!(out, "embedder:   {}", crate::commands::model::describe_embedder(&s.model))?;
     if !st.sources.is_empty() {
         writeln!(out, "sources:")?;
         let w = st.sources.iter().map(|c| c.source.as_deref().unwrap_or("(none)").chars().count()).max().unwrap_or(0);

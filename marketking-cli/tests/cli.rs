@@ -33,9 +33,15 @@ fn bin() -> Command {
         "OPENAI_API_KEY",
         "OPENAI_BASE_URL",
         "RUST_LOG",
+        "MARKETKING_MODEL_DIR",
+        "MARKETKING_EMBEDDING_MODEL",
+        "MARKETKING_EMBEDDING_DIMENSIONS",
     ] {
         c.env_remove(v);
     }
+    // The hashing embedder, explicitly: with a local model installed on the machine the default
+    // selection would load it and make every test slow. The model's own tests say otherwise.
+    c.env("MARKETKING_EMBEDDER", "hash");
     c
 }
 
@@ -210,6 +216,10 @@ fn jsonl(n: usize, bad: Option<usize>) -> String {
     }
     s
 }
+
+/// The default embedder selection and the local model (tests/cli/model.rs).
+#[cfg(feature = "local")]
+mod model;
 
 /// Tests that need no store at all.
 mod offline {

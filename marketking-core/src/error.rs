@@ -105,6 +105,18 @@ pub enum Error {
         status: Option<u16>,
     },
 
+    /// The store has no embedder (`MARKETKING_EMBEDDER=none`, builder `no_embedder`): it holds
+    /// vectors of an external model, so text cannot be embedded. Search by vector, or give
+    /// documents their embeddings.
+    #[error(
+        "this store has no embedder (it holds vectors of {model:?} computed elsewhere): pass embeddings \
+         with the documents and search by vector, or configure an embedder"
+    )]
+    NoEmbedder {
+        /// The external model the store is labelled with.
+        model: String,
+    },
+
     /// A database error.
     #[error("database error: {message}")]
     Database {

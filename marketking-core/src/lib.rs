@@ -71,7 +71,13 @@ pub use document::{
     UpsertOutcome, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS,
     MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK, PROBES_RANGE,
 };
-pub use embedder::{Embedder, HashingEmbedder};
+#[cfg(feature = "local")]
+pub use embedder::{
+    find_local_model, hf_cache_dir, installed_models, known_model, model_cache_dir, InstalledModel, KnownModel,
+    LocalEmbedder, LocalEmbedderBuilder, ModelSource, BGE_QUERY_INSTRUCTION, DEFAULT_LOCAL_MODEL, DEFAULT_TOKEN_BUDGET,
+    KNOWN_MODELS,
+};
+pub use embedder::{Embedder, HashingEmbedder, NoEmbedder};
 #[cfg(feature = "openai")]
 pub use embedder::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 pub use error::{BoxError, Error, Result};

@@ -158,6 +158,7 @@ impl IntoResponse for AppError {
                 }
                 E::Conflict { .. } => body(StatusCode::CONFLICT, "conflict", e.to_string(), None),
                 E::Unsupported { .. } => body(StatusCode::BAD_REQUEST, "unsupported", e.to_string(), None),
+                E::NoEmbedder { .. } => body(StatusCode::BAD_REQUEST, "no_embedder", e.to_string(), None),
                 E::RateLimited { retry_after: wait } => {
                     tracing::warn!(error = %e, "embedder rate limit");
                     retry_after(

@@ -110,7 +110,13 @@ async fn main() -> anyhow::Result<()> {
         readiness_timeout: Duration::from_millis(args.readiness_timeout_ms.max(1)),
     };
     let store = VectorStore::builder().from_env()?.build().await.context("opening the store")?;
-    tracing::info!(backend = store.backend_kind(), keys = config.api_keys.len(), "store open");
+    tracing::info!(
+        backend = store.backend_kind(),
+        embedder = store.model(),
+        dimensions = store.dimensions(),
+        keys = config.api_keys.len(),
+        "store open"
+    );
     let service = app(AppState::new(store, config)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let shutdown = shutdown_signal();

@@ -505,6 +505,9 @@ fn spawn_binary(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::C
         .env_remove("REDIS_URL")
         .env("MARKETKING_DB_PATH", dir.join("s.db"))
         .env("RUST_LOG", "info")
+        // Explicitly the hashing embedder (tests that need another one say so): an installed
+        // local model would otherwise be loaded by every spawned server.
+        .env("MARKETKING_EMBEDDER", "hash")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped());
     for (k, v) in env {
@@ -632,6 +635,7 @@ fn sigterm_finishes_the_request_in_flight() {
     let (child, port) = spawn_binary(
         &dir,
         &[
+            ("MARKETKING_EMBEDDER", "openai"),
             ("OPENAI_API_KEY", "sk-test"),
             ("OPENAI_BASE_URL", &embedder),
             ("MARKETKING_EMBEDDING_MODEL", "slow"),

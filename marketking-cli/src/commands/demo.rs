@@ -23,7 +23,11 @@ pub(crate) fn corpus() -> anyhow::Result<Vec<NewDocument>> {
 }
 
 pub(super) async fn run(store: &VectorStore, out: &mut impl Write, quiet: bool) -> anyhow::Result<ExitCode> {
-    let existing = store.stats().await?.storage.documents;
+    let stats = store.stats().await?;
+    if !quiet {
+        writeln!(out, "embedder: {}", super::model::describe_embedder(&stats.model))?;
+    }
+    let existing = stats.storage.documents;
     if existing == 0 {
         let docs = corpus()?;
         let n = docs.len();

@@ -36,6 +36,10 @@ pub(super) async fn import(
     a: ImportArgs,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
+    if !quiet {
+        // stderr, like the progress bar: stdout keeps the summary only.
+        eprintln!("embedding with {}", super::model::describe_embedder(store.model()));
+    }
     let opts =
         ImportOptions { format: a.format, batch_size: a.batch_size as usize, skip_invalid: a.skip_invalid, quiet };
     let summary = run_import(store, &a.file, &opts).await?;

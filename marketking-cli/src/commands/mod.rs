@@ -12,6 +12,7 @@ mod admin;
 mod demo;
 mod docs;
 mod export;
+pub(crate) mod model;
 mod search;
 
 /// Runs one command; errors become `error: ...` and exit code 1 in `main`.
@@ -24,6 +25,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
+    // `model ...` needs no store.
+    let command = match cli.command {
+        Command::Model(cmd) => {
+            let mut out = std::io::stdout().lock();
+            let code = model::run(&mut out, cmd)?;
+            out.flush()?;
+            return Ok(code);
+        }
+        other => other,
+    };
     let mut global = global;
     if let Some(file) = crate::config_file::load()? {
         file.apply(&mut global);
@@ -31,7 +42,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = open_store(&global).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let code = match cli.command {
+    let code = match command {
         Command::Demo => demo::run(&store, &mut out, global.quiet).await?,
         Command::Create(a) => docs::create(&store, &mut out, a).await?,
         Command::Import(a) => docs::import(&store, &mut out, a, global.quiet).await?,
@@ -44,7 +55,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
         Command::Index(c) => admin::index(&store, &mut out, c).await?,
         Command::Migrate => admin::migrate(&store, &mut out).await?,
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Model(_) => unreachable!("handled above"),
     };
     out.flush()?;
     Ok(code)

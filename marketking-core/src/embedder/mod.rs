@@ -8,10 +8,20 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 
 mod hashing;
+#[cfg(feature = "local")]
+mod local;
+mod none;
 #[cfg(feature = "openai")]
 mod openai;
 
 pub use hashing::HashingEmbedder;
+#[cfg(feature = "local")]
+pub use local::{
+    find_local_model, hf_cache_dir, installed_models, known_model, model_cache_dir, InstalledModel, KnownModel,
+    LocalEmbedder, LocalEmbedderBuilder, ModelSource, BGE_QUERY_INSTRUCTION, DEFAULT_LOCAL_MODEL, DEFAULT_TOKEN_BUDGET,
+    KNOWN_MODELS,
+};
+pub use none::NoEmbedder;
 #[cfg(feature = "openai")]
 pub use openai::{OpenAiEmbedder, OpenAiEmbedderBuilder};
 

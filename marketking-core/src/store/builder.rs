@@ -9,9 +9,10 @@ use crate::document::{out_of_range, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH
 
 /// Text search configuration of new tables and files.
 pub const DEFAULT_TEXT_CONFIG: &str = "english";
-use crate::embedder::{Embedder, HashingEmbedder};
+use crate::embedder::Embedder;
 use crate::error::{Error, Result};
 
+use super::select::EmbedderChoice;
 use super::VectorStore;
 
 /// Where documents live.
@@ -73,6 +74,13 @@ pub(crate) struct Config {
     pub(crate) openai_base_url: Option<String>,
     pub(crate) openai_model: Option<String>,
     pub(crate) openai_dimensions: Option<usize>,
+    /// Which embedder `from_env` asked for (`MARKETKING_EMBEDDER`), if any.
+    pub(crate) embedder_choice: Option<EmbedderChoice>,
+    /// Set by `from_env`: the default selection may look for an installed local model. A
+    /// builder used from code alone never reads the file system for one.
+    pub(crate) discover_local: bool,
+    /// `MARKETKING_MODEL_DIR` or `local_model(path)`.
+    pub(crate) local_model: Option<PathBuf>,
     pub(crate) ef_search: u32,
     pub(crate) probes: u32,
     pub(crate) result_ttl: Duration,
@@ -95,6 +103,9 @@ impl Default for Config {
             openai_base_url: None,
             openai_model: None,
             openai_dimensions: None,
+            embedder_choice: None,
+            discover_local: false,
+            local_model: None,
             ef_search: DEFAULT_EF_SEARCH,
             probes: DEFAULT_PROBES,
             result_ttl: Duration::from_secs(300),
@@ -106,7 +117,7 @@ impl Default for Config {
 /// Builds a [`VectorStore`]. `build()` validates everything and connects.
 ///
 /// With nothing set the store is embedded (`./marketking.db`), embeds with the offline
-/// [`HashingEmbedder`] and caches in process: no services, no key.
+/// [`HashingEmbedder`](crate::HashingEmbedder) and caches in process: no services, no key.
 #[derive(Default)]
 pub struct VectorStoreBuilder {
     pub(crate) config: Config,
@@ -149,10 +160,24 @@ impl VectorStoreBuilder {
     /// Reads the environment: `DATABASE_URL`, `REDIS_URL`, `OPENAI_API_KEY`, `OPENAI_BASE_URL`,
     /// `MARKETKING_TABLE`, `MARKETKING_POOL_SIZE`, `MARKETKING_DB_PATH`,
     /// `MARKETKING_EMBEDDING_MODEL`, `MARKETKING_EMBEDDING_DIMENSIONS`, `MARKETKING_EF_SEARCH`,
-    /// `MARKETKING_PROBES`, `MARKETKING_CACHE_TTL_SECS` and `MARKETKING_CACHE`
-    /// (`redis`, `memory` or `none`). Values already set on the builder win over the environment.
+    /// `MARKETKING_PROBES`, `MARKETKING_CACHE_TTL_SECS`, `MARKETKING_CACHE`
+    /// (`redis`, `memory` or `none`), `MARKETKING_EMBEDDER` (`openai`, `local`, `hash` or
+    /// `none`) and `MARKETKING_MODEL_DIR`. Values already set on the builder win over the
+    /// environment.
+    ///
+    /// The embedder, unless one is set: OpenAI-compatible when `OPENAI_API_KEY` or
+    /// `OPENAI_BASE_URL` is set; else the local model (feature `local`) when one is installed
+    /// (`MARKETKING_MODEL_DIR`, the Hugging Face cache, MarketKing's model cache); else the
+    /// lexical [`HashingEmbedder`](crate::HashingEmbedder), with one warning saying how to get a semantic model.
     pub fn from_env(mut self) -> Result<Self> {
         let c = &mut self.config;
+        c.discover_local = true;
+        if c.embedder_choice.is_none() {
+            c.embedder_choice = env("MARKETKING_EMBEDDER").map(|v| EmbedderChoice::parse(&v)).transpose()?;
+        }
+        if c.local_model.is_none() {
+            c.local_model = env("MARKETKING_MODEL_DIR").map(PathBuf::from);
+        }
         if c.database_url.is_none() {
             c.database_url = env("DATABASE_URL");
         }
@@ -250,9 +275,28 @@ impl VectorStoreBuilder {
         self
     }
 
-    /// Uses this embedder (default: OpenAI when a key or base URL is set, else [`HashingEmbedder`]).
+    /// Uses this embedder (default: OpenAI when a key or base URL is set, else [`HashingEmbedder`](crate::HashingEmbedder);
+    /// with [`from_env`](Self::from_env) an installed local model comes before the hashing one).
     pub fn embedder(mut self, embedder: impl Embedder + 'static) -> Self {
         self.config.embedder = Some(Arc::new(embedder));
+        self
+    }
+
+    /// Embeds with the local model in the folder `path` (sentence-transformers layout; feature
+    /// `local`). Loaded by `build()`.
+    pub fn local_model(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.local_model = Some(path.into());
+        self.config.embedder_choice = Some(EmbedderChoice::Local);
+        self
+    }
+
+    /// No embedder: the store holds vectors of the external model `model` (`dimensions`
+    /// floats) and is labelled with it. Documents need their embeddings; search by vector.
+    /// A text search fails with [`Error::NoEmbedder`].
+    pub fn no_embedder(mut self, model: impl Into<String>, dimensions: usize) -> Self {
+        self.config.openai_model = Some(model.into());
+        self.config.openai_dimensions = Some(dimensions);
+        self.config.embedder_choice = Some(EmbedderChoice::None);
         self
     }
 
@@ -316,39 +360,9 @@ impl VectorStoreBuilder {
         if let Some(reason) = out_of_range(c.probes, &PROBES_RANGE) {
             return Err(Error::config("probes", reason));
         }
-        let embedder = self.make_embedder()?;
+        let embedder = super::select::make_embedder(&self.config).await?;
         let cache = self.make_cache()?;
         VectorStore::open(self.config.clone(), self.storage(), embedder, cache).await
-    }
-
-    fn make_embedder(&self) -> Result<Arc<dyn Embedder>> {
-        let c = &self.config;
-        if let Some(e) = &c.embedder {
-            return Ok(e.clone());
-        }
-        if c.openai_key.is_some() || c.openai_base_url.is_some() {
-            #[cfg(feature = "openai")]
-            {
-                let mut b = crate::OpenAiEmbedder::builder();
-                if let Some(k) = &c.openai_key {
-                    b = b.api_key(k.clone());
-                }
-                if let Some(u) = &c.openai_base_url {
-                    b = b.base_url(u.clone());
-                }
-                if let Some(m) = &c.openai_model {
-                    b = b.model(m.clone());
-                }
-                if let Some(d) = c.openai_dimensions {
-                    b = b.dimensions(d);
-                }
-                return Ok(Arc::new(b.build()?));
-            }
-            #[cfg(not(feature = "openai"))]
-            return Err(Error::config("OPENAI_API_KEY", "is set but the `openai` feature is off"));
-        }
-        let dims = c.openai_dimensions.unwrap_or(1536);
-        Ok(Arc::new(HashingEmbedder::new(dims)?))
     }
 
     fn make_cache(&self) -> Result<Arc<dyn Cache>> {

@@ -16,6 +16,7 @@ mod by_filter;
 mod counted;
 mod result_cache;
 mod search;
+mod select;
 mod write;
 
 use builder::Config;

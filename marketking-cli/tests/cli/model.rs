@@ -1,0 +1,146 @@
+//! The default embedder selection as a user meets it: which model `stats` reports for each
+//! environment, the one warning line of the fallback, `MARKETKING_EMBEDDER`, `model list`.
+
+use super::*;
+
+/// The installed all-MiniLM-L6-v2 (scripts/test.sh fetches it first).
+fn model_dir() -> PathBuf {
+    marketking_core::find_local_model()
+        .unwrap()
+        .map(|m| m.path)
+        .expect("no local model installed: run `bash scripts/fetch-model.sh` (scripts/test.sh does)")
+}
+
+const LOCAL_ID: &str = "local:all-MiniLM-L6-v2@53aa51172d14";
+
+/// A scratch HOME with no model anywhere, and the binary with no embedder settings.
+fn clean(home: &Path) -> Command {
+    let mut c = bin();
+    for v in ["MARKETKING_EMBEDDER", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME", "MARKETKING_CACHE_DIR"] {
+        c.env_remove(v);
+    }
+    c.env("HOME", home);
+    c
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(unique(name));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Links the model's files into `dest` (a copy of the layout, without copying 90 MB).
+fn link_model(dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    let src = model_dir();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        std::os::unix::fs::symlink(&p, dest.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+fn stats(mut c: Command, dir: &Path) -> Output {
+    c.arg("--db-path").arg(dir.join("s.db")).arg("stats");
+    run(c, None)
+}
+
+#[test]
+fn no_model_falls_back_to_hashing_with_one_warning() {
+    let home = scratch("nomodel");
+    let o = stats(clean(&home), &home);
+    let out = ok(&o);
+    assert!(out.contains("marketking-hash-v1-1536"), "{out}");
+    assert!(out.contains("lexical, not semantic"), "{out}");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one warning line expected: {err}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("marketking model pull"), "{err}");
+    // Asking for the local model when there is none is an error that says how to get one.
+    let mut c = clean(&home);
+    c.env("MARKETKING_EMBEDDER", "local");
+    let e = fails(&stats(c, &home));
+    assert!(e.contains("marketking model pull"), "{e}");
+    let o = run(
+        {
+            let mut c = clean(&home);
+            c.args(["model", "list"]);
+            c
+        },
+        None,
+    );
+    assert!(ok(&o).contains("no local model installed"), "{}", stdout(&o));
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn explicit_folder_hf_cache_and_marketking_cache_are_found() {
+    // MARKETKING_MODEL_DIR
+    let home = scratch("explicit");
+    let mut c = clean(&home);
+    c.env("MARKETKING_MODEL_DIR", model_dir());
+    let out = ok(&stats(c, &home));
+    assert!(out.contains(LOCAL_ID) && out.contains("local model, semantic"), "{out}");
+    // A MARKETKING_MODEL_DIR that holds no model is an error, not a silent fallback.
+    let mut c = clean(&home);
+    c.env("MARKETKING_MODEL_DIR", home.join("missing"));
+    assert!(fails(&stats(c, &home)).contains("MARKETKING_MODEL_DIR"));
+
+    // The Hugging Face cache layout under HOME.
+    let hf = scratch("hf");
+    link_model(&hf.join(".cache/huggingface/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/0123abc"));
+    let out = ok(&stats(clean(&hf), &hf));
+    assert!(out.contains(LOCAL_ID), "{out}");
+    let list = ok(&run(
+        {
+            let mut c = clean(&hf);
+            c.args(["model", "list"]);
+            c
+        },
+        None,
+    ));
+    assert!(list.contains("sentence-transformers/all-MiniLM-L6-v2") && list.contains("Hugging Face cache"), "{list}");
+
+    // MarketKing's own cache ($XDG_CACHE_HOME/marketking/models/NAME).
+    let mk = scratch("mkcache");
+    link_model(&mk.join("xdg/marketking/models/all-MiniLM-L6-v2"));
+    let mut c = clean(&mk);
+    c.env("XDG_CACHE_HOME", mk.join("xdg"));
+    let out = ok(&stats(c, &mk));
+    assert!(out.contains(LOCAL_ID), "{out}");
+
+    // An OpenAI-compatible setting wins over an installed model.
+    let mut c = clean(&mk);
+    c.env("XDG_CACHE_HOME", mk.join("xdg")).env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1");
+    let out = ok(&stats(c, &mk.join("openai")));
+    assert!(out.contains("openai:"), "{out}");
+    for d in [home, hf, mk] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn embedder_none_labels_the_store_and_refuses_text_search() {
+    let home = scratch("none");
+    let none = || {
+        let mut c = clean(&home);
+        c.env("MARKETKING_EMBEDDER", "none")
+            .env("MARKETKING_EMBEDDING_MODEL", "external-minilm")
+            .env("MARKETKING_EMBEDDING_DIMENSIONS", "384");
+        c
+    };
+    let out = ok(&stats(none(), &home));
+    assert!(out.contains("external-minilm (384 dimensions)"), "{out}");
+    let mut c = none();
+    c.arg("--db-path").arg(home.join("s.db")).args(["search", "tent"]);
+    let e = fails(&run(c, None));
+    assert!(e.contains("no embedder") && e.contains("external-minilm"), "{e}");
+    // Without the model name, `none` cannot label the store.
+    let mut c = clean(&home);
+    c.env("MARKETKING_EMBEDDER", "none");
+    assert!(fails(&stats(c, &home.join("x"))).contains("MARKETKING_EMBEDDING_MODEL"));
+    // A model name with no embedder to use it is refused, not ignored.
+    let mut c = clean(&home);
+    c.env("MARKETKING_EMBEDDER", "hash").env("MARKETKING_EMBEDDING_MODEL", "all-MiniLM-L6-v2");
+    assert!(fails(&stats(c, &home.join("y"))).contains("MARKETKING_EMBEDDER=none"));
+    std::fs::remove_dir_all(&home).unwrap();
+}
