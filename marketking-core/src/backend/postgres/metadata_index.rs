@@ -21,10 +21,22 @@ pub(super) fn create_sql(table: &TableName) -> String {
 /// Builds the index when the table lacks it (or has an invalid one, left by an interrupted
 /// concurrent build). Idempotent; a concurrent builder that wins the race is fine.
 pub(super) async fn ensure(client: &Client, table: &TableName) -> Result<()> {
+    if ensure_gin(client, table, SUFFIX, "metadata jsonb_path_ops").await? {
+        tracing::info!(table = %table.display(), "metadata GIN index built");
+    }
+    Ok(())
+}
+
+/// Makes sure the GIN index `<table>_<suffix>` over `expr` exists and is valid, building it
+/// `CONCURRENTLY` (no lock that blocks writes) when it does not; an invalid index left by an
+/// interrupted concurrent build is dropped and built again; another process winning the race
+/// is fine. Returns whether this call built it. The one home of that dance (the metadata and
+/// full-text indexes both use it).
+pub(super) async fn ensure_gin(client: &Client, table: &TableName, suffix: &str, expr: &str) -> Result<bool> {
     let t = table.quoted();
-    let index = format!("{}_{SUFFIX}", table.table);
+    let index = format!("{}_{suffix}", table.table);
     match valid(client, &t, &index).await? {
-        Some(true) => return Ok(()),
+        Some(true) => return Ok(false),
         Some(false) => {
             client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?
         }
@@ -32,8 +44,8 @@ pub(super) async fn ensure(client: &Client, table: &TableName) -> Result<()> {
     }
     let built = client
         .batch_execute(&format!(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin (metadata jsonb_path_ops)",
-            table.sibling(SUFFIX)
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin ({expr})",
+            table.sibling(suffix)
         ))
         .await;
     if let Err(e) = built {
@@ -41,8 +53,7 @@ pub(super) async fn ensure(client: &Client, table: &TableName) -> Result<()> {
             return Err(e.into());
         }
     }
-    tracing::info!(table = %table.display(), "metadata GIN index built");
-    Ok(())
+    Ok(true)
 }
 
 /// Whether the table has the index and it is valid (`None`: no such index).

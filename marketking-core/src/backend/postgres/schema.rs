@@ -269,44 +269,7 @@ async fn finish_text_index(client: &Client, table: &TableName, text_config: &str
         }
         tracing::info!(table = %table.display(), rows = n, text_config, "full-text column filled for existing rows");
     }
-    let index = format!("{}_tsv_idx", table.table);
-    let valid: Option<bool> = client
-        .query_opt(
-            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-             WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
-            &[&t, &index],
-        )
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-    match valid {
-        Some(true) => return Ok(()),
-        Some(false) => {
-            client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {}", table.in_schema(&index))).await?
-        }
-        None => {}
-    }
-    let built = client
-        .batch_execute(&format!(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin (tsv)",
-            table.sibling("tsv_idx")
-        ))
-        .await;
-    if let Err(e) = built {
-        // Another process building the same index at the same time wins the race: fine.
-        let now_valid = client
-            .query_opt(
-                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-                 WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
-                &[&t, &index],
-            )
-            .await?
-            .map(|r| r.try_get::<_, bool>(0))
-            .transpose()?;
-        if now_valid != Some(true) {
-            return Err(e.into());
-        }
-    }
+    super::metadata_index::ensure_gin(client, table, "tsv_idx", "tsv").await?;
     Ok(())
 }
 
