@@ -178,6 +178,7 @@ impl Filter {
     }
 
     /// The checked tree (backends get validated filters).
+    #[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
     pub(crate) fn node(&self) -> Result<&Node> {
         self.validate()?;
         self.plan.as_ref().map_err(|_| Error::invalid("filter", "invalid"))
@@ -372,6 +373,7 @@ impl Cmp {
     }
 
     /// The SQL and jsonpath operator.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn symbol(self) -> &'static str {
         match self {
             Cmp::Gt => ">",

@@ -47,6 +47,7 @@ impl Default for Fusion {
 
 impl Fusion {
     /// The candidates each leg contributes for `k` results.
+    #[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
     pub(crate) fn candidates_for(&self, k: usize) -> usize {
         self.candidates.unwrap_or((4 * k).max(40)).max(k).min(crate::document::MAX_K)
     }
@@ -72,6 +73,7 @@ impl Fusion {
     }
 
     /// The fused score of a document at these ranks (1-based) in each leg.
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub(crate) fn score(&self, vector_rank: Option<usize>, text_rank: Option<usize>) -> f64 {
         let k = f64::from(self.rrf_k);
         let leg = |w: f32, rank: Option<usize>| rank.map_or(0.0, |r| f64::from(w) / (k + r as f64));

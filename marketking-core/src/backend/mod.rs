@@ -266,6 +266,7 @@ pub(crate) async fn open(
 
 /// What a search ranks by: a query vector, a query text, or both (hybrid).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
 pub(crate) struct SearchQuery<'a> {
     /// The query vector (vector leg).
     pub(crate) vector: Option<&'a [f32]>,
