@@ -99,12 +99,14 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
             }
         }
         if let Some(search) = schemas.get_mut("SearchBody").and_then(Value::as_object_mut) {
-            // Exactly one of the two; each is nullable, and null counts as absent.
+            // Exactly one of the two; each is nullable, and null counts as absent. A vector
+            // query ranks by vector only: its `mode` is absent, null or "vector".
             search.insert(
                 "anyOf".into(),
                 json!([
                     {"required": ["query"], "properties": {"query": {"type": "string"}, "vector": {"type": "null"}}},
-                    {"required": ["vector"], "properties": {"vector": {"type": "array"}, "query": {"type": "null"}}},
+                    {"required": ["vector"], "properties": {"vector": {"type": "array"}, "query": {"type": "null"},
+                        "mode": {"anyOf": [{"const": "vector"}, {"type": "null"}]}}},
                 ]),
             );
         }
