@@ -1,6 +1,5 @@
 //! The one place where command-line settings become a core store configuration.
 
-use anyhow::Context;
 use marketking_core::{StorageConfig, VectorStore};
 
 use crate::args::GlobalArgs;
@@ -34,7 +33,12 @@ pub(crate) async fn open_store(global: &GlobalArgs) -> anyhow::Result<VectorStor
         _ => "cannot open the store".to_string(),
     };
     tracing::debug!(?storage, "opening store");
-    let store = builder.build().await.context(what)?;
+    let store = match builder.build().await {
+        Ok(store) => store,
+        // A setting is wrong (the error names it): not a problem of the store itself.
+        Err(e @ marketking_core::Error::Config { .. }) => return Err(e.into()),
+        Err(e) => return Err(anyhow::Error::new(e).context(what)),
+    };
     tracing::debug!(backend = store.backend_kind(), dimensions = store.dimensions(), "store open");
     Ok(store)
 }

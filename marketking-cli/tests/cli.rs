@@ -220,6 +220,7 @@ fn jsonl(n: usize, bad: Option<usize>) -> String {
 
 /// The default embedder selection and the local model (tests/cli/model.rs).
 #[cfg(feature = "local")]
+#[path = "cli/model.rs"]
 mod model;
 
 /// Tests that need no store at all.

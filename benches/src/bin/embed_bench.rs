@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         // Warm-up: first-touch allocations and thread start-up are not part of the rate.
-        model.embed(&["warm up".to_string(); 8]).await?;
+        model.embed(&vec!["warm up".to_string(); 8]).await?;
         for f in &files {
             let texts: Vec<String> =
                 std::fs::read_to_string(f)?.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();

@@ -29,7 +29,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Model(cmd) => {
             let mut out = std::io::stdout().lock();
-            let code = model::run(&mut out, cmd)?;
+            let code = model::run(&mut out, cmd).await?;
             out.flush()?;
             return Ok(code);
         }

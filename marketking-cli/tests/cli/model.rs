@@ -144,3 +144,100 @@ fn embedder_none_labels_the_store_and_refuses_text_search() {
     assert!(fails(&stats(c, &home.join("y"))).contains("MARKETKING_EMBEDDER=none"));
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+/// A local server speaking the part of the Hugging Face hub protocol `hf-hub` uses: `GET
+/// /{repo}/resolve/{revision}/{file}` with a `Range` header, answered 206 with `ETag`,
+/// `X-Repo-Commit` and `Content-Range`. It serves the installed model's files, with
+/// `model.safetensors` replaced by `corrupt_weights` when given.
+fn fake_hub(corrupt_weights: Option<Vec<u8>>) -> String {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+
+    #[derive(Clone)]
+    struct Hub {
+        root: PathBuf,
+        weights: Option<std::sync::Arc<Vec<u8>>>,
+    }
+    async fn resolve(State(hub): State<Hub>, UrlPath(rest): UrlPath<String>, headers: HeaderMap) -> Response {
+        let Some(file) = rest.strip_prefix("sentence-transformers/all-MiniLM-L6-v2/resolve/main/") else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let bytes = match (&hub.weights, file) {
+            (Some(w), "model.safetensors") => w.as_ref().clone(),
+            _ => match std::fs::read(hub.root.join(file)) {
+                Ok(b) => b,
+                Err(_) => return StatusCode::NOT_FOUND.into_response(),
+            },
+        };
+        let total = bytes.len();
+        let (start, end) = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes="))
+            .and_then(|v| v.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .map(|(a, b)| (a.min(total), b.min(total.saturating_sub(1))))
+            .unwrap_or((0, total.saturating_sub(1)));
+        let body = bytes.get(start..=end).unwrap_or(&[]).to_vec();
+        let etag = format!("\"{:x}-{}\"", total, file.len());
+        (
+            StatusCode::PARTIAL_CONTENT,
+            [
+                (header::ETAG.as_str(), etag),
+                ("x-repo-commit", "0123456789abcdef0123456789abcdef01234567".to_string()),
+                (header::CONTENT_RANGE.as_str(), format!("bytes {start}-{end}/{total}")),
+            ],
+            body,
+        )
+            .into_response()
+    }
+    let hub = Hub { root: model_dir(), weights: corrupt_weights.map(std::sync::Arc::new) };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route("/{*rest}", axum::routing::get(resolve)).with_state(hub);
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{addr}")
+}
+
+fn pull(home: &Path, endpoint: &str) -> Output {
+    let mut c = clean(home);
+    c.env("HF_ENDPOINT", endpoint).args(["model", "pull"]);
+    run(c, None)
+}
+
+#[test]
+fn model_pull_downloads_from_the_hub_verifies_and_is_then_the_default() {
+    let home = scratch("pull");
+    let o = pull(&home, &fake_hub(None));
+    let out = ok(&o);
+    assert!(out.contains("all-MiniLM-L6-v2 installed in") && out.contains("SHA-256 of 6 files verified"), "{out}");
+    let snapshot = home.join(".cache/huggingface/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots");
+    assert!(snapshot.is_dir(), "{out}");
+    // The pulled model is the default selection from now on.
+    let out = ok(&stats(clean(&home), &home));
+    assert!(out.contains(LOCAL_ID), "{out}");
+    std::fs::remove_dir_all(&home).unwrap();
+
+    // Weights that do not match the table are refused and removed.
+    let home = scratch("pullbad");
+    let mut weights = std::fs::read(model_dir().join("model.safetensors")).unwrap();
+    let last = weights.len() - 1;
+    weights[last] ^= 1;
+    let e = fails(&pull(&home, &fake_hub(Some(weights))));
+    assert!(e.contains("model.safetensors") && e.contains("refused"), "{e}");
+    let out = ok(&stats(clean(&home), &home));
+    assert!(out.contains("marketking-hash-"), "a refused download must not be selected: {out}");
+
+    // A hub that cannot be reached: the error says what to do instead.
+    let e = fails(&pull(&home, "http://127.0.0.1:9"));
+    assert!(e.contains("scripts/fetch-model.sh") && e.contains("MARKETKING_MODEL_DIR"), "{e}");
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -48,6 +48,13 @@ pub trait Embedder: Send + Sync + Debug {
         64
     }
 
+    /// A prefix the store puts before a search query (never before a document) when it embeds
+    /// the query, for models trained with one (bge: "Represent this sentence for searching
+    /// relevant passages: "). Default none.
+    fn query_instruction(&self) -> Option<&str> {
+        None
+    }
+
     /// Embeds one text.
     async fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let mut v = self.embed(&[text.to_string()]).await?;
@@ -75,6 +82,9 @@ impl<T: Embedder + ?Sized> Embedder for Arc<T> {
     fn max_batch_size(&self) -> usize {
         (**self).max_batch_size()
     }
+    fn query_instruction(&self) -> Option<&str> {
+        (**self).query_instruction()
+    }
 }
 
 #[async_trait]
@@ -90,6 +100,9 @@ impl<T: Embedder + ?Sized> Embedder for Box<T> {
     }
     fn max_batch_size(&self) -> usize {
         (**self).max_batch_size()
+    }
+    fn query_instruction(&self) -> Option<&str> {
+        (**self).query_instruction()
     }
 }
 

@@ -81,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) discover_local: bool,
     /// `MARKETKING_MODEL_DIR` or `local_model(path)`.
     pub(crate) local_model: Option<PathBuf>,
+    /// The setting errors about `local_model` name: the variable when it came from there.
+    pub(crate) local_model_field: &'static str,
     pub(crate) ef_search: u32,
     pub(crate) probes: u32,
     pub(crate) result_ttl: Duration,
@@ -106,6 +108,7 @@ impl Default for Config {
             embedder_choice: None,
             discover_local: false,
             local_model: None,
+            local_model_field: "local_model",
             ef_search: DEFAULT_EF_SEARCH,
             probes: DEFAULT_PROBES,
             result_ttl: Duration::from_secs(300),
@@ -177,6 +180,9 @@ impl VectorStoreBuilder {
         }
         if c.local_model.is_none() {
             c.local_model = env("MARKETKING_MODEL_DIR").map(PathBuf::from);
+            if c.local_model.is_some() {
+                c.local_model_field = "MARKETKING_MODEL_DIR";
+            }
         }
         if c.database_url.is_none() {
             c.database_url = env("DATABASE_URL");

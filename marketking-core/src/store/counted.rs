@@ -76,4 +76,7 @@ impl Embedder for Counted {
     fn max_batch_size(&self) -> usize {
         self.inner.max_batch_size()
     }
+    fn query_instruction(&self) -> Option<&str> {
+        self.inner.query_instruction()
+    }
 }

@@ -89,13 +89,18 @@ impl VectorStore {
         Ok(hits)
     }
 
-    /// The query's embedding, cached by model, dimensions and text.
+    /// The query's embedding (with the embedder's query instruction in front, when it has one),
+    /// cached by model, dimensions and text.
     async fn query_embedding(&self, text: &str) -> Result<Vec<f32>> {
         let e = &self.inner.embedder;
+        let text = match e.query_instruction() {
+            Some(prefix) => format!("{prefix}{text}"),
+            None => text.to_string(),
+        };
         self.inner
             .cache
-            .embedding(e.model_id(), e.dimensions(), text, async {
-                let mut v = embed_checked(e, &[text.to_string()]).await?;
+            .embedding(e.model_id(), e.dimensions(), &text, async {
+                let mut v = embed_checked(e, std::slice::from_ref(&text)).await?;
                 v.pop().ok_or_else(|| Error::Embedder { message: "no vector for the query".into(), status: None })
             })
             .await

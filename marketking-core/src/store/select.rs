@@ -146,9 +146,15 @@ async fn local(c: &Config, required: bool) -> Result<Option<Arc<dyn Embedder>>> 
         None => return Ok(None),
     };
     // Reading and hashing 90 MB of weights takes a while: off the async runtime.
+    let field = c.local_model_field;
     let loaded = tokio::task::spawn_blocking(move || crate::embedder::LocalEmbedder::load(path))
         .await
-        .map_err(|e| Error::Embedder { message: format!("loading the local model failed: {e}"), status: None })??;
+        .map_err(|e| Error::Embedder { message: format!("loading the local model failed: {e}"), status: None })?
+        .map_err(|e| match e {
+            // Name the setting the user wrote: the variable, or the builder's `local_model`.
+            Error::Config { field: f, reason } if f == "local_model" => Error::config(field, reason),
+            other => other,
+        })?;
     tracing::info!(model = loaded.model_id(), path = %loaded.path().display(), "local embedding model loaded");
     Ok(Some(Arc::new(loaded)))
 }

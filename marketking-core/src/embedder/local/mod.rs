@@ -241,4 +241,8 @@ impl Embedder for LocalEmbedder {
     fn max_batch_size(&self) -> usize {
         256
     }
+
+    fn query_instruction(&self) -> Option<&str> {
+        self.inner.query_instruction.as_deref()
+    }
 }
