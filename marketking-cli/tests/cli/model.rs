@@ -241,3 +241,35 @@ fn model_pull_downloads_from_the_hub_verifies_and_is_then_the_default() {
     assert!(e.contains("scripts/fetch-model.sh") && e.contains("MARKETKING_MODEL_DIR"), "{e}");
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+/// `marketking demo` with no key and an installed model: the local model runs, says so, and
+/// answers by meaning, including queries that share no word with the document they find.
+#[test]
+fn demo_with_the_local_model_answers_by_meaning() {
+    let home = scratch("demo");
+    let db = home.join("demo.db");
+    let mut c = clean(&home);
+    c.env("MARKETKING_MODEL_DIR", model_dir()).arg("--db-path").arg(&db).arg("demo");
+    let out = ok(&run(c, None));
+    assert!(out.contains(&format!("embedder: {LOCAL_ID} (local model, semantic)")), "{out}");
+    let tent = out.split("$ marketking search \"tent that survived the rain\"").nth(1).expect("the tent example");
+    let first = tent.lines().find(|l| l.starts_with("1 ")).expect("a first hit");
+    assert!(first.contains("tent"), "the tent example's first hit is not a tent: {first}");
+    // Paraphrases: no word of the query is in the document found.
+    for (query, want) in [
+        ("shelter for a couple of campers", "Two-person tent"),
+        ("footwear for jogging in the hills", "Trail running shoes"),
+    ] {
+        let mut c = clean(&home);
+        c.env("MARKETKING_MODEL_DIR", model_dir()).arg("--db-path").arg(&db).args(["search", query, "-k", "1", "--json"]);
+        let v: Value = serde_json::from_str(&ok(&run(c, None))).unwrap();
+        let doc = &v["hits"][0]["document"];
+        let title = doc["title"].as_str().unwrap();
+        assert!(title.contains(want), "{query:?} found {title:?}");
+        let text = format!("{} {}", title, doc["content"].as_str().unwrap()).to_lowercase();
+        for word in query.split(' ').filter(|w| w.len() > 3) {
+            assert!(!text.contains(word), "{query:?} shares {word:?} with {title:?}: not a paraphrase test");
+        }
+    }
+    std::fs::remove_dir_all(&home).unwrap();
+}

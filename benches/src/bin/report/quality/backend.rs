@@ -163,3 +163,55 @@ pub(crate) async fn read_vectors(store: &VectorStore) -> anyhow::Result<HashMap<
     }
     Ok(out)
 }
+
+/// Reads a vector file written by [`write_vector_file`]: `None` when it does not exist or holds
+/// the vectors of another dataset or embedder.
+pub(crate) fn read_vector_file(
+    path: &std::path::Path,
+    dataset_sha: &str,
+    model: &str,
+    dims: usize,
+) -> anyhow::Result<Option<HashMap<String, Vec<f32>>>> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(path) else { return Ok(None) };
+    let mut lines = std::io::BufReader::new(file).lines();
+    let header = lines.next().transpose()?.unwrap_or_default();
+    if header != format!("{dataset_sha}\t{model}\t{dims}") {
+        println!("vectors: {} holds other vectors ({header}); embedding again\n", path.display());
+        return Ok(None);
+    }
+    let mut out = HashMap::new();
+    for line in lines {
+        let line = line?;
+        let (key, values) = line.split_once('\t').context("vector file: a line without a tab")?;
+        let v: Vec<f32> = values.split(' ').map(str::parse).collect::<Result<_, _>>()?;
+        anyhow::ensure!(v.len() == dims, "vector file: {key} has {} values, not {dims}", v.len());
+        out.insert(key.to_string(), v);
+    }
+    Ok(Some(out))
+}
+
+/// Writes `vectors` as text: a header (dataset, model, dimensions), then `key<TAB>values`.
+pub(crate) fn write_vector_file(
+    path: &std::path::Path,
+    dataset_sha: &str,
+    model: &str,
+    dims: usize,
+    vectors: &HashMap<String, Vec<f32>>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    writeln!(f, "{dataset_sha}\t{model}\t{dims}")?;
+    for (k, v) in vectors {
+        let values: Vec<String> = v.iter().map(f32::to_string).collect();
+        writeln!(f, "{k}\t{}", values.join(" "))?;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    println!("vectors: written to {}\n", path.display());
+    Ok(())
+}

@@ -65,6 +65,23 @@ struct Args {
     /// Print a comparison with an earlier JSON result file.
     #[arg(long, value_name = "FILE")]
     compare: Option<PathBuf>,
+    /// Keep the corpus vectors in this file: read when it holds vectors of the same embedder
+    /// and dataset, written after the first backend embedded them. A local model takes minutes
+    /// to embed the whole set; with the file a rerun (other fusion settings, say) does not.
+    #[arg(long, value_name = "FILE")]
+    vectors: Option<PathBuf>,
+    /// Hybrid mode: RRF's k (default the SDK's, 60).
+    #[arg(long)]
+    rrf_k: Option<u32>,
+    /// Hybrid mode: weight of the vector leg (default the SDK's, 1).
+    #[arg(long)]
+    vector_weight: Option<f32>,
+    /// Hybrid mode: weight of the full-text leg (default the SDK's, 1).
+    #[arg(long)]
+    text_weight: Option<f32>,
+    /// Hybrid mode: candidates per leg (default the SDK's, max(4k, 40)).
+    #[arg(long)]
+    candidates: Option<usize>,
 }
 
 /// A search mode of the SDK.
@@ -152,6 +169,7 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
     );
     let expected: Vec<Vec<String>> = data.queries.iter().map(|q| q.expected.clone()).collect();
     let mut vectors: Option<HashMap<String, Vec<f32>>> = None;
+    let mut vectors_from_file = false;
     let mut model: Option<(String, usize)> = None;
     let (mut backend_runs, mut rows) = (Vec::new(), Vec::new());
     let mut exact_results: HashMap<BackendKind, HashMap<Mode, Vec<Vec<String>>>> = HashMap::new();
@@ -167,7 +185,14 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
             }
             Some(_) => {}
         }
-        model = Some(this_model);
+        if let (Some(path), None) = (&args.vectors, &vectors) {
+            vectors = backend::read_vector_file(path, &info.sha256, &this_model.0, this_model.1)?;
+            vectors_from_file = vectors.is_some();
+            if vectors_from_file {
+                println!("vectors: read from {}\n", path.display());
+            }
+        }
+        model = Some(this_model.clone());
         let server = match (kind, &database_url) {
             // The latency report's own description of the server (root of this binary).
             (BackendKind::Postgres, Some(url)) => Some(super::server_info(url).await?),
@@ -176,6 +201,10 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
         let outcome = measure_backend(&opened.store, kind, server, &data, &expected, &mut vectors, &args).await;
         opened.close().await;
         let (backend_run, mut backend_rows, exact) = outcome?;
+        if let (Some(path), Some(v), false) = (&args.vectors, &vectors, vectors_from_file) {
+            backend::write_vector_file(path, &info.sha256, &this_model.0, this_model.1, v)?;
+            vectors_from_file = true;
+        }
         backend_runs.push(backend_run);
         rows.append(&mut backend_rows);
         exact_results.insert(kind, exact);
@@ -306,7 +335,17 @@ async fn measure_backend(
             hnsw_build_seconds = Some(t.elapsed().as_secs_f64());
             store.analyze().await?;
         }
-        let base = SearchOptions { ef_search, ..SearchOptions::top(args.k) };
+        let mut base = SearchOptions { ef_search, ..SearchOptions::top(args.k) };
+        if let Some(k) = args.rrf_k {
+            base.fusion.rrf_k = k;
+        }
+        if let Some(w) = args.vector_weight {
+            base.fusion.vector_weight = w;
+        }
+        if let Some(w) = args.text_weight {
+            base.fusion.text_weight = w;
+        }
+        base.fusion.candidates = args.candidates.or(base.fusion.candidates);
         let plan_uses_index = match kind {
             BackendKind::Postgres => Some(store.explain_search(&probe, &base).await?.contains("Index Scan")),
             BackendKind::Embedded => None,
