@@ -261,7 +261,10 @@ fn demo_with_the_local_model_answers_by_meaning() {
         ("footwear for jogging in the hills", "Trail running shoes"),
     ] {
         let mut c = clean(&home);
-        c.env("MARKETKING_MODEL_DIR", model_dir()).arg("--db-path").arg(&db).args(["search", query, "-k", "1", "--json"]);
+        c.env("MARKETKING_MODEL_DIR", model_dir())
+            .arg("--db-path")
+            .arg(&db)
+            .args(["search", query, "-k", "1", "--json"]);
         let v: Value = serde_json::from_str(&ok(&run(c, None))).unwrap();
         let doc = &v["hits"][0]["document"];
         let title = doc["title"].as_str().unwrap();
