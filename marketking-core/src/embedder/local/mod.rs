@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Embedder;
 use crate::error::{Error, Result};
 
+mod bert;
 mod locate;
 mod model;
 

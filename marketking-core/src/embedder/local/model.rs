@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
+
+use super::bert::Bert;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -50,7 +52,7 @@ struct DimsFile {
 
 /// A loaded model: weights, tokenizer and the sentence-transformers settings.
 pub(crate) struct Model {
-    bert: BertModel,
+    bert: Bert,
     tokenizer: Tokenizer,
     pub(crate) pooling: Pooling,
     pub(crate) normalize: bool,
@@ -175,7 +177,7 @@ impl Model {
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| load_err(dir, format!("model.safetensors: {e}")))?;
         let bert =
-            BertModel::load(vb, &config).map_err(|e| load_err(dir, format!("weights do not fit config.json: {e}")))?;
+            Bert::load(vb, &config).map_err(|e| load_err(dir, format!("weights do not fit config.json: {e}")))?;
         Ok(Model {
             bert,
             tokenizer,
@@ -212,8 +214,8 @@ impl Model {
         }
         let ids = Tensor::from_vec(ids, (n, len), &self.device).map_err(candle_err)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device).map_err(candle_err)?;
-        let type_ids = ids.zeros_like().map_err(candle_err)?;
-        let hidden = self.bert.forward(&ids, &type_ids, Some(&mask)).map_err(candle_err)?;
+        let lens: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
+        let hidden = self.bert.forward(&ids, &lens).map_err(candle_err)?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)).map_err(candle_err)?,
             Pooling::Mean => {
