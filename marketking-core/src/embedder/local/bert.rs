@@ -76,7 +76,7 @@ impl Bert {
     /// Loads the weights, with or without a `bert.` (or `<model_type>.`) prefix, as candle's
     /// BERT does.
     pub(crate) fn load(vb: VarBuilder, c: &Config) -> Result<Bert> {
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size,
