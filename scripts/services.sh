@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts PostgreSQL and Redis when they are not running, and installs pgvector when missing.
+# Starts PostgreSQL and Redis when they are not running, and installs pgvector and RUM when missing.
 # Safe to run repeatedly. Needs root only for what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,3 +31,4 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 bash "$here/install-pgvector.sh"
+bash "$here/install-rum.sh"

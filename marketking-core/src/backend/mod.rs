@@ -243,15 +243,17 @@ pub(crate) async fn open(
     model: &str,
     dims: usize,
     text_config: &str,
+    rum: bool,
 ) -> Result<Box<dyn Backend>> {
     Ok(match storage {
         #[cfg(feature = "postgres")]
         StorageConfig::Postgres { url, table, pool_size } => {
-            Box::new(postgres::PgBackend::connect(&url, &table, pool_size, model, dims, text_config).await?)
+            Box::new(postgres::PgBackend::connect(&url, &table, pool_size, model, dims, text_config, rum).await?)
         }
         #[cfg(not(feature = "postgres"))]
         StorageConfig::Postgres { .. } => {
-            return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"))
+            let _ = rum;
+            return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"));
         }
         #[cfg(feature = "embedded")]
         StorageConfig::Embedded { path } => {

@@ -65,6 +65,8 @@ pub(crate) struct Config {
     pub(crate) embedded_only: bool,
     /// Text search configuration of new tables (`english`, `simple`).
     pub(crate) text_config: String,
+    /// PostgreSQL: build and use the RUM full-text index when the server has `rum`.
+    pub(crate) rum: bool,
     pub(crate) table: String,
     pub(crate) pool_size: u32,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
@@ -96,6 +98,7 @@ impl Default for Config {
             db_path: None,
             embedded_only: false,
             text_config: DEFAULT_TEXT_CONFIG.into(),
+            rum: true,
             table: DEFAULT_TABLE.into(),
             pool_size: DEFAULT_POOL_SIZE,
             embedder: None,
@@ -211,6 +214,12 @@ impl VectorStoreBuilder {
         if let Some(t) = env("MARKETKING_TEXT_CONFIG") {
             c.text_config = t;
         }
+        match env("MARKETKING_RUM").as_deref() {
+            None => {}
+            Some("on") => c.rum = true,
+            Some("off") => c.rum = false,
+            Some(other) => return Err(Error::config("MARKETKING_RUM", format!("must be on or off, got {other:?}"))),
+        }
         if let Some(p) = env_parse("MARKETKING_POOL_SIZE")? {
             c.pool_size = p;
         }
@@ -266,6 +275,17 @@ impl VectorStoreBuilder {
     /// Recorded when the table (or file) is created; opening it with another one fails.
     pub fn text_search_config(mut self, name: impl Into<String>) -> Self {
         self.config.text_config = name.into();
+        self
+    }
+
+    /// PostgreSQL: whether the full-text leg uses a RUM index (default true; `MARKETKING_RUM`
+    /// `on` / `off`). With the server's `rum` extension (Debian's `postgresql-NN-rum`) the store
+    /// creates the extension (superuser) and the index `<table>_tsv_rum_idx`, and text and
+    /// hybrid searches rank their candidates inside it; without it, or off, they rank from the
+    /// GIN index. The index costs writes (it keeps every lexeme's positions): turn it off for
+    /// write-heavy tables that rarely search by text. Off never drops an existing index.
+    pub fn rum_index(mut self, on: bool) -> Self {
+        self.config.rum = on;
         self
     }
 

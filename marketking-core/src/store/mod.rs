@@ -74,7 +74,7 @@ impl VectorStore {
     ) -> Result<Self> {
         let dims = embedder.dimensions();
         let model = embedder.model_id().to_string();
-        let backend = crate::backend::open(storage, &model, dims, &config.text_config).await?;
+        let backend = crate::backend::open(storage, &model, dims, &config.text_config, config.rum).await?;
         // Cache key prefix: names the storage and the model, so stores on other tables,
         // databases or models that share one Redis never read each other's entries.
         let namespace =

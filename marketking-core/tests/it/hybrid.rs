@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use marketking_core::{
-    cosine_similarity, Embedder, Error, Fusion, HashingEmbedder, IndexSpec, Mmr, NewDocument, NoCache, SearchHit,
-    SearchMode, SearchOptions, VectorStore,
+    cosine_similarity, Embedder, Error, Filter, Fusion, HashingEmbedder, IndexSpec, Mmr, NewDocument, NoCache,
+    SearchHit, SearchMode, SearchOptions, VectorStore,
 };
 use serde_json::json;
 
@@ -427,4 +427,68 @@ async fn a_version_1_table_gains_full_text_search_on_open() {
     assert_eq!(hits.iter().map(|h| h.document.title.as_str()).collect::<Vec<_>>(), ["Zeppelin hangar"]);
     drop(store);
     t.cleanup().await;
+}
+
+/// A table large enough for the planner's statistics to say which words are common: the text leg
+/// takes its candidates from the query's informative words, and still returns k rows when those
+/// find fewer than k (documents with only a common word fill the rest), filtered or not; with
+/// the RUM index (the server has `rum`) and without it.
+#[tokio::test]
+async fn a_large_table_ranks_text_from_informative_words_and_still_returns_k() {
+    for rum in [true, false] {
+        let t = PgTable::new();
+        let store = VectorStore::builder()
+            .database_url(database_url())
+            .table(&t.table)
+            .rum_index(rum)
+            .embedder(HashingEmbedder::new(32).unwrap())
+            .cache(NoCache)
+            .build()
+            .await
+            .unwrap();
+        // Every document says "widget"; three also say "zeppelin"; `group` selects 1%.
+        let docs: Vec<NewDocument> = (0..2500)
+            .map(|i| {
+                let extra = if i < 3 { " a zeppelin over the hangar" } else { "" };
+                NewDocument::new(format!("note {i}"), format!("report {i} on a widget{extra}"))
+                    .with_key(format!("n{i}"))
+                    .with_metadata(json!({"group": i % 100}))
+            })
+            .collect();
+        store.batch(docs).await.unwrap();
+        // What autovacuum does after a bulk load: the statistics the text leg reads.
+        t.exec(&format!("ANALYZE \"{}\".docs", t.schema)).await;
+        let rum_index: i64 = t
+            .sql(&format!(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = '{}' AND indexname = 'docs_tsv_rum_idx'",
+                t.schema
+            ))
+            .await[0]
+            .get(0);
+        assert_eq!(rum_index, i64::from(rum), "the RUM index exists exactly when asked for (rum = {rum})");
+
+        let keys = |hits: &[SearchHit]| hits.iter().map(|h| h.document.key.clone().unwrap()).collect::<Vec<_>>();
+        for mode in [SearchMode::Text, SearchMode::Hybrid] {
+            let hits = store.search("widget zeppelin", &SearchOptions::top(10).mode(mode)).await.unwrap();
+            assert_eq!(hits.len(), 10, "{mode:?}, rum {rum}: k rows though only 3 documents have the rare word");
+            // Text: the three with every word first. Hybrid: the vector leg (a 32-dimension
+            // hashing embedder) reorders them, but the text leg's top three are in the fused top 10.
+            let n = if mode == SearchMode::Text { 3 } else { 10 };
+            let top: HashSet<String> = keys(&hits[..n]).into_iter().collect();
+            for key in ["n0", "n1", "n2"] {
+                assert!(top.contains(key), "{mode:?}, rum {rum}: {key} in the top {n}: {:?}", keys(&hits));
+            }
+
+            // No document of group 7 has the rare word: all 10 come from the common one.
+            let opts = SearchOptions::top(10).mode(mode).filter(Filter::field("group").eq(7));
+            let hits = store.search("widget zeppelin", &opts).await.unwrap();
+            assert_eq!(hits.len(), 10, "{mode:?}, rum {rum}: a 1% filter still returns k");
+            assert!(hits.iter().all(|h| h.document.metadata["group"] == 7), "{mode:?}, rum {rum}");
+        }
+        // A rare word alone: exactly its documents, best first.
+        let hits = store.search("zeppelin", &SearchOptions::top(10).mode(SearchMode::Text)).await.unwrap();
+        assert_eq!(keys(&hits).len(), 3, "rum {rum}");
+        drop(store);
+        t.cleanup().await;
+    }
 }

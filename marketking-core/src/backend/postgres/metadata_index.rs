@@ -21,18 +21,19 @@ pub(super) fn create_sql(table: &TableName) -> String {
 /// Builds the index when the table lacks it (or has an invalid one, left by an interrupted
 /// concurrent build). Idempotent; a concurrent builder that wins the race is fine.
 pub(super) async fn ensure(client: &Client, table: &TableName) -> Result<()> {
-    if ensure_gin(client, table, SUFFIX, "metadata jsonb_path_ops").await? {
+    if ensure_index(client, table, SUFFIX, "gin (metadata jsonb_path_ops)").await? {
         tracing::info!(table = %table.display(), "metadata GIN index built");
     }
     Ok(())
 }
 
-/// Makes sure the GIN index `<table>_<suffix>` over `expr` exists and is valid, building it
+/// Makes sure the index `<table>_<suffix>` (`USING {using}`, e.g. `gin (tsv)`) exists and is
+/// valid, building it
 /// `CONCURRENTLY` (no lock that blocks writes) when it does not; an invalid index left by an
 /// interrupted concurrent build is dropped and built again; another process winning the race
 /// is fine. Returns whether this call built it. The one home of that dance (the metadata and
-/// full-text indexes both use it).
-pub(super) async fn ensure_gin(client: &Client, table: &TableName, suffix: &str, expr: &str) -> Result<bool> {
+/// full-text indexes all use it).
+pub(super) async fn ensure_index(client: &Client, table: &TableName, suffix: &str, using: &str) -> Result<bool> {
     let t = table.quoted();
     let index = format!("{}_{suffix}", table.table);
     match valid(client, &t, &index).await? {
@@ -44,7 +45,7 @@ pub(super) async fn ensure_gin(client: &Client, table: &TableName, suffix: &str,
     }
     let built = client
         .batch_execute(&format!(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING gin ({expr})",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {t} USING {using}",
             table.sibling(suffix)
         ))
         .await;

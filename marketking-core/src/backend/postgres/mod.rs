@@ -51,6 +51,8 @@ pub(crate) struct PgBackend {
     health: Arc<Health>,
     /// The table's text search configuration (`english`...), passed to every text query.
     text_config: String,
+    /// The quoted schema of the `rum` extension when the table has its RUM index over `tsv`.
+    rum: Option<String>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -71,6 +73,7 @@ impl PgBackend {
         model: &str,
         dims: usize,
         text_config: &str,
+        rum: bool,
     ) -> Result<Self> {
         let table = TableName::parse(table)?;
         if dims == 0 || dims > 16_000 {
@@ -124,7 +127,7 @@ impl PgBackend {
         // One connection made by hand first: a pool only reports "timed out" when the server is
         // unreachable, while this gives the real reason (refused, auth failed, no database...).
         let mut first = bb8::ManageConnection::connect(&manager).await?;
-        let info = schema::migrate(&mut first, &table, model, dims, text_config).await?;
+        let info = schema::migrate(&mut first, &table, model, dims, text_config, rum).await?;
         drop(first);
         // The check on checkout is the driver's "closed" flag, not a test query (which would add
         // a round trip to every call): a connection whose server process was terminated is
@@ -160,6 +163,7 @@ impl PgBackend {
             max_size: pool_size,
             health,
             text_config: info.text_config,
+            rum: info.rum_schema.as_deref().map(ident::quote_ident),
         })
     }
 

@@ -19,6 +19,9 @@ pub(crate) struct SchemaInfo {
     pub(crate) extension_version: (u32, u32),
     /// The table's text search configuration (`english`, `simple`...).
     pub(crate) text_config: String,
+    /// The schema of the `rum` extension, when the table has its RUM index over `tsv`
+    /// ([`ensure_rum`]): the text leg then ranks its candidates inside that index.
+    pub(crate) rum_schema: Option<String>,
 }
 
 /// Vectors are stored inline (`STORAGE PLAIN`) while a row still fits a page comfortably: the
@@ -34,6 +37,7 @@ pub(crate) async fn migrate(
     model: &str,
     dims: usize,
     text_config: &str,
+    rum: bool,
 ) -> Result<SchemaInfo> {
     let tx = client.transaction().await?;
     // One advisory lock serialises concurrent migrations, across tables too: CREATE EXTENSION
@@ -191,7 +195,14 @@ pub(crate) async fn migrate(
     })?;
     finish_text_index(client, table, &text).await?;
     super::metadata_index::ensure(client, table).await?;
-    Ok(SchemaInfo { vector_oid, vector_schema, extension_version: parse_version(&version), text_config: text })
+    let rum_schema = if rum { ensure_rum(client, table).await? } else { None };
+    Ok(SchemaInfo {
+        vector_oid,
+        vector_schema,
+        extension_version: parse_version(&version),
+        text_config: text,
+        rum_schema,
+    })
 }
 
 /// Rows whose `tsv` a backfill transaction computes at a time.
@@ -269,8 +280,53 @@ async fn finish_text_index(client: &Client, table: &TableName, text_config: &str
         }
         tracing::info!(table = %table.display(), rows = n, text_config, "full-text column filled for existing rows");
     }
-    super::metadata_index::ensure_gin(client, table, "tsv_idx", "tsv").await?;
+    super::metadata_index::ensure_index(client, table, "tsv_idx", "gin (tsv)").await?;
     Ok(())
+}
+
+/// The RUM index over `tsv` (`<table>_tsv_rum_idx`), when the server has the `rum` extension
+/// (Debian's `postgresql-NN-rum`): a GIN-like index that keeps each lexeme's positions, so
+/// `ORDER BY tsv <=> query LIMIT n` ranks inside the index instead of reading and ranking every
+/// matching row. Optional: without the extension (or the right to create it) the text leg
+/// ranks its candidates from the GIN index, and this returns `None`. Built `CONCURRENTLY`,
+/// like the other indexes, so adding it to a large existing table never blocks writers.
+async fn ensure_rum(client: &Client, table: &TableName) -> Result<Option<String>> {
+    async fn installed(client: &Client) -> Result<Option<String>> {
+        let row = client
+            .query_opt(
+                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'rum'",
+                &[],
+            )
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+    let schema = match installed(client).await? {
+        Some(schema) => schema,
+        None => {
+            let available =
+                client.query_opt("SELECT 1 FROM pg_available_extensions WHERE name = 'rum'", &[]).await?.is_some();
+            if !available {
+                return Ok(None);
+            }
+            // Needs a superuser (RUM is not a trusted extension); a concurrent creator winning
+            // the race fails this statement but leaves the extension installed.
+            let created = client.batch_execute("CREATE EXTENSION IF NOT EXISTS rum").await;
+            match (installed(client).await?, created) {
+                (Some(schema), _) => schema,
+                (None, Err(e)) => {
+                    let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                    tracing::info!(%detail, "the rum extension is available but could not be created: full-text ranking uses the GIN index");
+                    return Ok(None);
+                }
+                (None, Ok(())) => return Ok(None),
+            }
+        }
+    };
+    let using = format!("rum (tsv {}.rum_tsvector_ops)", quote_ident(&schema));
+    if super::metadata_index::ensure_index(client, table, "tsv_rum_idx", &using).await? {
+        tracing::info!(table = %table.display(), "full-text RUM index built");
+    }
+    Ok(Some(schema))
 }
 
 fn parse_version(v: &str) -> (u32, u32) {
