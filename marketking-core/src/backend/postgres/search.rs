@@ -81,16 +81,18 @@ impl TextLeg<'_> {
     /// The leg's CTEs, ending in `x (id, score, rank)`: the best `limit` documents, best first.
     fn ctes(&self) -> String {
         let TextLeg { cfg, text, table, limit, pool, t, filters, rum } = self;
-        // Each query lexeme with its share of documents (0 when the statistics do not list it:
-        // rarer than every listed one, or no statistics) and its order from the rarest.
+        // The table's lexeme statistics (one row: the listed lexemes and their shares), then
+        // each query lexeme with its share of documents (0 when not listed: rarer than every
+        // listed one, or no statistics) and its order from the rarest.
         let lexemes = format!(
-            "lx AS (SELECT l.lexeme, coalesce(st.freq, 0) AS freq, \
-                    row_number() OVER (ORDER BY coalesce(st.freq, 0), l.lexeme) AS n \
-             FROM unnest(to_tsvector({cfg}::regconfig, {text})) l LEFT JOIN \
-                  (SELECT e.elem, e.freq FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace \
-                   JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = c.relname AND s.attname = 'tsv', \
-                   unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(elem, freq) \
-                   WHERE c.oid = to_regclass({table}) AND c.reltuples >= {PRUNE_MIN_ROWS}) st ON st.elem = l.lexeme)"
+            "st AS (SELECT s.most_common_elems::text::text[] AS e, s.most_common_elem_freqs AS f FROM pg_stats s \
+                    WHERE (s.schemaname, s.tablename) = (SELECT ns.nspname, c.relname FROM pg_class c \
+                           JOIN pg_namespace ns ON ns.oid = c.relnamespace \
+                           WHERE c.oid = to_regclass({table}) AND c.reltuples >= {PRUNE_MIN_ROWS}) \
+                      AND s.attname = 'tsv'), \
+             lf AS (SELECT l.lexeme, coalesce((SELECT st.f[array_position(st.e, l.lexeme)] FROM st), 0) AS freq \
+                    FROM unnest(to_tsvector({cfg}::regconfig, {text})) l), \
+             lx AS (SELECT lexeme, freq, row_number() OVER (ORDER BY freq, lexeme) AS n FROM lf)"
         );
         // The informative lexemes OR-ed, each quoted the way tsquery's own output quotes it.
         let informative = format!(
