@@ -221,41 +221,34 @@ impl PgBackend {
         let where_filters = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
         let emb = if opts.include_embedding { ", embedding" } else { "" };
         let t = &self.sql.table;
-        let sql = match (&vector, &text) {
+        // The text leg's row limit: k, or the candidate count of a hybrid search.
+        let leg_limit = if vector.is_some() && text.is_some() { p.push(&candidates, Type::INT8) } else { k.clone() };
+        let leg = text.as_ref().map(|text| {
+            TextLeg {
+                cfg: &p.push(&self.text_config, Type::TEXT),
+                text: &p.push(text, Type::TEXT),
+                table: &p.push(t, Type::TEXT),
+                limit: &leg_limit,
+                pool: &p.push(&text_pool, Type::INT8),
+                t,
+                filters: &and_filters,
+                rum: self.rum.as_deref(),
+            }
+            .ctes()
+        });
+        let sql = match (&vector, &leg) {
             // ORDER BY the same expression we select, so exact scans compute each distance once
             // and the planner can use the cosine index: `ORDER BY embedding <=> $v LIMIT k`.
             (Some(v), None) => {
                 let v = p.push(v, self.vector_type.clone());
                 format!("SELECT {COLS}{emb}, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {k}")
             }
-            (None, Some(text)) => {
-                let leg = TextLeg {
-                    cfg: &p.push(&self.text_config, Type::TEXT),
-                    text: &p.push(text, Type::TEXT),
-                    table: &p.push(t, Type::TEXT),
-                    limit: &k,
-                    pool: &p.push(&text_pool, Type::INT8),
-                    t,
-                    filters: &and_filters,
-                    rum: self.rum.as_deref(),
-                }
-                .ctes();
+            (None, Some(leg)) => {
                 format!("WITH {leg} SELECT {COLS}{emb}, x.score FROM x JOIN {t} USING (id) ORDER BY x.score DESC, id")
             }
-            (Some(v), Some(text)) => {
+            (Some(v), Some(leg)) => {
                 let v = p.push(v, self.vector_type.clone());
-                let c = p.push(&candidates, Type::INT8);
-                let leg = TextLeg {
-                    cfg: &p.push(&self.text_config, Type::TEXT),
-                    text: &p.push(text, Type::TEXT),
-                    table: &p.push(t, Type::TEXT),
-                    limit: &c,
-                    pool: &p.push(&text_pool, Type::INT8),
-                    t,
-                    filters: &and_filters,
-                    rum: self.rum.as_deref(),
-                }
-                .ctes();
+                let c = &leg_limit;
                 let (wv, wt, rk) = (p.push(&wv, Type::FLOAT8), p.push(&wt, Type::FLOAT8), p.push(&rrf_k, Type::FLOAT8));
                 format!(
                     "WITH {leg}, \
