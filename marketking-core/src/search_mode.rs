@@ -13,9 +13,10 @@ use crate::error::{Error, Result};
 pub enum SearchMode {
     /// Cosine similarity of embeddings only; `score` is the similarity in `[-1, 1]`.
     Vector,
-    /// Full text only (PostgreSQL `ts_rank` over the query's words OR-ed, documents with all of
-    /// them first; embedded store: FTS5 BM25); `score` is that rank (higher is better). No
-    /// embedder call.
+    /// Full text only: BM25 over the query's words OR-ed, documents with all of them first, on
+    /// both backends (PostgreSQL in SQL over `tsvector`, the embedded store with FTS5);
+    /// `score` is `1` for having every word plus `s / (s + 1)` of the BM25 relevance `s`, in
+    /// `[0, 2)` (higher is better). No embedder call.
     Text,
     /// Both legs, fused by Reciprocal Rank Fusion; `score` is the fused score
     /// `sum(weight / (rrf_k + rank))`. Each hit carries its cosine similarity (`vector`, with
@@ -23,6 +24,17 @@ pub enum SearchMode {
     /// rank and score. `min_score` applies to the cosine similarity, as in vector mode.
     Hybrid,
 }
+
+/// BM25's term-frequency saturation, the same on both backends (SQLite FTS5's `bm25()` uses it).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) const BM25_K1: f64 = 1.2;
+/// BM25's length normalisation, the same on both backends (FTS5's value).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) const BM25_B: f64 = 0.75;
+/// How much more a word in the title counts than one in the content, in the text leg's BM25
+/// on both backends (PostgreSQL weight `A` against `B`, FTS5 column weights).
+#[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
+pub(crate) const TITLE_WEIGHT: f64 = 2.5;
 
 /// Reciprocal Rank Fusion settings of [`SearchMode::Hybrid`].
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]

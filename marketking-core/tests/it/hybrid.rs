@@ -223,9 +223,10 @@ async fn mmr_trades_relevance_for_diversity(kind: Kind) {
     t.cleanup().await;
 }
 
-/// The same corpus and queries on both backends: vector search agrees exactly; the text legs
-/// rank with different functions (PostgreSQL `ts_rank`, SQLite BM25), so the test reports how
-/// much of each top 10 the two share and holds it to a floor.
+/// The same corpus and queries on both backends: vector search agrees exactly; both text legs
+/// rank by BM25 with the same weights, but PostgreSQL's parser and Snowball stemmer are not
+/// FTS5's tokenizer and Porter stemmer (and a large table's statistics are estimates), so the
+/// test reports how much of each top 10 the two share and holds it to a floor.
 #[tokio::test]
 async fn embedded_and_postgres_rank_the_demo_corpus_alike() {
     let pg = Fixture::new(Kind::Postgres);
@@ -257,7 +258,7 @@ async fn embedded_and_postgres_rank_the_demo_corpus_alike() {
         if mode == SearchMode::Vector {
             assert_eq!(same, n, "vector search is exact on both");
         } else {
-            assert!(overlap as f64 >= 0.7 * (10 * n) as f64, "{report:?}");
+            assert!(overlap as f64 >= 0.9 * (10 * n) as f64, "{report:?}");
         }
     }
     println!("{}", report.join("\n"));
@@ -425,6 +426,48 @@ async fn a_version_1_table_gains_full_text_search_on_open() {
     let store = t.plain(32).await;
     let hits = store.search("zeppelin", &SearchOptions::top(5).mode(SearchMode::Text)).await.unwrap();
     assert_eq!(hits.iter().map(|h| h.document.title.as_str()).collect::<Vec<_>>(), ["Zeppelin hangar"]);
+    drop(store);
+    t.cleanup().await;
+}
+
+/// A version 2 table (its `tsv` filled by a trigger that kept `os.path.join` as one token) is
+/// filled again on open, in place: afterwards a query's separate words find the dotted name.
+#[tokio::test]
+async fn a_version_2_table_splits_dotted_words_on_open() {
+    let t = PgTable::new();
+    let store = t.plain(32).await;
+    store.batch(demo_corpus()).await.unwrap();
+    let doc =
+        store.create(NewDocument::new("Paths", "Call os.path.join on the parts; see e-mail x@y.org")).await.unwrap();
+    drop(store);
+    let table = format!("\"{}\".docs", t.schema);
+    // Back to version 2: every row's tsv as the version 2 trigger computed it.
+    t.exec(&format!(
+        "UPDATE {table} SET tsv = setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', content), 'B'); \
+         UPDATE \"{s}\".marketking_meta SET schema_version = 2, text_refill_after = NULL WHERE table_name = 'docs'",
+        s = t.schema,
+    ))
+    .await;
+    let store = t.plain(32).await;
+    let text = SearchOptions::top(3).mode(SearchMode::Text);
+    let hits = store.search("join the path", &text).await.unwrap();
+    assert_eq!(hits.first().map(|h| h.document.id), Some(doc.id), "{hits:?}");
+    let hits = store.search("mail", &text).await.unwrap();
+    assert_eq!(hits.iter().map(|h| h.document.id).collect::<Vec<_>>(), [doc.id]);
+    let row = &t
+        .sql(&format!(
+            "SELECT schema_version, text_refill_after IS NULL, (SELECT count(*) FROM {table} WHERE tsv IS DISTINCT FROM \
+             setweight(to_tsvector('english', translate(title, '.-/@:', '     ')), 'A') || \
+             setweight(to_tsvector('english', translate(content, '.-/@:', '     ')), 'B')) \
+             FROM \"{}\".marketking_meta WHERE table_name = 'docs'",
+            t.schema
+        ))
+        .await[0];
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, bool>(1), row.get::<_, i64>(2)),
+        (3, true, 0),
+        "version 3, refill done, every row recomputed"
+    );
     drop(store);
     t.cleanup().await;
 }

@@ -14,7 +14,7 @@ use super::mem_index::MemIndex;
 use super::scan::Candidate;
 use crate::document::SearchOptions;
 use crate::error::Result;
-use crate::search_mode::Fusion;
+use crate::search_mode::{Fusion, TITLE_WEIGHT};
 
 /// PostgreSQL's `english` stop words (`tsearch_data/english.stop`, the Snowball list): left out
 /// of queries under the `english` configuration, as PostgreSQL leaves them out, so "tent for
@@ -180,9 +180,9 @@ pub(super) fn candidates(
     if words.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT rowid, bm25(documents_fts, 2.5, 1.0) AS r FROM documents_fts WHERE documents_fts MATCH ?1 ORDER BY r, rowid",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT rowid, bm25(documents_fts, {TITLE_WEIGHT:?}, 1.0) AS r FROM documents_fts WHERE documents_fts MATCH ?1 ORDER BY r, rowid"
+    ))?;
     let mut out: Vec<Candidate> = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
     let passes = |id: i64| {

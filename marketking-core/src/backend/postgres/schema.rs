@@ -8,8 +8,21 @@ use super::TableName;
 use crate::error::{Error, Result};
 use crate::store::DEFAULT_TEXT_CONFIG;
 
-/// The schema version this code writes and understands. 2: the full-text column `tsv`.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+/// The schema version this code writes and understands. 2: the full-text column `tsv`. 3: `tsv`
+/// splits words at [`WORD_BREAKS`] (existing rows are filled again, online).
+pub(crate) const SCHEMA_VERSION: i32 = 3;
+
+/// Characters PostgreSQL's text parser keeps inside a token (`os.path.join`, `foo-bar`, `2.5`,
+/// `a/b`, `x@y.com`, `http://...` are one token each, beside their parts at best) but that
+/// separate words in the text people search: a query "join path" should find `os.path.join`.
+/// Replaced by spaces before parsing, in the documents and in the queries alike; SQLite FTS5's
+/// `unicode61` tokenizer splits at them too, so both backends see the same words.
+const WORD_BREAKS: &str = ".-/@:";
+
+/// SQL that splits `expr` (text) into words at [`WORD_BREAKS`] before `to_tsvector`.
+pub(super) fn split_words(expr: &str) -> String {
+    format!("translate({expr}, '{WORD_BREAKS}', '{}')", " ".repeat(WORD_BREAKS.len()))
+}
 
 /// What migration learned about the server.
 #[derive(Debug)]
@@ -76,7 +89,8 @@ pub(crate) async fn migrate(
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now()
         );
-        ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_config text"
+        ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_config text;
+        ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_refill_after bigint"
     ))
     .await?;
     let mut existing = tx
@@ -138,6 +152,21 @@ pub(crate) async fn migrate(
                         ),
                     ));
                 }
+            }
+            if stored_version < 3 {
+                // The trigger splits words at WORD_BREAKS from now on; rows filled by the
+                // version 2 trigger are filled again after commit, in short transactions
+                // (`text_refill_after` remembers how far, so an interrupted refill resumes).
+                // A version 1 table has no filled rows yet: its backfill uses the new trigger.
+                add_text_column(&tx, table, &text).await?;
+                let refill = (stored_version == 2).then_some(i64::MIN);
+                tx.execute(
+                    &format!(
+                        "UPDATE {meta} SET schema_version = 3, text_refill_after = $2, updated_at = now() WHERE table_name = $1"
+                    ),
+                    &[&table.table, &refill],
+                )
+                .await?;
             }
         }
         None => {
@@ -241,13 +270,15 @@ async fn add_text_column(tx: &tokio_postgres::Transaction<'_>, table: &TableName
         "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS tsv tsvector;
          CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
          BEGIN
-             NEW.tsv := setweight(to_tsvector('{text_config}'::regconfig, NEW.title), 'A')
-                     || setweight(to_tsvector('{text_config}'::regconfig, NEW.content), 'B');
+             NEW.tsv := setweight(to_tsvector('{text_config}'::regconfig, {title}), 'A')
+                     || setweight(to_tsvector('{text_config}'::regconfig, {content}), 'B');
              RETURN NEW;
          END $fn$;
          DROP TRIGGER IF EXISTS {trigger} ON {t};
          CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OF title, content ON {t}
-             FOR EACH ROW EXECUTE FUNCTION {function}();"
+             FOR EACH ROW EXECUTE FUNCTION {function}();",
+        title = split_words("NEW.title"),
+        content = split_words("NEW.content"),
     ))
     .await?;
     Ok(())
@@ -279,6 +310,35 @@ async fn finish_text_index(client: &Client, table: &TableName, text_config: &str
             _ => break,
         }
         tracing::info!(table = %table.display(), rows = n, text_config, "full-text column filled for existing rows");
+    }
+    // Rows filled by an older trigger (a version 2 table): computed again with the current one,
+    // a batch per statement, which also moves the table's marker on (NULL when done).
+    let meta = table.meta_table();
+    let mut refill: Option<i64> = client
+        .query_opt(&format!("SELECT text_refill_after FROM {meta} WHERE table_name = $1"), &[&table.table])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .flatten();
+    while let Some(after) = refill {
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH done AS (UPDATE {t} SET title = title WHERE id IN \
+                     (SELECT id FROM {t} WHERE id > $1 ORDER BY id LIMIT $2) RETURNING id), \
+                     m AS (UPDATE {meta} SET text_refill_after = CASE WHEN (SELECT count(*) FROM done) < $2 THEN NULL \
+                           ELSE (SELECT max(id) FROM done) END WHERE table_name = $3) \
+                     SELECT count(*), max(id) FROM done"
+                ),
+                &[&after, &BACKFILL_ROWS, &table.table],
+            )
+            .await?;
+        let n: i64 = row.try_get(0)?;
+        tracing::info!(table = %table.display(), rows = n, text_config, "full-text column recomputed (words split at punctuation)");
+        refill = match row.try_get::<_, Option<i64>>(1)? {
+            Some(last) if n == BACKFILL_ROWS => Some(last),
+            _ => None,
+        };
     }
     super::metadata_index::ensure_index(client, table, "tsv_idx", "gin (tsv)").await?;
     Ok(())

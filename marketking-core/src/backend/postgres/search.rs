@@ -4,18 +4,28 @@
 //! - The text query is the query's lexemes OR-ed (`plainto_tsquery` with `&` turned into `|`),
 //!   never raw user syntax: natural-language queries rarely have every word in one document, and
 //!   nothing a user types can fail to parse. Documents with every word still come first: the
-//!   text score is `ts_rank(tsv, or_query, 1|32)` (in `[0, 1)`) plus 1 when `tsv @@ and_query`.
+//!   text score is 1 when `tsv @@ and_query`, plus `s / (s + 1)` of the document's BM25 score
+//!   `s` (so in `[0, 2)`), the same shape and the same BM25 as the embedded store's FTS5.
+//! - BM25 in SQL: each candidate's `tsvector` is read once (`unnest`) for its length (its last
+//!   word position: stop words count, as in FTS5) and the weighted frequency of each query lexeme (a title occurrence,
+//!   weight `A`, counts [`TITLE_WEIGHT`]); `k1` 1.2 and `b` 0.75 as in FTS5. The statistics
+//!   come without a scan of the table: the row count and the listed lexemes' document
+//!   frequencies from `pg_stats`; a lexeme rarer than every listed one is counted among the
+//!   candidates (they hold most of its documents); the mean length is the candidates'. A table
+//!   without statistics (small, or never analyzed) is counted exactly: its rows, and each query
+//!   lexeme's documents through the text index. `ts_rank` (what this used before) has no
+//!   inverse document frequency: on the dev set BM25 took the text leg from 0.688 / 0.450
+//!   recall@10 / MRR@10 to the figures in BENCHMARKS.md.
 //! - The text leg does not rank every document with any query word: in a large table a common
 //!   word ("return", "value") is in a good part of it, and ranking all of those is what made the
 //!   leg slow. Candidates come from the query's informative lexemes: those in under
 //!   [`COMMON_LEXEME`] of the documents by the planner's own statistics (`pg_stats`
 //!   `most_common_elems` of `tsv`, kept by ANALYZE / autovacuum), or the two rarest when every
-//!   query word is common. Every candidate is then scored with every query word. `ts_rank`
-//!   has no inverse document frequency, so this also drops documents that share only common
-//!   words with the query (dev set, hashing embedder: text recall@10 0.650 -> 0.688). When the
+//!   query word is common. Every candidate is then scored with every query word. When the
 //!   informative lexemes find fewer than the leg's limit, documents with only common words
-//!   fill it, so a text search still returns k rows when k documents have a query word. Tables under [`PRUNE_MIN_ROWS`] rows (or never
-//!   analyzed) rank every match, as before.
+//!   fill it, so a text search still returns k rows when k documents have a query word.
+//!   Tables under [`PRUNE_MIN_ROWS`] rows (or never analyzed) rank every match (with the RUM
+//!   index, the best `pool` of them).
 //! - With the RUM index (`rum` extension) the candidates are the best few hundred by RUM's
 //!   in-index rank (`ORDER BY tsv <=> query LIMIT pool`), so no row outside them is read.
 //! - Hybrid search is two ranked CTEs (each limited to `candidates`), a full outer join and the
@@ -31,11 +41,12 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use super::read::{row_to_document, COLS};
+use super::schema::split_words;
 use super::{with_retry, PgBackend};
 use crate::backend::{finish_hits, SearchQuery};
 use crate::document::{SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
 use crate::error::{Error, Result};
-use crate::search_mode::LegScore;
+use crate::search_mode::{LegScore, BM25_B, BM25_K1, TITLE_WEIGHT};
 
 /// Statement parameters with their types, numbered as they are pushed.
 struct Params<'a> {
@@ -58,8 +69,9 @@ const COMMON_LEXEME: &str = "0.02";
 /// a small table's statistics say little.
 const PRUNE_MIN_ROWS: &str = "2000";
 
-/// The text score: all words first, then `ts_rank` (normalisation 1, scaled into `[0, 1)`).
-const TEXT_SCORE: &str = "(ts_rank(tsv, q.orq, 33) + CASE WHEN tsv @@ q.andq THEN 1 ELSE 0 END)";
+/// How the GIN path orders the documents that fill a leg from common words only: cheap, and
+/// only which of them are kept depends on it (they are then scored like every candidate).
+const FILL_ORDER: &str = "(ts_rank(tsv, q.orq, 33) + CASE WHEN tsv @@ q.andq THEN 1 ELSE 0 END)";
 
 /// Placeholders and fragments of a text leg.
 struct TextLeg<'s> {
@@ -81,25 +93,28 @@ impl TextLeg<'_> {
     /// The leg's CTEs, ending in `x (id, score, rank)`: the best `limit` documents, best first.
     fn ctes(&self) -> String {
         let TextLeg { cfg, text, table, limit, pool, t, filters, rum } = self;
-        // The table's lexeme statistics (one row: the listed lexemes and their shares), then
-        // each query lexeme with its share of documents (0 when not listed: rarer than every
-        // listed one, or no statistics) and its order from the rarest.
+        let words = split_words(text);
+        // The table's lexeme statistics (one row: the listed lexemes, their shares and the row
+        // count), then each query lexeme with its share of documents (0 when not listed:
+        // rarer than every listed one, or no statistics) and its order from the rarest.
         let lexemes = format!(
-            "st AS (SELECT s.most_common_elems::text::text[] AS e, s.most_common_elem_freqs AS f FROM pg_stats s \
+            "st AS (SELECT s.most_common_elems::text::text[] AS e, s.most_common_elem_freqs AS f, \
+                    (SELECT c.reltuples::float8 FROM pg_class c WHERE c.oid = to_regclass({table})) AS n FROM pg_stats s \
                     WHERE (s.schemaname, s.tablename) = (SELECT ns.nspname, c.relname FROM pg_class c \
                            JOIN pg_namespace ns ON ns.oid = c.relnamespace \
                            WHERE c.oid = to_regclass({table}) AND c.reltuples >= {PRUNE_MIN_ROWS}) \
                       AND s.attname = 'tsv'), \
              lf AS (SELECT l.lexeme, coalesce((SELECT st.f[array_position(st.e, l.lexeme)] FROM st), 0) AS freq \
-                    FROM unnest(to_tsvector({cfg}::regconfig, {text})) l), \
+                    FROM unnest(to_tsvector({cfg}::regconfig, {words})) l), \
              lx AS (SELECT lexeme, freq, row_number() OVER (ORDER BY freq, lexeme) AS n FROM lf)"
         );
-        // The informative lexemes OR-ed, each quoted the way tsquery's own output quotes it.
+        // The informative lexemes OR-ed.
         let informative = format!(
-            "pq AS (SELECT coalesce((SELECT string_agg('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ') \
+            "pq AS (SELECT coalesce((SELECT string_agg({}, ' | ') \
                     FROM lx WHERE freq < {COMMON_LEXEME} \
                     OR (n <= 2 AND NOT EXISTS (SELECT 1 FROM lx r WHERE r.freq < {COMMON_LEXEME})))::tsquery, \
-                    (SELECT orq FROM q)) AS pq)"
+                    (SELECT orq FROM q)) AS pq)",
+            quoted_lexeme("lexeme")
         );
         // Documents with only common words, when the informative ones find fewer than `limit`.
         let fill = format!("(SELECT greatest({limit} - count(*), 0) FROM r1)");
@@ -113,18 +128,57 @@ impl TextLeg<'_> {
             None => format!(
                 "r1 AS (SELECT id, tsv FROM {t} WHERE tsv @@ (SELECT pq FROM pq){filters}), \
                  r2 AS (SELECT id, tsv FROM {t}, q WHERE tsv @@ q.orq AND NOT tsv @@ (SELECT pq FROM pq){filters} \
-                        ORDER BY {TEXT_SCORE} DESC, id LIMIT {fill})"
+                        ORDER BY {FILL_ORDER} DESC, id LIMIT {fill})"
             ),
         };
+        // Each candidate's length (its last position: every word, stop words too) and, for each query lexeme
+        // it has, the lexeme's weighted frequency (a title occurrence counts TITLE_WEIGHT).
+        let terms = format!(
+            "e AS (SELECT r.id, r.tsv @@ q.andq AS allw, a.dl, m.lexeme, m.f \
+                   FROM (SELECT id, tsv FROM r1 UNION ALL SELECT id, tsv FROM r2) r \
+                   CROSS JOIN q CROSS JOIN (SELECT array_agg(lexeme) AS l FROM lf) ql \
+                   CROSS JOIN LATERAL (SELECT coalesce(max(u.positions[cardinality(u.positions)]), 0)::float8 AS dl, \
+                          array_agg(u.lexeme) FILTER (WHERE u.lexeme = ANY(ql.l)) AS ls, \
+                          array_agg(greatest(cardinality(u.weights) + {} * cardinality(array_positions(u.weights, 'A')), 1)::float8) \
+                              FILTER (WHERE u.lexeme = ANY(ql.l)) AS fs \
+                          FROM unnest(r.tsv) u) a \
+                   LEFT JOIN LATERAL unnest(a.ls, a.fs) AS m(lexeme, f) ON true)",
+            TITLE_WEIGHT - 1.0
+        );
+        // The collection statistics: the row count and the candidates' mean length; each query
+        // lexeme's document frequency from `pg_stats` when listed, else counted: in the table
+        // when it is small (exact), among the candidates when it is large (a rare lexeme's
+        // documents are mostly among them).
+        let stats = format!(
+            "bs AS (SELECT coalesce((SELECT n FROM st), (SELECT count(*) FROM {t}))::float8 AS n, \
+                    greatest((SELECT avg(dl) FROM (SELECT DISTINCT id, dl FROM e) d), 1)::float8 AS avgdl), \
+             df AS (SELECT lf.lexeme, (CASE WHEN lf.freq > 0 THEN lf.freq * (SELECT n FROM bs) \
+                    WHEN NOT EXISTS (SELECT 1 FROM st) THEN (SELECT count(*) FROM {t} WHERE tsv @@ ({})::tsquery) \
+                    ELSE greatest((SELECT count(*) FROM e WHERE e.lexeme = lf.lexeme), 1) END)::float8 AS df FROM lf)",
+            quoted_lexeme("lf.lexeme")
+        );
+        let (k1, b) = (BM25_K1, BM25_B);
+        let bm25 = format!(
+            "greatest(ln((bs.n - df.df + 0.5) / (df.df + 0.5)), 1e-6) * e.f * {} / (e.f + {k1} * ({} + {b} * e.dl / bs.avgdl))",
+            k1 + 1.0,
+            1.0 - b
+        );
         format!(
-            "q AS (SELECT plainto_tsquery({cfg}::regconfig, {text}) AS andq, \
-                   replace(plainto_tsquery({cfg}::regconfig, {text})::text, ' & ', ' | ')::tsquery AS orq), \
-             {lexemes}, {informative}, {candidates}, \
+            "q AS (SELECT plainto_tsquery({cfg}::regconfig, {words}) AS andq, \
+                   replace(plainto_tsquery({cfg}::regconfig, {words})::text, ' & ', ' | ')::tsquery AS orq), \
+             {lexemes}, {informative}, {candidates}, {terms}, {stats}, \
              x AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM \
-                   (SELECT r.id, {TEXT_SCORE}::float8 AS score FROM (SELECT id, tsv FROM r1 UNION ALL SELECT id, tsv FROM r2) r, q \
-                    ORDER BY score DESC, r.id LIMIT {limit}) s)"
+                   (SELECT id, (CASE WHEN allw THEN 1 ELSE 0 END + s / (s + 1))::float8 AS score FROM \
+                      (SELECT e.id, bool_or(e.allw) AS allw, coalesce(sum({bm25}), 0) AS s \
+                       FROM e LEFT JOIN df USING (lexeme) CROSS JOIN bs GROUP BY e.id) b \
+                    ORDER BY score DESC, id LIMIT {limit}) s)"
         )
     }
+}
+
+/// SQL text that quotes the lexeme `expr` the way tsquery's own output quotes it.
+fn quoted_lexeme(expr: &str) -> String {
+    format!("'''' || replace(replace({expr}, '\\', '\\\\'), '''', '''''') || ''''")
 }
 
 /// How many documents the RUM index nominates for a text leg of `limit` rows: its in-index rank

@@ -30,7 +30,7 @@ pub(crate) struct QualityRun {
     /// Vector mode, exact search: embedded store against PostgreSQL, when both ran.
     pub(crate) embedded_vs_postgres_exact: Option<Agreement>,
     /// Every mode, exact search: embedded store against PostgreSQL (the text legs rank with
-    /// different functions, `ts_rank` and BM25), keyed by mode.
+    /// same BM25 over different tokenizers and stemmers), keyed by mode.
     #[serde(default)]
     pub(crate) embedded_vs_postgres_by_mode: Vec<(String, Agreement)>,
 }
