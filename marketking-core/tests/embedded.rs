@@ -787,3 +787,51 @@ async fn a_closed_store_leaves_only_its_file_and_reopens() {
     drop(again);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A version 2 file (an FTS5 table of SQLite's own `porter` tokens, where "us" and "uses" are
+/// one word) is indexed again on open with PostgreSQL's lexemes, and the rebuilt index follows
+/// later writes and deletions.
+#[tokio::test]
+async fn a_version_2_file_is_indexed_with_postgres_lexemes_on_open() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("fts-v2");
+    let path = dir.join("x.db");
+    let store = open(&path).await;
+    let uses = store.create(NewDocument::new("Tools", "Everyone uses this tool").with_key("uses")).await.unwrap();
+    let us = store.create(NewDocument::new("About us", "Write to us").with_key("us")).await.unwrap();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER documents_fts_insert; DROP TRIGGER documents_fts_delete; DROP TRIGGER documents_fts_update;
+             DROP TABLE documents_fts;
+             CREATE VIRTUAL TABLE documents_fts USING fts5(title, content, content = 'documents', content_rowid = 'id',
+                 tokenize = 'porter unicode61 remove_diacritics 2');
+             CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN
+                 INSERT INTO documents_fts (rowid, title, content) VALUES (new.id, new.title, new.content);
+             END;
+             INSERT INTO documents_fts (documents_fts) VALUES ('rebuild');
+             UPDATE marketking_meta SET value = '2' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        let porter: i64 = conn
+            .query_row("SELECT count(*) FROM documents_fts WHERE documents_fts MATCH 'us'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(porter, 2, "FTS5's porter makes \"uses\" and \"us\" one word");
+    }
+    let store = open(&path).await;
+    let text = |k| SearchOptions::top(k).mode(marketking_core::SearchMode::Text);
+    let keys = |hits: Vec<marketking_core::SearchHit>| hits.into_iter().map(|h| h.document.id).collect::<Vec<_>>();
+    assert_eq!(keys(store.search("us", &text(5)).await.unwrap()), [us.id]);
+    assert_eq!(keys(store.search("using", &text(5)).await.unwrap()), [uses.id], "Snowball: uses, using -> use");
+    let later = store.create(NewDocument::new("Join us", "us again")).await.unwrap();
+    store.delete(us.id).await.unwrap();
+    assert_eq!(keys(store.search("us", &text(5)).await.unwrap()), [later.id]);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: String =
+        conn.query_row("SELECT value FROM marketking_meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, "3");
+    drop(conn);
+    let _ = std::fs::remove_dir_all(dir);
+}

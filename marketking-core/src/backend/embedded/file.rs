@@ -46,6 +46,7 @@ impl Shared {
         let mut conn = Connection::open(path)
             .map_err(|e| Error::storage_with(format!("cannot open embedded store {}", path.display()), e))?;
         schema::check_owner(&conn, path)?;
+        schema::register_functions(&conn)?;
         schema::configure(&conn)
             .map_err(|e| Error::storage_with(format!("cannot open embedded store {}", path.display()), e))?;
         schema::migrate(&mut conn, path, model, dims, text_config)?;

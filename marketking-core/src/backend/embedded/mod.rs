@@ -47,6 +47,7 @@ use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Existing};
 
 mod by_filter;
 mod file;
+mod lexemes;
 mod lock;
 mod mem_index;
 mod rows;

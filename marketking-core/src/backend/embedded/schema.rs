@@ -22,8 +22,9 @@ const APPLICATION_ID: i32 = 0x4D4B_7374;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema version this build writes; files with a newer version are refused. 2: the FTS5
-/// full-text table.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+/// full-text table. 3: the FTS5 table indexes PostgreSQL's lexemes (`lexemes.rs`), not its
+/// own `porter` tokens (rebuilt on open).
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Versioned migrations, applied in order to files whose recorded version is lower.
 /// Each one is idempotent (`IF NOT EXISTS`) so a half-recorded migration can rerun safely.
@@ -43,12 +44,29 @@ const MIGRATIONS: &[(i64, &str)] = &[(
      CREATE INDEX IF NOT EXISTS documents_source_idx ON documents (source);",
 )];
 
-/// The FTS5 tokenizer of a text search configuration: `english` stems (Porter) like
-/// PostgreSQL's `english`; `simple` keeps words as written. Both fold case and diacritics.
-fn tokenizer(text_config: &str) -> Result<&'static str> {
+/// The SQL function the full-text triggers call: `marketking_lexemes(text, config)` is what the
+/// FTS5 table indexes for a column ([`super::lexemes::indexed`]). Registered on the store's
+/// connection before anything else runs on it; another program that writes to the documents
+/// table without it fails ("no such function") rather than leaving the index stale.
+pub(super) fn register_functions(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "marketking_lexemes",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| {
+            let text = ctx.get_raw(0).as_str_or_null().map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+            let english = ctx.get::<String>(1)? == "english";
+            Ok(text.map(|t| super::lexemes::indexed(t, english)))
+        },
+    )?;
+    Ok(())
+}
+
+/// Checks the text search configuration: the embedded store has `english` and `simple`.
+fn check_text_config(text_config: &str) -> Result<()> {
     match text_config {
-        "english" => Ok("porter unicode61 remove_diacritics 2"),
-        "simple" => Ok("unicode61 remove_diacritics 2"),
+        "english" | "simple" => Ok(()),
         other => Err(Error::config(
             "text_search_config",
             format!("the embedded store supports english and simple, not {other:?}"),
@@ -56,28 +74,40 @@ fn tokenizer(text_config: &str) -> Result<&'static str> {
     }
 }
 
-/// The full-text index: an FTS5 table over title and content that reads the documents table
-/// (external content), kept current by triggers inside each write's own transaction, and
-/// filled once from the existing rows.
+/// The full-text index: a contentless FTS5 table over the lexemes of title and content
+/// ([`register_functions`]), kept current by triggers inside each write's own transaction
+/// (a deletion hands FTS5 the same lexemes again), and filled from the existing rows. An older
+/// table (FTS5's own `porter` tokens) is dropped first.
 fn add_full_text(tx: &rusqlite::Transaction<'_>, text_config: &str) -> Result<()> {
-    let tokenize = tokenizer(text_config)?;
+    check_text_config(text_config)?;
+    let lex = |col: &str| format!("marketking_lexemes({col}, '{text_config}')");
     tx.execute_batch(&format!(
-        "CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(
-             title, content, content = 'documents', content_rowid = 'id', tokenize = '{tokenize}'
+        "DROP TRIGGER IF EXISTS documents_fts_insert;
+         DROP TRIGGER IF EXISTS documents_fts_delete;
+         DROP TRIGGER IF EXISTS documents_fts_update;
+         DROP TABLE IF EXISTS documents_fts;
+         CREATE VIRTUAL TABLE documents_fts USING fts5(
+             title, content, content = '', tokenize = \"unicode61 remove_diacritics 0 tokenchars '_'\"
          );
-         CREATE TRIGGER IF NOT EXISTS documents_fts_insert AFTER INSERT ON documents BEGIN
-             INSERT INTO documents_fts (rowid, title, content) VALUES (new.id, new.title, new.content);
+         CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN
+             INSERT INTO documents_fts (rowid, title, content) VALUES (new.id, {new_title}, {new_content});
          END;
-         CREATE TRIGGER IF NOT EXISTS documents_fts_delete AFTER DELETE ON documents BEGIN
+         CREATE TRIGGER documents_fts_delete AFTER DELETE ON documents BEGIN
              INSERT INTO documents_fts (documents_fts, rowid, title, content)
-                 VALUES ('delete', old.id, old.title, old.content);
+                 VALUES ('delete', old.id, {old_title}, {old_content});
          END;
-         CREATE TRIGGER IF NOT EXISTS documents_fts_update AFTER UPDATE OF title, content ON documents BEGIN
+         CREATE TRIGGER documents_fts_update AFTER UPDATE OF title, content ON documents BEGIN
              INSERT INTO documents_fts (documents_fts, rowid, title, content)
-                 VALUES ('delete', old.id, old.title, old.content);
-             INSERT INTO documents_fts (rowid, title, content) VALUES (new.id, new.title, new.content);
+                 VALUES ('delete', old.id, {old_title}, {old_content});
+             INSERT INTO documents_fts (rowid, title, content) VALUES (new.id, {new_title}, {new_content});
          END;
-         INSERT INTO documents_fts (documents_fts) VALUES ('rebuild');"
+         INSERT INTO documents_fts (rowid, title, content) SELECT id, {title}, {content} FROM documents;",
+        new_title = lex("new.title"),
+        new_content = lex("new.content"),
+        old_title = lex("old.title"),
+        old_content = lex("old.content"),
+        title = lex("title"),
+        content = lex("content"),
     ))?;
     Ok(())
 }
@@ -177,7 +207,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usi
         }
     }
     if version < 2 {
-        add_full_text(&tx, text_config)?;
+        check_text_config(text_config)?;
         tx.execute(
             "INSERT INTO marketking_meta (key, value) VALUES ('text_config', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -195,6 +225,9 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usi
                 ),
             ));
         }
+    }
+    if version < 3 {
+        add_full_text(&tx, text_config)?;
     }
     tx.execute(
         "INSERT INTO marketking_meta (key, value) VALUES ('schema_version', ?1)

@@ -1,6 +1,6 @@
 //! The full-text leg on the embedded store: SQLite FTS5 with BM25, and the fusion of both legs.
 //!
-//! The FTS5 query is built from the text's words, each quoted (so nothing a user types is
+//! The FTS5 query is built from the text's lexemes (`lexemes.rs`: PostgreSQL's), each quoted (so nothing a user types is
 //! FTS5 syntax), first all of them (implicit AND), then any of them (OR): documents with every
 //! word come first, as on PostgreSQL. The score mirrors PostgreSQL's shape: 1 for having every
 //! word plus `s / (s + 1)` of the BM25 relevance `s` (title weighs 2.5 times the content, as
@@ -15,150 +15,6 @@ use super::scan::Candidate;
 use crate::document::SearchOptions;
 use crate::error::Result;
 use crate::search_mode::{Fusion, TITLE_WEIGHT};
-
-/// PostgreSQL's `english` stop words (`tsearch_data/english.stop`, the Snowball list): left out
-/// of queries under the `english` configuration, as PostgreSQL leaves them out, so "tent for
-/// rainy weekends" does not match every document with "for".
-const ENGLISH_STOP_WORDS: [&str; 127] = [
-    "i",
-    "me",
-    "my",
-    "myself",
-    "we",
-    "our",
-    "ours",
-    "ourselves",
-    "you",
-    "your",
-    "yours",
-    "yourself",
-    "yourselves",
-    "he",
-    "him",
-    "his",
-    "himself",
-    "she",
-    "her",
-    "hers",
-    "herself",
-    "it",
-    "its",
-    "itself",
-    "they",
-    "them",
-    "their",
-    "theirs",
-    "themselves",
-    "what",
-    "which",
-    "who",
-    "whom",
-    "this",
-    "that",
-    "these",
-    "those",
-    "am",
-    "is",
-    "are",
-    "was",
-    "were",
-    "be",
-    "been",
-    "being",
-    "have",
-    "has",
-    "had",
-    "having",
-    "do",
-    "does",
-    "did",
-    "doing",
-    "a",
-    "an",
-    "the",
-    "and",
-    "but",
-    "if",
-    "or",
-    "because",
-    "as",
-    "until",
-    "while",
-    "of",
-    "at",
-    "by",
-    "for",
-    "with",
-    "about",
-    "against",
-    "between",
-    "into",
-    "through",
-    "during",
-    "before",
-    "after",
-    "above",
-    "below",
-    "to",
-    "from",
-    "up",
-    "down",
-    "in",
-    "out",
-    "on",
-    "off",
-    "over",
-    "under",
-    "again",
-    "further",
-    "then",
-    "once",
-    "here",
-    "there",
-    "when",
-    "where",
-    "why",
-    "how",
-    "all",
-    "any",
-    "both",
-    "each",
-    "few",
-    "more",
-    "most",
-    "other",
-    "some",
-    "such",
-    "no",
-    "nor",
-    "not",
-    "only",
-    "own",
-    "same",
-    "so",
-    "than",
-    "too",
-    "very",
-    "s",
-    "t",
-    "can",
-    "will",
-    "just",
-    "don",
-    "should",
-    "now",
-];
-
-/// The words of `text`, lower-cased, each once, in order, without stop words when `english`.
-fn words(text: &str, english: bool) -> Vec<String> {
-    let mut seen = HashSet::new();
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| !(english && ENGLISH_STOP_WORDS.contains(&w.as_str())))
-        .filter(|w| seen.insert(w.clone()))
-        .collect()
-}
 
 /// An FTS5 query of `words`, every one quoted, joined by `op` (" " = AND, " OR ").
 fn fts_query(words: &[String], op: &str) -> String {
@@ -176,7 +32,7 @@ pub(super) fn candidates(
     exclude: Option<i64>,
     limit: usize,
 ) -> Result<Vec<Candidate>> {
-    let words = words(text, english);
+    let words = super::lexemes::query_lexemes(text, english);
     if words.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
@@ -254,9 +110,8 @@ mod tests {
 
     #[test]
     fn queries_quote_every_word_so_nothing_is_fts5_syntax() {
-        let w = words("Tent NEAR \"rain\" OR tent* -dry", false);
+        let w = super::super::lexemes::query_lexemes("Tent NEAR \"rain\" OR tent* -dry", false);
         assert_eq!(w, ["tent", "near", "rain", "or", "dry"]);
-        assert_eq!(words("a tent for the rain", true), ["tent", "rain"], "english leaves out stop words");
         assert_eq!(fts_query(&w, " OR "), "\"tent\" OR \"near\" OR \"rain\" OR \"or\" OR \"dry\"");
     }
 

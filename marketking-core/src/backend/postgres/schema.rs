@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 use crate::store::DEFAULT_TEXT_CONFIG;
 
 /// The schema version this code writes and understands. 2: the full-text column `tsv`. 3: `tsv`
-/// splits words at [`WORD_BREAKS`] (existing rows are filled again, online).
-pub(crate) const SCHEMA_VERSION: i32 = 3;
+/// splits words at [`WORD_BREAKS`]. 4: `text_len`, each row's length for BM25. From version 2
+/// on, existing rows are filled again by the current trigger, online.
+pub(crate) const SCHEMA_VERSION: i32 = 4;
 
 /// Characters PostgreSQL's text parser keeps inside a token (`os.path.join`, `foo-bar`, `2.5`,
 /// `a/b`, `x@y.com`, `http://...` are one token each, beside their parts at best) but that
@@ -153,18 +154,19 @@ pub(crate) async fn migrate(
                     ));
                 }
             }
-            if stored_version < 3 {
-                // The trigger splits words at WORD_BREAKS from now on; rows filled by the
-                // version 2 trigger are filled again after commit, in short transactions
-                // (`text_refill_after` remembers how far, so an interrupted refill resumes).
-                // A version 1 table has no filled rows yet: its backfill uses the new trigger.
+            if stored_version < SCHEMA_VERSION {
+                // The current trigger (words split at WORD_BREAKS, the row's length in
+                // `text_len`); rows filled by an older trigger (versions 2 and 3) are filled
+                // again after commit, in short transactions (`text_refill_after` remembers how
+                // far, so an interrupted refill resumes). A version 1 table has no filled rows
+                // yet: its backfill uses the new trigger.
                 add_text_column(&tx, table, &text).await?;
-                let refill = (stored_version == 2).then_some(i64::MIN);
+                let refill = (stored_version >= 2).then_some(i64::MIN);
                 tx.execute(
                     &format!(
-                        "UPDATE {meta} SET schema_version = 3, text_refill_after = $2, updated_at = now() WHERE table_name = $1"
+                        "UPDATE {meta} SET schema_version = $3, text_refill_after = $2, updated_at = now() WHERE table_name = $1"
                     ),
-                    &[&table.table, &refill],
+                    &[&table.table, &refill, &SCHEMA_VERSION],
                 )
                 .await?;
             }
@@ -261,6 +263,9 @@ async fn check_text_config(tx: &tokio_postgres::Transaction<'_>, name: &str) -> 
 /// trigger, not a generated one: adding a generated column rewrites the whole table under an
 /// exclusive lock, while `ADD COLUMN` without a default is instant; existing rows are filled
 /// afterwards in short transactions ([`finish_text_index`]). Title weighs A, content B.
+/// `text_len` is the row's length for BM25: its last word position (stop words count, as in
+/// FTS5), kept so that a small table's mean length is the average of one column rather than a
+/// read of every `tsvector`.
 async fn add_text_column(tx: &tokio_postgres::Transaction<'_>, table: &TableName, text_config: &str) -> Result<()> {
     let t = table.quoted();
     let function = table.in_schema(&format!("{}_tsv", table.table));
@@ -268,10 +273,12 @@ async fn add_text_column(tx: &tokio_postgres::Transaction<'_>, table: &TableName
     // `text_config` was checked by `check_text_config`: identifier characters only.
     tx.batch_execute(&format!(
         "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS tsv tsvector;
+         ALTER TABLE {t} ADD COLUMN IF NOT EXISTS text_len integer;
          CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
          BEGIN
              NEW.tsv := setweight(to_tsvector('{text_config}'::regconfig, {title}), 'A')
                      || setweight(to_tsvector('{text_config}'::regconfig, {content}), 'B');
+             NEW.text_len := (SELECT coalesce(max(u.positions[cardinality(u.positions)]), 0) FROM unnest(NEW.tsv) u);
              RETURN NEW;
          END $fn$;
          DROP TRIGGER IF EXISTS {trigger} ON {t};
@@ -334,7 +341,7 @@ async fn finish_text_index(client: &Client, table: &TableName, text_config: &str
             )
             .await?;
         let n: i64 = row.try_get(0)?;
-        tracing::info!(table = %table.display(), rows = n, text_config, "full-text column recomputed (words split at punctuation)");
+        tracing::info!(table = %table.display(), rows = n, text_config, "full-text column recomputed by the current trigger");
         refill = match row.try_get::<_, Option<i64>>(1)? {
             Some(last) if n == BACKFILL_ROWS => Some(last),
             _ => None,

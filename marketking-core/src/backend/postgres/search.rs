@@ -98,12 +98,12 @@ impl TextLeg<'_> {
         // count), then each query lexeme with its share of documents (0 when not listed:
         // rarer than every listed one, or no statistics) and its order from the rarest.
         let lexemes = format!(
-            "st AS (SELECT s.most_common_elems::text::text[] AS e, s.most_common_elem_freqs AS f, \
-                    (SELECT c.reltuples::float8 FROM pg_class c WHERE c.oid = to_regclass({table})) AS n FROM pg_stats s \
-                    WHERE (s.schemaname, s.tablename) = (SELECT ns.nspname, c.relname FROM pg_class c \
-                           JOIN pg_namespace ns ON ns.oid = c.relnamespace \
-                           WHERE c.oid = to_regclass({table}) AND c.reltuples >= {PRUNE_MIN_ROWS}) \
-                      AND s.attname = 'tsv'), \
+            "tb AS (SELECT ns.nspname, c.relname, c.reltuples::float8 AS n FROM pg_class c \
+                    JOIN pg_namespace ns ON ns.oid = c.relnamespace \
+                    WHERE c.oid = to_regclass({table}) AND c.reltuples >= {PRUNE_MIN_ROWS}), \
+             st AS (SELECT s.most_common_elems::text::text[] AS e, s.most_common_elem_freqs AS f, tb.n \
+                    FROM pg_stats s JOIN tb ON (s.schemaname, s.tablename) = (tb.nspname, tb.relname) \
+                    WHERE s.attname = 'tsv'), \
              lf AS (SELECT l.lexeme, coalesce((SELECT st.f[array_position(st.e, l.lexeme)] FROM st), 0) AS freq \
                     FROM unnest(to_tsvector({cfg}::regconfig, {words})) l), \
              lx AS (SELECT lexeme, freq, row_number() OVER (ORDER BY freq, lexeme) AS n FROM lf)"
@@ -145,13 +145,24 @@ impl TextLeg<'_> {
                    LEFT JOIN LATERAL unnest(a.ls, a.fs) AS m(lexeme, f) ON true)",
             TITLE_WEIGHT - 1.0
         );
-        // The collection statistics: the row count and the candidates' mean length; each query
-        // lexeme's document frequency from `pg_stats` when listed, else counted: in the table
-        // when it is small (exact), among the candidates when it is large (a rare lexeme's
-        // documents are mostly among them).
+        // The collection statistics: the row count and the mean length (`text_len`), exact on a
+        // small table (one pass over two columns), else from `pg_stats` (the most common lengths
+        // and the histogram's bucket midpoints), else the candidates' mean; each query lexeme's
+        // document frequency from `pg_stats` when listed, else counted: in the table when it is
+        // small (exact), among the candidates when it is large (a rare lexeme's documents are
+        // mostly among them).
         let stats = format!(
-            "bs AS (SELECT coalesce((SELECT n FROM st), (SELECT count(*) FROM {t}))::float8 AS n, \
-                    greatest((SELECT avg(dl) FROM (SELECT DISTINCT id, dl FROM e) d), 1)::float8 AS avgdl), \
+            "sm AS (SELECT count(*)::float8 AS n, avg(text_len)::float8 AS dl FROM {t} WHERE NOT EXISTS (SELECT 1 FROM st)), \
+             sl AS (SELECT coalesce((SELECT sum(m.v * m.f) FROM unnest(s.most_common_vals::text::float8[], s.most_common_freqs) m(v, f)), 0) \
+                    + (1 - coalesce((SELECT sum(f) FROM unnest(s.most_common_freqs) f), 0)) \
+                      * coalesce((SELECT (sum(x) - (hb.h[1] + hb.h[cardinality(hb.h)]) / 2) / nullif(cardinality(hb.h) - 1, 0) \
+                                  FROM unnest(hb.h) x), 0) AS dl \
+                    FROM pg_stats s JOIN tb ON (s.schemaname, s.tablename) = (tb.nspname, tb.relname) \
+                    CROSS JOIN LATERAL (SELECT s.histogram_bounds::text::float8[] AS h) hb \
+                    WHERE s.attname = 'text_len'), \
+             bs AS (SELECT coalesce((SELECT n FROM st), (SELECT n FROM sm))::float8 AS n, \
+                    greatest(coalesce((SELECT dl FROM sm), (SELECT nullif(dl, 0) FROM sl), \
+                                      (SELECT avg(dl) FROM (SELECT DISTINCT id, dl FROM e) d)), 1)::float8 AS avgdl), \
              df AS (SELECT lf.lexeme, (CASE WHEN lf.freq > 0 THEN lf.freq * (SELECT n FROM bs) \
                     WHEN NOT EXISTS (SELECT 1 FROM st) THEN (SELECT count(*) FROM {t} WHERE tsv @@ ({})::tsquery) \
                     ELSE greatest((SELECT count(*) FROM e WHERE e.lexeme = lf.lexeme), 1) END)::float8 AS df FROM lf)",
