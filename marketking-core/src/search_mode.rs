@@ -25,6 +25,15 @@ pub enum SearchMode {
     Hybrid,
 }
 
+/// Characters PostgreSQL's text parser keeps inside a token (`os.path.join`, `foo-bar`, `2.5`,
+/// `a/b`, `x@y.com`, `http://...` are one token each, beside their parts at best) but that
+/// separate words in the text people search: a query "join path" should find `os.path.join`.
+/// Replaced by spaces before parsing, in the documents and in the queries alike, on both backends
+/// (PostgreSQL's `translate` before `to_tsvector`, the embedded store's lexer), so both see the
+/// same words.
+#[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
+pub(crate) const WORD_BREAKS: &str = ".-/@:";
+
 /// BM25's term-frequency saturation, the same on both backends (SQLite FTS5's `bm25()` uses it).
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const BM25_K1: f64 = 1.2;

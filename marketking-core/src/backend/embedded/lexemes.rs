@@ -1,7 +1,7 @@
 //! Words as PostgreSQL's `to_tsvector` sees them, so the embedded store's full-text index holds
 //! the lexemes PostgreSQL's `tsv` holds and both backends rank alike.
 //!
-//! PostgreSQL's side (`backend/postgres/schema.rs`): the text with `. - / @ :` turned into
+//! PostgreSQL's side (`backend/postgres/schema.rs`): the text with [`WORD_BREAKS`] turned into
 //! spaces, parsed by the default parser, then the `english` configuration (Snowball English
 //! stemming, the Snowball stop words; words with digits kept as written) or `simple` (lower
 //! case only). This module does the same in Rust: the same breaks, the parser's tags
@@ -21,12 +21,11 @@ use std::sync::LazyLock;
 
 use rust_stemmers::{Algorithm, Stemmer};
 
+use crate::search_mode::WORD_BREAKS;
+
 /// What a stop word is indexed as: `_` is a word character of the FTS5 table's tokenizer
 /// (`tokenchars '_'`) and never part of a lexeme, which holds letters and digits only.
 pub(super) const STOP: &str = "_";
-
-/// Characters that separate words before parsing (PostgreSQL's `WORD_BREAKS`).
-const WORD_BREAKS: [char; 5] = ['.', '-', '/', '@', ':'];
 
 static ENGLISH: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
 
@@ -212,7 +211,7 @@ fn entity_len(s: &str) -> Option<usize> {
 /// The words of `text`, in order, under the `english` configuration (stop words, stemming) or
 /// `simple` (lower case only).
 pub(super) fn words(text: &str, english: bool) -> Vec<Word> {
-    let text: String = text.chars().map(|c| if WORD_BREAKS.contains(&c) { ' ' } else { c }).collect();
+    let text: String = text.chars().map(|c| if WORD_BREAKS.contains(c) { ' ' } else { c }).collect();
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(c) = text[i..].chars().next() {

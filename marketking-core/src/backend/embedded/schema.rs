@@ -207,7 +207,6 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usi
         }
     }
     if version < 2 {
-        check_text_config(text_config)?;
         tx.execute(
             "INSERT INTO marketking_meta (key, value) VALUES ('text_config', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

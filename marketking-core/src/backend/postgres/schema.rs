@@ -6,19 +6,13 @@ use tokio_postgres::Client;
 use super::ident::quote_ident;
 use super::TableName;
 use crate::error::{Error, Result};
+use crate::search_mode::WORD_BREAKS;
 use crate::store::DEFAULT_TEXT_CONFIG;
 
 /// The schema version this code writes and understands. 2: the full-text column `tsv`. 3: `tsv`
 /// splits words at [`WORD_BREAKS`]. 4: `text_len`, each row's length for BM25. From version 2
 /// on, existing rows are filled again by the current trigger, online.
 pub(crate) const SCHEMA_VERSION: i32 = 4;
-
-/// Characters PostgreSQL's text parser keeps inside a token (`os.path.join`, `foo-bar`, `2.5`,
-/// `a/b`, `x@y.com`, `http://...` are one token each, beside their parts at best) but that
-/// separate words in the text people search: a query "join path" should find `os.path.join`.
-/// Replaced by spaces before parsing, in the documents and in the queries alike; SQLite FTS5's
-/// `unicode61` tokenizer splits at them too, so both backends see the same words.
-const WORD_BREAKS: &str = ".-/@:";
 
 /// SQL that splits `expr` (text) into words at [`WORD_BREAKS`] before `to_tsvector`.
 pub(super) fn split_words(expr: &str) -> String {
