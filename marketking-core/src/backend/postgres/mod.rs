@@ -32,6 +32,7 @@ mod pool;
 mod read;
 mod schema;
 mod search;
+mod text_stats;
 mod tls;
 mod write;
 
@@ -53,6 +54,8 @@ pub(crate) struct PgBackend {
     text_config: String,
     /// The quoted schema of the `rum` extension when the table has its RUM index over `tsv`.
     rum: Option<String>,
+    /// The table's text statistics for BM25 (`pg_stats`), refreshed once a minute.
+    text_stats: Arc<text_stats::StatsCache>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -128,6 +131,7 @@ impl PgBackend {
         // unreachable, while this gives the real reason (refused, auth failed, no database...).
         let mut first = bb8::ManageConnection::connect(&manager).await?;
         let info = schema::migrate(&mut first, &table, model, dims, text_config, rum).await?;
+        let stats = text_stats::read(&first, &table).await?;
         drop(first);
         // The check on checkout is the driver's "closed" flag, not a test query (which would add
         // a round trip to every call): a connection whose server process was terminated is
@@ -164,6 +168,7 @@ impl PgBackend {
             health,
             text_config: info.text_config,
             rum: info.rum_schema.as_deref().map(ident::quote_ident),
+            text_stats: text_stats::StatsCache::new(stats),
         })
     }
 
@@ -283,6 +288,8 @@ impl Backend for PgBackend {
     async fn analyze(&self) -> Result<()> {
         let conn = self.checkout().await?;
         conn.batch_execute(&format!("ANALYZE {}", self.table.quoted())).await?;
+        // The text leg's statistics come from what ANALYZE just wrote.
+        self.text_stats.set(text_stats::read(&conn, &self.table).await?);
         Ok(())
     }
 

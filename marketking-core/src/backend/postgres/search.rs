@@ -6,16 +6,17 @@
 //!   nothing a user types can fail to parse. Documents with every word still come first: the
 //!   text score is 1 when `tsv @@ and_query`, plus `s / (s + 1)` of the document's BM25 score
 //!   `s` (so in `[0, 2)`), the same shape and the same BM25 as the embedded store's FTS5.
-//! - BM25 in SQL: each candidate's `tsvector` is read once (`unnest`) for its length (its last
-//!   word position: stop words count, as in FTS5) and the weighted frequency of each query lexeme (a title occurrence,
-//!   weight `A`, counts [`TITLE_WEIGHT`]); `k1` 1.2 and `b` 0.75 as in FTS5. The statistics
-//!   come without a scan of the table: the row count and the listed lexemes' document
-//!   frequencies from `pg_stats`; a lexeme rarer than every listed one is counted among the
-//!   candidates (they hold most of its documents); the mean length is the candidates'. A table
-//!   without statistics (small, or never analyzed) is counted exactly: its rows, and each query
-//!   lexeme's documents through the text index. `ts_rank` (what this used before) has no
-//!   inverse document frequency: on the dev set BM25 took the text leg from 0.688 / 0.450
-//!   recall@10 / MRR@10 to the figures in BENCHMARKS.md.
+//! - BM25 in SQL: each candidate's length is its `text_len` (its last word position: stop words
+//!   count, as in FTS5) and only the query's lexemes are read from its `tsvector`, for their
+//!   weighted frequency (a title occurrence, weight `A`, counts [`TITLE_WEIGHT`]); `k1` 1.2 and
+//!   `b` 0.75 as in FTS5. The statistics come without a scan of the table: the row count, the
+//!   listed lexemes' document frequencies and the mean length from `pg_stats`, read outside the
+//!   statement ([`TextStats`], once a minute) and passed as parameters; a lexeme rarer than
+//!   every listed one is counted among the candidates (they hold most of its documents). A table
+//!   without statistics (small, or never analyzed) is counted exactly: its rows, its mean
+//!   length, and each query lexeme's documents through the text index. `ts_rank` (what this
+//!   used before) has no inverse document frequency: on the dev set BM25 took the text leg from
+//!   0.688 / 0.450 recall@10 / MRR@10 to the figures in BENCHMARKS.md.
 //! - The text leg does not rank every document with any query word: in a large table a common
 //!   word ("return", "value") is in a good part of it, and ranking all of those is what made the
 //!   leg slow. Candidates come from the query's informative lexemes: those in under
@@ -42,6 +43,8 @@ use tokio_postgres::Row;
 
 use super::read::{row_to_document, COLS};
 use super::schema::split_words;
+#[cfg(doc)]
+use super::text_stats::{TextStats, PRUNE_MIN_ROWS};
 use super::{with_retry, PgBackend};
 use crate::backend::{finish_hits, SearchQuery};
 use crate::document::{SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
@@ -65,23 +68,23 @@ impl<'a> Params<'a> {
 /// does not nominate candidates (see the module notes).
 const COMMON_LEXEME: &str = "0.02";
 
-/// Below this many rows (`pg_class.reltuples`) every match is ranked: ranking is cheap there, and
-/// a small table's statistics say little.
-const PRUNE_MIN_ROWS: &str = "2000";
-
 /// How the GIN path orders the documents that fill a leg from common words only: cheap, and
 /// only which of them are kept depends on it (they are then scored like every candidate).
 const FILL_ORDER: &str = "(ts_rank(tsv, q.orq, 33) + CASE WHEN tsv @@ q.andq THEN 1 ELSE 0 END)";
 
 /// Placeholders and fragments of a text leg.
 struct TextLeg<'s> {
-    /// Placeholders: the text search configuration, the query text, the table's quoted name
-    /// (as text, for `to_regclass`), the leg's row limit and the RUM candidate count.
+    /// Placeholders: the text search configuration, the query text, the leg's row limit and the
+    /// RUM candidate count; the table statistics ([`TextStats`]: the row count, NULL when there
+    /// are none, the common lexemes and their shares, the mean length).
     cfg: &'s str,
     text: &'s str,
-    table: &'s str,
     limit: &'s str,
     pool: &'s str,
+    rows: &'s str,
+    lexemes: &'s str,
+    shares: &'s str,
+    mean_len: &'s str,
     /// The table's quoted name, ` AND ...` filter conditions, and the `rum` extension's quoted
     /// schema when the table has the RUM index.
     t: &'s str,
@@ -92,19 +95,12 @@ struct TextLeg<'s> {
 impl TextLeg<'_> {
     /// The leg's CTEs, ending in `x (id, score, rank)`: the best `limit` documents, best first.
     fn ctes(&self) -> String {
-        let TextLeg { cfg, text, table, limit, pool, t, filters, rum } = self;
+        let TextLeg { cfg, text, limit, pool, rows, lexemes, shares, mean_len, t, filters, rum } = self;
         let words = split_words(text);
-        // The table's lexeme statistics (one row: the listed lexemes, their shares and the row
-        // count), then each query lexeme with its share of documents (0 when not listed:
-        // rarer than every listed one, or no statistics) and its order from the rarest.
+        // Each query lexeme with its share of documents (0 when not listed: rarer than every
+        // listed one, or no statistics) and its order from the rarest.
         let lexemes = format!(
-            "tb AS (SELECT ns.nspname, c.relname, c.reltuples::float8 AS n FROM pg_class c \
-                    JOIN pg_namespace ns ON ns.oid = c.relnamespace \
-                    WHERE c.oid = to_regclass({table}) AND c.reltuples >= {PRUNE_MIN_ROWS}), \
-             st AS (SELECT s.most_common_elems::text::text[] AS e, s.most_common_elem_freqs AS f, tb.n \
-                    FROM pg_stats s JOIN tb ON (s.schemaname, s.tablename) = (tb.nspname, tb.relname) \
-                    WHERE s.attname = 'tsv'), \
-             lf AS (SELECT l.lexeme, coalesce((SELECT st.f[array_position(st.e, l.lexeme)] FROM st), 0) AS freq \
+            "lf AS (SELECT l.lexeme, coalesce(({shares}::float4[])[array_position({lexemes}::text[], l.lexeme)], 0)::float8 AS freq \
                     FROM unnest(to_tsvector({cfg}::regconfig, {words})) l), \
              lx AS (SELECT lexeme, freq, row_number() OVER (ORDER BY freq, lexeme) AS n FROM lf)"
         );
@@ -120,51 +116,52 @@ impl TextLeg<'_> {
         let fill = format!("(SELECT greatest({limit} - count(*), 0) FROM r1)");
         let candidates = match rum {
             Some(rs) => format!(
-                "r1 AS (SELECT id, tsv FROM {t} WHERE tsv @@ (SELECT pq FROM pq){filters} \
+                "r1 AS (SELECT id, tsv, text_len FROM {t} WHERE tsv @@ (SELECT pq FROM pq){filters} \
                         ORDER BY tsv OPERATOR({rs}.<=>) (SELECT pq FROM pq) LIMIT {pool}), \
-                 r2 AS (SELECT id, tsv FROM {t} WHERE tsv @@ (SELECT orq FROM q) AND NOT tsv @@ (SELECT pq FROM pq){filters} \
+                 r2 AS (SELECT id, tsv, text_len FROM {t} WHERE tsv @@ (SELECT orq FROM q) AND NOT tsv @@ (SELECT pq FROM pq){filters} \
                         ORDER BY tsv OPERATOR({rs}.<=>) (SELECT orq FROM q) LIMIT {fill})"
             ),
             None => format!(
-                "r1 AS (SELECT id, tsv FROM {t} WHERE tsv @@ (SELECT pq FROM pq){filters}), \
-                 r2 AS (SELECT id, tsv FROM {t}, q WHERE tsv @@ q.orq AND NOT tsv @@ (SELECT pq FROM pq){filters} \
+                "r1 AS (SELECT id, tsv, text_len FROM {t} WHERE tsv @@ (SELECT pq FROM pq){filters}), \
+                 r2 AS (SELECT id, tsv, text_len FROM {t}, q WHERE tsv @@ q.orq AND NOT tsv @@ (SELECT pq FROM pq){filters} \
                         ORDER BY {FILL_ORDER} DESC, id LIMIT {fill})"
             ),
         };
-        // Each candidate's length (its last position: every word, stop words too) and, for each query lexeme
-        // it has, the lexeme's weighted frequency (a title occurrence counts TITLE_WEIGHT).
+        // Each candidate's length (`text_len`, kept by the trigger; computed from the `tsvector`
+        // for a row an older trigger wrote and the refill has not reached yet) and, for each query
+        // lexeme it has, the lexeme's weighted frequency (a title occurrence counts TITLE_WEIGHT).
+        // Only the query's lexemes are read: `setweight(tsv, 'D', lexemes)` marks their positions
+        // and `ts_filter(.., '{{d}}')` keeps them (every occurrence, as `D`), and the same of the
+        // title part (`ts_filter(tsv, '{{a}}')`) is appended as `A`, so one `unnest` of a few
+        // entries gives both counts. Unnesting the whole `tsvector` (about a hundred lexemes, two
+        // arrays each) cost 2-3x more per candidate. PostgreSQL keeps at most 256 positions of a
+        // lexeme, so a word occurring over ~250 times in a document loses some of its title
+        // weight here; BM25's frequency term is saturated long before that.
         let terms = format!(
-            "e AS (SELECT r.id, r.tsv @@ q.andq AS allw, a.dl, m.lexeme, m.f \
-                   FROM (SELECT id, tsv FROM r1 UNION ALL SELECT id, tsv FROM r2) r \
+            "e AS (SELECT r.id, r.tsv @@ q.andq AS allw, \
+                   coalesce(r.text_len, (SELECT max(u.positions[cardinality(u.positions)]) FROM unnest(r.tsv) u), 0)::float8 AS dl, \
+                   m.lexeme, m.f \
+                   FROM (SELECT id, tsv, text_len FROM r1 UNION ALL SELECT id, tsv, text_len FROM r2) r \
                    CROSS JOIN q CROSS JOIN (SELECT array_agg(lexeme) AS l FROM lf) ql \
-                   CROSS JOIN LATERAL (SELECT coalesce(max(u.positions[cardinality(u.positions)]), 0)::float8 AS dl, \
-                          array_agg(u.lexeme) FILTER (WHERE u.lexeme = ANY(ql.l)) AS ls, \
-                          array_agg(greatest(cardinality(u.weights) + {} * cardinality(array_positions(u.weights, 'A')), 1)::float8) \
-                              FILTER (WHERE u.lexeme = ANY(ql.l)) AS fs \
-                          FROM unnest(r.tsv) u) a \
-                   LEFT JOIN LATERAL unnest(a.ls, a.fs) AS m(lexeme, f) ON true)",
+                   LEFT JOIN LATERAL (SELECT u.lexeme, \
+                          greatest(cardinality(array_positions(u.weights, 'D')) + {} * cardinality(array_positions(u.weights, 'A')), 1)::float8 AS f \
+                          FROM unnest(ts_filter(setweight(r.tsv, 'D', ql.l), '{{d}}') \
+                                      || setweight(ts_filter(setweight(ts_filter(r.tsv, '{{a}}'), 'D', ql.l), '{{d}}'), 'A')) u) m ON true)",
             TITLE_WEIGHT - 1.0
         );
-        // The collection statistics: the row count and the mean length (`text_len`), exact on a
-        // small table (one pass over two columns), else from `pg_stats` (the most common lengths
-        // and the histogram's bucket midpoints), else the candidates' mean; each query lexeme's
-        // document frequency from `pg_stats` when listed, else counted: in the table when it is
-        // small (exact), among the candidates when it is large (a rare lexeme's documents are
-        // mostly among them).
+        // The collection statistics: the row count and the mean length (`text_len`): from the
+        // table's statistics when it has them, else exact (one pass over two columns: a table
+        // without statistics is small, or was never analyzed), else the candidates' mean; each
+        // query lexeme's document frequency from the statistics when listed, else counted: in
+        // the table when it has no statistics (exact), among the candidates when it does (a
+        // lexeme rarer than every listed one has most of its documents among them).
         let stats = format!(
-            "sm AS (SELECT count(*)::float8 AS n, avg(text_len)::float8 AS dl FROM {t} WHERE NOT EXISTS (SELECT 1 FROM st)), \
-             sl AS (SELECT coalesce((SELECT sum(m.v * m.f) FROM unnest(s.most_common_vals::text::float8[], s.most_common_freqs) m(v, f)), 0) \
-                    + (1 - coalesce((SELECT sum(f) FROM unnest(s.most_common_freqs) f), 0)) \
-                      * coalesce((SELECT (sum(x) - (hb.h[1] + hb.h[cardinality(hb.h)]) / 2) / nullif(cardinality(hb.h) - 1, 0) \
-                                  FROM unnest(hb.h) x), 0) AS dl \
-                    FROM pg_stats s JOIN tb ON (s.schemaname, s.tablename) = (tb.nspname, tb.relname) \
-                    CROSS JOIN LATERAL (SELECT s.histogram_bounds::text::float8[] AS h) hb \
-                    WHERE s.attname = 'text_len'), \
-             bs AS (SELECT coalesce((SELECT n FROM st), (SELECT n FROM sm))::float8 AS n, \
-                    greatest(coalesce((SELECT dl FROM sm), (SELECT nullif(dl, 0) FROM sl), \
+            "sm AS (SELECT count(*)::float8 AS n, avg(text_len)::float8 AS dl FROM {t} WHERE {rows}::float8 IS NULL), \
+             bs AS (SELECT coalesce({rows}::float8, (SELECT n FROM sm))::float8 AS n, \
+                    greatest(coalesce((SELECT dl FROM sm), {mean_len}::float8, \
                                       (SELECT avg(dl) FROM (SELECT DISTINCT id, dl FROM e) d)), 1)::float8 AS avgdl), \
              df AS (SELECT lf.lexeme, (CASE WHEN lf.freq > 0 THEN lf.freq * (SELECT n FROM bs) \
-                    WHEN NOT EXISTS (SELECT 1 FROM st) THEN (SELECT count(*) FROM {t} WHERE tsv @@ ({})::tsquery) \
+                    WHEN {rows}::float8 IS NULL THEN (SELECT count(*) FROM {t} WHERE tsv @@ ({})::tsquery) \
                     ELSE greatest((SELECT count(*) FROM e WHERE e.lexeme = lf.lexeme), 1) END)::float8 AS df FROM lf)",
             quoted_lexeme("lf.lexeme")
         );
@@ -288,13 +285,21 @@ impl PgBackend {
         let t = &self.sql.table;
         // The text leg's row limit: k, or the candidate count of a hybrid search.
         let leg_limit = if vector.is_some() && text.is_some() { p.push(&candidates, Type::INT8) } else { k.clone() };
+        let stats = text.as_ref().and_then(|_| self.text_stats.current(&self.pool, &self.health, &self.table));
+        let rows = stats.as_ref().map(|s| s.rows);
+        let mean_len = stats.as_ref().and_then(|s| s.mean_len);
+        let no_lexemes: (Vec<String>, Vec<f32>) = (Vec::new(), Vec::new());
+        let (lexemes, shares) = stats.as_ref().map_or((&no_lexemes.0, &no_lexemes.1), |s| (&s.lexemes, &s.shares));
         let leg = text.as_ref().map(|text| {
             TextLeg {
                 cfg: &p.push(&self.text_config, Type::TEXT),
                 text: &p.push(text, Type::TEXT),
-                table: &p.push(t, Type::TEXT),
                 limit: &leg_limit,
                 pool: &p.push(&text_pool, Type::INT8),
+                rows: &p.push(&rows, Type::FLOAT8),
+                lexemes: &p.push(lexemes, Type::TEXT_ARRAY),
+                shares: &p.push(shares, Type::FLOAT4_ARRAY),
+                mean_len: &p.push(&mean_len, Type::FLOAT8),
                 t,
                 filters: &and_filters,
                 rum: self.rum.as_deref(),

@@ -96,10 +96,17 @@ pub(crate) async fn open(kind: BackendKind, database_url: Option<&str>) -> anyho
 }
 
 impl Opened {
-    /// Closes the store and removes its folder or schema.
-    pub(crate) async fn close(self) {
+    /// Closes the store and removes its folder or schema, or (with `keep`) says where it is.
+    pub(crate) async fn close(self, keep: bool) {
         drop(self.store);
-        self.cleanup.run().await;
+        if keep {
+            match &self.cleanup {
+                Cleanup::Dir(dir) => println!("kept: the embedded store in {}\n", dir.display()),
+                Cleanup::Schema { schema, .. } => println!("kept: the PostgreSQL table {schema}.docs\n"),
+            }
+        } else {
+            self.cleanup.run().await;
+        }
     }
 }
 

@@ -70,6 +70,10 @@ struct Args {
     /// to embed the whole set; with the file a rerun (other fusion settings, say) does not.
     #[arg(long, value_name = "FILE")]
     vectors: Option<PathBuf>,
+    /// Leave the loaded stores (the embedded store's folder, the PostgreSQL schema) in place
+    /// and print where they are, to study plans or rankings afterwards.
+    #[arg(long)]
+    keep: bool,
     /// Hybrid mode: RRF's k (default the SDK's, 60).
     #[arg(long)]
     rrf_k: Option<u32>,
@@ -180,7 +184,7 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
             None => println!("embedder: {} ({} dimensions)\n", this_model.0, this_model.1),
             // The vectors of the first backend are reused: both must have the same embedder.
             Some(m) if *m != this_model => {
-                opened.close().await;
+                opened.close(false).await;
                 anyhow::bail!("the {} got embedder {this_model:?}, the first backend {m:?}", kind.label());
             }
             Some(_) => {}
@@ -199,7 +203,7 @@ async fn run(args: Args, database_url: Option<String>) -> anyhow::Result<ExitCod
             _ => None,
         };
         let outcome = measure_backend(&opened.store, kind, server, &data, &expected, &mut vectors, &args).await;
-        opened.close().await;
+        opened.close(args.keep).await;
         let (backend_run, mut backend_rows, exact) = outcome?;
         if let (Some(path), Some(v), false) = (&args.vectors, &vectors, vectors_from_file) {
             backend::write_vector_file(path, &info.sha256, &this_model.0, this_model.1, v)?;
