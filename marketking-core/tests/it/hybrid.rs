@@ -400,6 +400,10 @@ async fn a_version_1_table_gains_full_text_search_on_open() {
     assert_eq!(before, after, "the migration did not rewrite the table");
     let empty: i64 = t.sql(&format!("SELECT count(*) FROM {table} WHERE tsv IS NULL")).await[0].get(0);
     assert_eq!(empty, 0, "every existing row was filled");
+    let marked: Option<bool> =
+        t.sql(&format!("SELECT text_filled FROM \"{}\".marketking_meta WHERE table_name = 'docs'", t.schema)).await[0]
+            .get(0);
+    assert_eq!(marked, Some(true), "the table is marked filled, so later opens do not look for unfilled rows");
     let valid: bool = t
         .sql(&format!(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
