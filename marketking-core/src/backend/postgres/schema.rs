@@ -307,26 +307,26 @@ async fn finish_text_index(client: &Client, table: &TableName, text_config: &str
     let mut refill: Option<i64> = marks.as_ref().map(|r| r.try_get(1)).transpose()?.flatten();
     // Walks the primary key (each batch starts after the last id done), so a batch never
     // rescans the rows already filled. The trigger recomputes `tsv` on this UPDATE of title.
-    let mut after: i64 = i64::MIN;
-    while !filled {
-        let row = client
-            .query_one(
-                &format!(
-                    "WITH done AS (UPDATE {t} SET title = title WHERE id IN \
-                     (SELECT id FROM {t} WHERE id > $1 AND tsv IS NULL ORDER BY id LIMIT $2) RETURNING id) \
-                     SELECT count(*), max(id) FROM done"
-                ),
-                &[&after, &BACKFILL_ROWS],
-            )
-            .await?;
-        let n: i64 = row.try_get(0)?;
-        match row.try_get::<_, Option<i64>>(1)? {
-            Some(last) if n > 0 => after = last,
-            _ => break,
-        }
-        tracing::info!(table = %table.display(), rows = n, text_config, "full-text column filled for existing rows");
-    }
     if !filled {
+        let mut after: i64 = i64::MIN;
+        loop {
+            let row = client
+                .query_one(
+                    &format!(
+                        "WITH done AS (UPDATE {t} SET title = title WHERE id IN \
+                         (SELECT id FROM {t} WHERE id > $1 AND tsv IS NULL ORDER BY id LIMIT $2) RETURNING id) \
+                         SELECT count(*), max(id) FROM done"
+                    ),
+                    &[&after, &BACKFILL_ROWS],
+                )
+                .await?;
+            let n: i64 = row.try_get(0)?;
+            match row.try_get::<_, Option<i64>>(1)? {
+                Some(last) if n > 0 => after = last,
+                _ => break,
+            }
+            tracing::info!(table = %table.display(), rows = n, text_config, "full-text column filled for existing rows");
+        }
         client.execute(&format!("UPDATE {meta} SET text_filled = true WHERE table_name = $1"), &[&table.table]).await?;
     }
     // Rows filled by an older trigger (a version 2 table): computed again with the current one,
