@@ -145,8 +145,8 @@ pub(crate) struct ExportArgs {
 pub(crate) struct SearchArgs {
     /// The query text.
     pub(crate) query: String,
-    /// Number of results.
-    #[arg(short, default_value_t = 10)]
+    /// Number of results (1 to 1000).
+    #[arg(short, long = "top", default_value_t = 10, value_parser = parse_k)]
     pub(crate) k: usize,
     /// Keep only this source (repeatable: any of them).
     #[arg(long = "source", value_name = "SOURCE")]
@@ -208,8 +208,8 @@ impl From<ModeArg> for marketking_core::SearchMode {
 pub(crate) struct SimilarArgs {
     /// Document id.
     pub(crate) id: i64,
-    /// Number of results.
-    #[arg(short, default_value_t = 10)]
+    /// Number of results (1 to 1000).
+    #[arg(short, long = "top", default_value_t = 10, value_parser = parse_k)]
     pub(crate) k: usize,
     /// Print JSON.
     #[arg(long)]
@@ -316,6 +316,16 @@ pub(crate) fn parse_filter(text: &str) -> marketking_core::Result<marketking_cor
 /// The `--meta` pairs as a JSON object.
 pub(crate) fn meta_object(pairs: &[(String, serde_json::Value)]) -> serde_json::Value {
     serde_json::Value::Object(pairs.iter().cloned().collect())
+}
+
+/// `-k` / `--top`: a whole number the store accepts, else a usage error (exit 2).
+fn parse_k(s: &str) -> Result<usize, String> {
+    let k: usize = s.parse().map_err(|_| format!("{s:?} is not a whole number"))?;
+    if (1..=marketking_core::MAX_K).contains(&k) {
+        Ok(k)
+    } else {
+        Err(format!("must be between 1 and {}, got {k}", marketking_core::MAX_K))
+    }
 }
 
 #[cfg(test)]

@@ -70,8 +70,10 @@ fn init_tracing(global: &args::GlobalArgs) {
     } else {
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default))
     };
+    // Colour only on a terminal: a log written to a file or a pipe keeps no escape codes.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(global.verbose)
         .try_init();

@@ -75,7 +75,10 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<PgConn, Error> {
         let connected = async {
             let client = self.inner.connect().await?;
-            client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
+            // No NOTICEs: the driver logs each at INFO, and the store's own statements raise
+            // them by design (`CREATE TABLE IF NOT EXISTS` on every open, a query of stop
+            // words only). Warnings and errors still arrive.
+            client.batch_execute("SET plan_cache_mode = force_custom_plan; SET client_min_messages = warning").await?;
             Ok::<_, tokio_postgres::Error>(client)
         };
         match connected.await {
