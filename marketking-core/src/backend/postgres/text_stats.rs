@@ -97,8 +97,15 @@ impl StatsCache {
 
     /// Replaces the statistics (after a read).
     pub(crate) fn set(&self, stats: Option<TextStats>) {
+        self.finish(Some(stats));
+    }
+
+    /// Ends a read: the statistics it got, or (`None`, a failed read) the previous ones kept.
+    fn finish(&self, read: Option<Option<TextStats>>) {
         let mut s = self.lock();
-        s.stats = stats.map(Arc::new);
+        if let Some(stats) = read {
+            s.stats = stats.map(Arc::new);
+        }
         s.read_at = Instant::now();
         s.refreshing = false;
     }
@@ -125,9 +132,7 @@ impl StatsCache {
                     Ok(stats) => cache.set(stats),
                     Err(e) => {
                         tracing::debug!(error = %e, "cannot read the text statistics; keeping the previous ones");
-                        let mut s = cache.lock();
-                        s.read_at = Instant::now();
-                        s.refreshing = false;
+                        cache.finish(None);
                     }
                 }
             });
