@@ -8,8 +8,7 @@
 //! Set `DATABASE_URL` (PostgreSQL + pgvector), `REDIS_URL` and `OPENAI_API_KEY` to run the same
 //! code on the production stack.
 
-use marketking_core::{NewDocument, SearchOptions, VectorStore};
-use serde_json::json;
+use marketking_core::{metadata, NewDocument, SearchOptions, VectorStore};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -42,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
                     NewDocument::new(*title, *content)
                         .with_source(*source)
                         .with_key(*key)
-                        .with_metadata(json!({"lang": "en"}))
+                        .with_metadata(metadata!({"lang": "en"}))
                 })
                 .collect(),
         )

@@ -130,6 +130,10 @@ pub(crate) struct ImportArgs {
     /// Skip invalid lines (listed on stderr) instead of stopping at the first one.
     #[arg(long)]
     pub(crate) skip_invalid: bool,
+    /// Keep each line's `id` (restoring an export into an empty store); otherwise ids are
+    /// assigned anew. Keys and times are always kept.
+    #[arg(long)]
+    pub(crate) keep_ids: bool,
 }
 
 #[derive(Debug, Args)]
@@ -314,8 +318,8 @@ pub(crate) fn parse_filter(text: &str) -> marketking_core::Result<marketking_cor
 }
 
 /// The `--meta` pairs as a JSON object.
-pub(crate) fn meta_object(pairs: &[(String, serde_json::Value)]) -> serde_json::Value {
-    serde_json::Value::Object(pairs.iter().cloned().collect())
+pub(crate) fn meta_object(pairs: &[(String, serde_json::Value)]) -> marketking_core::Metadata {
+    pairs.iter().cloned().collect()
 }
 
 /// `-k` / `--top`: a whole number the store accepts, else a usage error (exit 2).

@@ -8,23 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use marketking_core::{Error, NewDocument, VectorStore};
+use marketking_core::jsonl::{self, LineError, LineOptions};
+use marketking_core::{NewDocument, VectorStore};
 use serde_json::{Map, Value};
 
 use crate::args::Format;
 
-/// Why a line was rejected: the field and the reason.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Bad {
-    pub(crate) field: String,
-    pub(crate) reason: String,
-}
-
-impl Bad {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Bad { field: field.into(), reason: reason.into() }
-    }
-}
+/// Why a line was rejected: the field and the reason (the core's, shared with HTTP import).
+pub(crate) type Bad = LineError;
 
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -59,6 +50,8 @@ pub(crate) struct ImportOptions {
     pub(crate) batch_size: usize,
     pub(crate) skip_invalid: bool,
     pub(crate) quiet: bool,
+    /// Keep each line's id (`--keep-ids`; the store must be empty).
+    pub(crate) keep_ids: bool,
 }
 
 /// Chooses the format: the flag, else the extension (`.csv` is CSV), else JSONL.
@@ -98,6 +91,7 @@ struct JsonlRows<R> {
     reader: R,
     line: u64,
     buf: Vec<u8>,
+    opts: LineOptions,
 }
 
 impl<R: BufRead + Send> Rows for JsonlRows<R> {
@@ -109,144 +103,42 @@ impl<R: BufRead + Send> Rows for JsonlRows<R> {
                 return Ok(None);
             }
             self.line += 1;
-            let bytes = trim_ascii(&self.buf);
+            let bytes = self.buf.trim_ascii();
             if bytes.is_empty() {
                 continue;
             }
-            return Ok(Some((self.line, parse_json_line(bytes, dims))));
+            return Ok(Some((self.line, jsonl::parse_line(bytes, dims, self.opts))));
         }
     }
 }
 
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
-}
-
-/// The shape of a valid line, parsed straight into typed fields: no `Value` per float, which
-/// made parsing embeddings the import's bottleneck. Invalid lines are parsed again through
-/// `Value` to say which field is wrong.
-#[derive(serde::Deserialize)]
-struct TypedLine {
-    title: String,
-    content: String,
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(default)]
-    metadata: Option<Value>,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    embedding: Option<Vec<f32>>,
-}
-
-fn parse_json_line(bytes: &[u8], dims: usize) -> Result<NewDocument, Bad> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Bad::new("line", format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-    if let Ok(t) = serde_json::from_str::<TypedLine>(text) {
-        let metadata = match t.metadata {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(m @ Value::Object(_)) => m,
-            Some(_) => return Err(Bad::new("metadata", "must be a JSON object")),
-        };
-        let doc = NewDocument {
-            title: t.title,
-            content: t.content,
-            source: t.source,
-            metadata,
-            key: t.key,
-            embedding: t.embedding,
-        };
-        validate(&doc, dims)?;
-        return Ok(doc);
-    }
-    let value: Value = serde_json::from_str(text).map_err(|e| Bad::new("json", e.to_string()))?;
-    let Value::Object(obj) = value else {
-        return Err(Bad::new("json", "each line must be a JSON object"));
-    };
-    let doc = doc_from_object(obj)?;
-    validate(&doc, dims)?;
-    Ok(doc)
-}
-
-fn required_string(obj: &mut Map<String, Value>, field: &str) -> Result<String, Bad> {
-    match obj.remove(field) {
-        None | Some(Value::Null) => Err(Bad::new(field, "missing")),
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Bad::new(field, "must be a string")),
-    }
-}
-
-fn optional_string(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Bad> {
-    match obj.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(Bad::new(field, "must be a string")),
-    }
-}
-
-fn embedding_from(value: Value) -> Result<Option<Vec<f32>>, Bad> {
-    match value {
-        Value::Null => Ok(None),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_f64()
-                    .map(|x| x as f32)
-                    .ok_or_else(|| Bad::new("embedding", format!("value at index {i} is not a number")))
-            })
-            .collect::<Result<Vec<f32>, Bad>>()
-            .map(Some),
-        _ => Err(Bad::new("embedding", "must be an array of numbers")),
-    }
-}
-
-/// Builds a document from a JSON object; unknown fields (`id`, `created_at`...) are ignored.
-fn doc_from_object(mut obj: Map<String, Value>) -> Result<NewDocument, Bad> {
-    let title = required_string(&mut obj, "title")?;
-    let content = required_string(&mut obj, "content")?;
-    let source = optional_string(&mut obj, "source")?;
-    let key = optional_string(&mut obj, "key")?;
-    let metadata = match obj.remove("metadata") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(m @ Value::Object(_)) => m,
-        Some(_) => return Err(Bad::new("metadata", "must be a JSON object")),
-    };
-    let embedding = embedding_from(obj.remove("embedding").unwrap_or(Value::Null))?;
-    Ok(NewDocument { title, content, source, metadata, key, embedding })
-}
-
-fn validate(doc: &NewDocument, dims: usize) -> Result<(), Bad> {
-    doc.validate(dims).map_err(|e| match e {
-        Error::InvalidInput { field, reason } => Bad { field, reason },
-        Error::DimensionMismatch { expected, actual } => {
-            Bad::new("embedding", format!("expected {expected} dimensions, got {actual}"))
-        }
-        other => Bad::new("document", other.to_string()),
-    })
-}
+/// CSV columns an import reads; others are ignored.
+const CSV_COLUMNS: [&str; 9] =
+    ["id", "title", "content", "source", "key", "metadata", "embedding", "created_at", "updated_at"];
 
 struct CsvRows<R> {
     reader: csv::Reader<R>,
     columns: Vec<(String, usize)>,
     record: csv::ByteRecord,
+    opts: LineOptions,
 }
 
 impl<R: Read> CsvRows<R> {
-    fn new(inner: R) -> anyhow::Result<Self> {
+    fn new(inner: R, opts: LineOptions) -> anyhow::Result<Self> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(inner);
         let headers = reader.byte_headers().context("cannot read the CSV header")?.clone();
         let columns: Vec<(String, usize)> = headers
             .iter()
             .enumerate()
             .map(|(i, h)| (String::from_utf8_lossy(h).trim().to_ascii_lowercase(), i))
+            .filter(|(c, _)| CSV_COLUMNS.contains(&c.as_str()))
             .collect();
         for needed in ["title", "content"] {
             if !columns.iter().any(|(c, _)| c == needed) {
                 bail!("the CSV header has no `{needed}` column (columns: title, content, source, key, metadata, embedding)");
             }
         }
-        Ok(CsvRows { reader, columns, record: csv::ByteRecord::new() })
+        Ok(CsvRows { reader, columns, record: csv::ByteRecord::new(), opts })
     }
 }
 
@@ -269,7 +161,11 @@ impl<R: Read + Send> Rows for CsvRows<R> {
             };
             let value = match name.as_str() {
                 // Empty optional cells mean "absent".
-                "source" | "key" | "metadata" | "embedding" if text.trim().is_empty() => continue,
+                "id" | "source" | "key" | "metadata" | "embedding" | "created_at" | "updated_at"
+                    if text.trim().is_empty() =>
+                {
+                    continue
+                }
                 "metadata" | "embedding" => match serde_json::from_str::<Value>(text) {
                     Ok(v) => v,
                     Err(e) => {
@@ -283,7 +179,7 @@ impl<R: Read + Send> Rows for CsvRows<R> {
         }
         let result = match bad {
             Some(b) => Err(b),
-            None => doc_from_object(obj).and_then(|d| validate(&d, dims).map(|()| d)),
+            None => jsonl::parse_object(obj, dims, self.opts),
         };
         Ok(Some((line, result)))
     }
@@ -320,11 +216,21 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
         (Box::new(f), len)
     };
     let counting = Counting { inner: input, count: count.clone() };
-    let mut rows: Box<dyn Rows> = match detect_format(path, opts.format) {
-        Format::Jsonl => {
-            Box::new(JsonlRows { reader: BufReader::with_capacity(1 << 16, counting), line: 0, buf: Vec::new() })
+    let line_opts = LineOptions::default().keep_ids(opts.keep_ids);
+    if opts.keep_ids {
+        let n = store.count(&marketking_core::Filter::everything()).await?;
+        if n > 0 {
+            bail!("--keep-ids restores ids into an empty store, and this one holds {n} documents");
         }
-        Format::Csv => Box::new(CsvRows::new(counting).with_context(|| name.clone())?),
+    }
+    let mut rows: Box<dyn Rows> = match detect_format(path, opts.format) {
+        Format::Jsonl => Box::new(JsonlRows {
+            reader: BufReader::with_capacity(1 << 16, counting),
+            line: 0,
+            buf: Vec::new(),
+            opts: line_opts,
+        }),
+        Format::Csv => Box::new(CsvRows::new(counting, line_opts).with_context(|| name.clone())?),
     };
 
     let dims = store.dimensions();
@@ -459,7 +365,7 @@ mod tests {
     use super::*;
 
     fn rows_of(text: &[u8], dims: usize) -> Vec<Row> {
-        let mut r = JsonlRows { reader: BufReader::new(text), line: 0, buf: Vec::new() };
+        let mut r = JsonlRows { reader: BufReader::new(text), line: 0, buf: Vec::new(), opts: LineOptions::default() };
         let mut out = Vec::new();
         while let Some(row) = r.next_row(dims).unwrap() {
             out.push(row);
@@ -482,12 +388,12 @@ mod tests {
     #[test]
     fn csv_reads_optional_json_columns() {
         let text = "title,content,source,key,metadata\nA,\"hello, world\",catalog,k1,\"{\"\"p\"\":1}\"\nB,,,,\n";
-        let mut r = CsvRows::new(text.as_bytes()).unwrap();
+        let mut r = CsvRows::new(text.as_bytes(), LineOptions::default()).unwrap();
         let (line, first) = r.next_row(3).unwrap().unwrap();
         assert_eq!(line, 2);
         let d = first.unwrap();
         assert_eq!(d.content, "hello, world");
-        assert_eq!(d.metadata, serde_json::json!({"p": 1}));
+        assert_eq!(d.metadata, marketking_core::metadata!({"p": 1}));
         assert_eq!(d.key.as_deref(), Some("k1"));
         let (line, second) = r.next_row(3).unwrap().unwrap();
         assert_eq!((line, second.unwrap_err().field.as_str()), (3, "content"));

@@ -30,8 +30,17 @@ pub(crate) fn out_of_range(value: u32, range: &std::ops::RangeInclusive<u32>) ->
     (!range.contains(&value)).then(|| format!("must be between {} and {}, got {value}", range.start(), range.end()))
 }
 
+/// A JSON object: the type of a document's metadata. Build one with [`metadata!`](crate::metadata)
+/// (`metadata!({"brand": "acme"})`), `serde_json::Map::from_iter`, or take one out of a
+/// `serde_json::Value::Object`.
+pub type Metadata = Map<String, Value>;
+
 /// A document to store. Build with [`NewDocument::new`] and the `with_*` methods.
+///
+/// `id`, `created_at` and `updated_at` are for restoring an export: left unset (the normal case),
+/// the store assigns the id and stamps both times with the time of the write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NewDocument {
     /// Title, at most 255 characters.
     pub title: String,
@@ -40,19 +49,26 @@ pub struct NewDocument {
     /// Where the document came from, at most 255 characters.
     #[serde(default)]
     pub source: Option<String>,
-    /// A JSON object; searches can filter on it by containment.
-    #[serde(default = "empty_object")]
-    pub metadata: Value,
+    /// A JSON object; searches can filter on it.
+    #[serde(default)]
+    pub metadata: Metadata,
     /// Optional caller key, unique per table; writes with a known key update that document.
     #[serde(default)]
     pub key: Option<String>,
     /// A precomputed embedding; when absent the store's embedder computes it.
     #[serde(default)]
     pub embedding: Option<Vec<f32>>,
-}
-
-fn empty_object() -> Value {
-    Value::Object(Map::new())
+    /// The id to store a new document under (restoring an export into an empty store); the
+    /// store assigns one when unset. An id already taken is a [`Error::Conflict`], and so is an
+    /// id given with a key that is stored under another id.
+    #[serde(default)]
+    pub id: Option<i64>,
+    /// The creation time to store for a new document, instead of the time of the write.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// The last-change time to store, instead of the time of the write.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl NewDocument {
@@ -62,9 +78,12 @@ impl NewDocument {
             title: title.into(),
             content: content.into(),
             source: None,
-            metadata: empty_object(),
+            metadata: Metadata::new(),
             key: None,
             embedding: None,
+            id: None,
+            created_at: None,
+            updated_at: None,
         }
     }
 
@@ -74,8 +93,8 @@ impl NewDocument {
         self
     }
 
-    /// Sets the metadata (must be a JSON object).
-    pub fn with_metadata(mut self, metadata: Value) -> Self {
+    /// Sets the metadata object (see [`metadata!`](crate::metadata)).
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
         self.metadata = metadata;
         self
     }
@@ -92,6 +111,40 @@ impl NewDocument {
         self
     }
 
+    /// Stores a new document under this id (see [`NewDocument::id`]).
+    pub fn with_id(mut self, id: i64) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Stores these times instead of the time of the write (see [`NewDocument::created_at`]).
+    pub fn with_timestamps(mut self, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -> Self {
+        self.created_at = Some(created_at);
+        self.updated_at = Some(updated_at);
+        self
+    }
+
+    /// The document an export of `doc` restores: every field, the id, key, times and (when
+    /// the export carried it) the embedding.
+    pub fn restore(doc: Document) -> Self {
+        let metadata = match doc.metadata {
+            Value::Object(m) => m,
+            // Unreachable for a stored document; an empty object rather than a panic.
+            _ => Metadata::new(),
+        };
+        NewDocument {
+            title: doc.title,
+            content: doc.content,
+            source: doc.source,
+            metadata,
+            key: doc.key,
+            embedding: doc.embedding,
+            id: Some(doc.id),
+            created_at: Some(doc.created_at),
+            updated_at: Some(doc.updated_at),
+        }
+    }
+
     /// Checks every field; `dimensions` is the store's vector size.
     pub fn validate(&self, dimensions: usize) -> Result<()> {
         validate_title(&self.title)?;
@@ -99,12 +152,31 @@ impl NewDocument {
         if let Some(source) = &self.source {
             validate_source(source)?;
         }
-        validate_metadata("metadata", &self.metadata)?;
+        validate_metadata_object("metadata", &self.metadata)?;
         if let Some(key) = &self.key {
             validate_key(key)?;
         }
         if let Some(v) = &self.embedding {
             validate_vector("embedding", v, dimensions)?;
+        }
+        if let Some(id) = self.id {
+            if id < 1 {
+                return Err(Error::invalid("id", format!("must be a positive integer, got {id}")));
+            }
+        }
+        if let Some(t) = &self.created_at {
+            validate_timestamp("created_at", t)?;
+        }
+        if let Some(t) = &self.updated_at {
+            validate_timestamp("updated_at", t)?;
+        }
+        if let (Some(c), Some(u)) = (&self.created_at, &self.updated_at) {
+            if u < c {
+                return Err(Error::invalid(
+                    "updated_at",
+                    format!("must not be before created_at ({} < {})", u.to_rfc3339(), c.to_rfc3339()),
+                ));
+            }
         }
         Ok(())
     }
@@ -149,21 +221,25 @@ pub struct Document {
     pub embedding: Option<Vec<f32>>,
 }
 
-/// A change to a stored document; `None` fields stay as they are.
+/// A change to a stored document: the fields it sets change, the others stay.
+///
+/// ```
+/// use marketking_core::{metadata, DocumentPatch};
+/// let patch = DocumentPatch::new().title("Trail shoes").clear_source().metadata(metadata!({"price": 99}));
+/// assert_eq!(patch.get_title(), Some("Trail shoes"));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DocumentPatch {
-    /// New title (re-embeds).
     #[serde(default)]
-    pub title: Option<String>,
-    /// New content (re-embeds).
+    pub(crate) title: Option<String>,
     #[serde(default)]
-    pub content: Option<String>,
-    /// New source; `Some(None)` clears it.
+    pub(crate) content: Option<String>,
+    /// `Some(None)` clears the source; in JSON, `"source": null`.
     #[serde(default, with = "double_option")]
-    pub source: Option<Option<String>>,
-    /// New metadata object (replaces the old one).
+    pub(crate) source: Option<Option<String>>,
     #[serde(default)]
-    pub metadata: Option<Value>,
+    pub(crate) metadata: Option<Metadata>,
 }
 
 mod double_option {
@@ -182,6 +258,62 @@ mod double_option {
 }
 
 impl DocumentPatch {
+    /// A patch that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a new title (the document is re-embedded).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Sets new content (the document is re-embedded).
+    pub fn content(mut self, content: impl Into<String>) -> Self {
+        self.content = Some(content.into());
+        self
+    }
+
+    /// Sets a new source.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(Some(source.into()));
+        self
+    }
+
+    /// Removes the source.
+    pub fn clear_source(mut self) -> Self {
+        self.source = Some(None);
+        self
+    }
+
+    /// Replaces the metadata object.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// The new title, if the patch sets one.
+    pub fn get_title(&self) -> Option<&str> {
+        self.title.as_deref()
+    }
+
+    /// The new content, if the patch sets it.
+    pub fn get_content(&self) -> Option<&str> {
+        self.content.as_deref()
+    }
+
+    /// What happens to the source: `None` keeps it, `Some(None)` clears it, `Some(Some(s))`
+    /// sets it.
+    pub fn get_source(&self) -> Option<Option<&str>> {
+        self.source.as_ref().map(Option::as_deref)
+    }
+
+    /// The new metadata, if the patch sets it.
+    pub fn get_metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
     /// Checks the fields that are set.
     pub fn validate(&self) -> Result<()> {
         if let Some(t) = &self.title {
@@ -194,7 +326,7 @@ impl DocumentPatch {
             validate_source(s)?;
         }
         if let Some(m) = &self.metadata {
-            validate_metadata("metadata", m)?;
+            validate_metadata_object("metadata", m)?;
         }
         Ok(())
     }
@@ -222,7 +354,7 @@ pub struct SearchOptions {
     /// Keep only documents whose source is one of these (empty = any source).
     pub sources: Vec<String>,
     /// Keep only documents whose metadata contains this JSON object (`@>` semantics).
-    pub metadata: Option<Value>,
+    pub metadata: Option<Metadata>,
     /// Keep only documents created at or after this instant.
     pub created_after: Option<DateTime<Utc>>,
     /// Keep only documents created strictly before this instant.
@@ -277,9 +409,33 @@ impl SearchOptions {
         self
     }
 
-    /// Sets the metadata containment filter.
-    pub fn metadata(mut self, contains: Value) -> Self {
+    /// Sets the number of results (1..=1000).
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+
+    /// Keeps only documents with one of these sources (replacing any set before).
+    pub fn sources<S: Into<String>>(mut self, sources: impl IntoIterator<Item = S>) -> Self {
+        self.sources = sources.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the metadata containment filter (see [`metadata!`](crate::metadata)).
+    pub fn metadata(mut self, contains: Metadata) -> Self {
         self.metadata = Some(contains);
+        self
+    }
+
+    /// Keeps only documents created at or after this instant.
+    pub fn created_after(mut self, t: DateTime<Utc>) -> Self {
+        self.created_after = Some(t);
+        self
+    }
+
+    /// Keeps only documents created strictly before this instant.
+    pub fn created_before(mut self, t: DateTime<Utc>) -> Self {
+        self.created_before = Some(t);
         self
     }
 
@@ -295,9 +451,33 @@ impl SearchOptions {
         self
     }
 
+    /// Sets HNSW `ef_search` for this call (1..=1000).
+    pub fn ef_search(mut self, ef: u32) -> Self {
+        self.ef_search = Some(ef);
+        self
+    }
+
+    /// Sets IVFFlat `probes` for this call (1..=10000).
+    pub fn probes(mut self, probes: u32) -> Self {
+        self.probes = Some(probes);
+        self
+    }
+
+    /// Returns each hit's embedding too.
+    pub fn include_embedding(mut self, yes: bool) -> Self {
+        self.include_embedding = yes;
+        self
+    }
+
     /// Sets the ranking mode of a text search.
     pub fn mode(mut self, mode: SearchMode) -> Self {
         self.mode = Some(mode);
+        self
+    }
+
+    /// Sets the fusion settings of a hybrid search.
+    pub fn fusion(mut self, fusion: Fusion) -> Self {
+        self.fusion = fusion;
         self
     }
 
@@ -330,10 +510,10 @@ impl SearchOptions {
             validate_source(s).map_err(|_| Error::invalid("sources", "each source must be 1..=255 characters"))?;
         }
         if let Some(m) = &self.metadata {
-            validate_metadata("metadata filter", m)?;
+            validate_metadata_object("metadata filter", m)?;
             // `{"price": {"$lt": 100}}` here would be containment of a literal key `$lt`, and
             // match nothing: operators belong in `filter`.
-            if has_operator_key(m) {
+            if m.iter().any(|(k, v)| k.starts_with('$') || has_operator_key(v)) {
                 return Err(Error::invalid(
                     "metadata",
                     "is JSON containment and takes no operators ($lt, $in...); put conditions with operators in `filter`",
@@ -385,7 +565,8 @@ impl SearchOptions {
             return false;
         }
         if let Some(filter) = &self.metadata {
-            if !json_contains(metadata, filter) {
+            let Value::Object(doc) = metadata else { return false };
+            if !filter.iter().all(|(k, fv)| doc.get(k).is_some_and(|dv| json_contains(dv, fv))) {
                 return false;
             }
         }
@@ -514,16 +695,32 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
     check_nul("key", key)
 }
 
-pub(crate) fn validate_metadata(field: &str, metadata: &Value) -> Result<()> {
-    if !metadata.is_object() {
-        return Err(Error::invalid(field, "must be a JSON object"));
-    }
-    // PostgreSQL text and jsonb cannot hold NUL characters, in keys or in string values. (Only a
-    // real NUL counts: the six characters `\u0000` written literally are ordinary text.)
-    if has_nul(metadata) {
+pub(crate) fn validate_metadata_object(field: &str, metadata: &Metadata) -> Result<()> {
+    if metadata.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
         return Err(Error::invalid(field, "must not contain NUL characters"));
     }
     Ok(())
+}
+
+/// `value` as a metadata object, or an [`Error::InvalidInput`] naming `field` when it is not a
+/// JSON object: for callers that receive metadata as untyped JSON (an HTTP body, a file).
+pub fn metadata_object(field: &str, value: Value) -> Result<Metadata> {
+    match value {
+        Value::Object(m) => Ok(m),
+        other => Err(Error::invalid(field, format!("must be a JSON object, got {}", json_kind(&other)))),
+    }
+}
+
+/// `null`, `a boolean`, ...: how an error names the JSON it got.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn has_operator_key(v: &Value) -> bool {

@@ -49,6 +49,7 @@ mod embedder;
 mod error;
 mod filter;
 mod gate;
+pub mod jsonl;
 mod plan;
 mod search_mode;
 mod similarity;
@@ -67,9 +68,10 @@ pub use backend::{
 pub use cache::RedisCache;
 pub use cache::{Cache, CacheStats, MemoryCache, NoCache};
 pub use document::{
-    json_contains, BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions, SearchResults,
-    UpsertOutcome, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS,
-    MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK, PROBES_RANGE,
+    json_contains, metadata_object, BatchReport, Document, DocumentPatch, Metadata, NewDocument, SearchHit,
+    SearchOptions, SearchResults, UpsertOutcome, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K,
+    MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK,
+    PROBES_RANGE,
 };
 #[cfg(feature = "local")]
 pub use embedder::{
@@ -89,10 +91,32 @@ pub use gate::CommitGate;
 pub use search_mode::{Fusion, LegScore, Mmr, SearchMode};
 pub use similarity::cosine_similarity;
 pub use store::{
-    EmbedderStats, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE,
-    DEFAULT_TABLE, DEFAULT_TEXT_CONFIG,
+    EmbedderStats, ListOptions, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH,
+    DEFAULT_PAGE_SIZE, DEFAULT_POOL_SIZE, DEFAULT_TABLE, DEFAULT_TEXT_CONFIG, MAX_PAGE_SIZE,
 };
 
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// A [`Metadata`] object from JSON object syntax: `metadata!({"brand": "acme", "sizes": [40, 41]})`.
+/// Only an object literal compiles (the braces are part of the pattern), so this cannot fail.
+///
+/// ```
+/// let m = marketking_core::metadata!({"brand": "acme", "price": 120});
+/// assert_eq!(m["price"], 120);
+/// ```
+#[macro_export]
+macro_rules! metadata {
+    ({ $($tt:tt)* }) => {
+        match $crate::__private::serde_json::json!({ $($tt)* }) {
+            $crate::__private::serde_json::Value::Object(map) => map,
+            _ => unreachable!("an object literal is an object"),
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}

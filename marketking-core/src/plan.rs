@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::document::NewDocument;
@@ -49,6 +50,13 @@ pub(crate) fn plan_batch(docs: &[NewDocument], existing: &HashMap<String, Existi
             if !seen.insert(key.as_str()) {
                 return Err(Error::Conflict { reason: format!("key {key:?} appears more than once in the batch") });
             }
+            if let (Some(want), Some(e)) = (d.id, existing.get(key)) {
+                if want != e.id {
+                    return Err(Error::Conflict {
+                        reason: format!("key {key:?} is stored under id {}, not the id {want} given", e.id),
+                    });
+                }
+            }
             Ok(match existing.get(key) {
                 None => Action::Insert,
                 Some(e)
@@ -56,12 +64,26 @@ pub(crate) fn plan_batch(docs: &[NewDocument], existing: &HashMap<String, Existi
                         && e.content == d.content
                         && d.embedding.as_ref().is_none_or(|v| e.embedding.as_ref() == Some(v)) =>
                 {
-                    Action::Touch { id: e.id, changed: e.source != d.source || e.metadata != d.metadata }
+                    Action::Touch {
+                        id: e.id,
+                        changed: e.source != d.source
+                            || e.metadata.as_object() != Some(&d.metadata)
+                            || d.updated_at.is_some(),
+                    }
                 }
                 Some(e) => Action::Rewrite { id: e.id },
             })
         })
         .collect()
+}
+
+/// The creation and last-change times a write stores for `doc`: the ones it carries (a
+/// restore), else the time of the write. A document that brings only `updated_at` is created
+/// then too, unless that is in the future.
+pub(crate) fn stamps(doc: &NewDocument, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let updated = doc.updated_at.unwrap_or(now);
+    let created = doc.created_at.unwrap_or_else(|| updated.min(now));
+    (created, updated)
 }
 
 /// The documents that `actions` write with a new vector but that have none yet: all of them

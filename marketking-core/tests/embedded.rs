@@ -89,7 +89,7 @@ async fn create_get_update_delete() {
         .create(
             NewDocument::new("Trail shoes", "Light running shoes for rocky trails")
                 .with_source("catalog")
-                .with_metadata(json!({"brand": "acme", "sizes": [40, 41]}))
+                .with_metadata(marketking_core::metadata!({"brand": "acme", "sizes": [40, 41]}))
                 .with_key("sku-1"),
         )
         .await
@@ -111,11 +111,7 @@ async fn create_get_update_delete() {
     let patched = store
         .update(
             doc.id,
-            DocumentPatch {
-                metadata: Some(json!({"brand": "acme", "sale": true})),
-                source: Some(None),
-                ..Default::default()
-            },
+            DocumentPatch::new().metadata(marketking_core::metadata!({"brand": "acme", "sale": true})).clear_source(),
         )
         .await
         .unwrap();
@@ -128,10 +124,7 @@ async fn create_get_update_delete() {
     assert_eq!(store.get(doc.id).await.unwrap(), patched);
 
     // New title: exactly one re-embed, new vector.
-    let retitled = store
-        .update(doc.id, DocumentPatch { title: Some("Mountain boots".into()), ..Default::default() })
-        .await
-        .unwrap();
+    let retitled = store.update(doc.id, DocumentPatch::new().title("Mountain boots")).await.unwrap();
     assert_eq!(retitled.title, "Mountain boots");
     assert_eq!(store.stats().await.unwrap().embedder.texts, 2);
     let v2 = store.get_with_embedding(doc.id).await.unwrap().embedding.unwrap();
@@ -161,7 +154,7 @@ async fn keyed_batches_upsert_and_skip_unchanged() {
         NewDocument::new(format!("Product {i}"), format!("Description of product number {i}"))
             .with_key(format!("k{i}"))
             .with_source("shop")
-            .with_metadata(json!({"n": i}))
+            .with_metadata(marketking_core::metadata!({"n": i}))
     };
     let first = store.batch((0..100).map(make).collect()).await.unwrap();
     assert_eq!((first.created, first.updated, first.unchanged, first.embedded), (100, 0, 0, 100));
@@ -180,7 +173,7 @@ async fn keyed_batches_upsert_and_skip_unchanged() {
     // One new text, one metadata change, one new document (in the middle of the batch).
     let mut docs: Vec<NewDocument> = (0..100).map(make).collect();
     docs[10].content = "Completely different text".into();
-    docs[20].metadata = json!({"n": 20, "featured": true});
+    docs[20].metadata = marketking_core::metadata!({"n": 20, "featured": true});
     docs.insert(50, make(500));
     let third = store.batch(docs).await.unwrap();
     assert_eq!((third.created, third.updated, third.unchanged, third.embedded), (1, 2, 98, 2));
@@ -193,7 +186,10 @@ async fn keyed_batches_upsert_and_skip_unchanged() {
     assert!(touched.updated_at > touched.created_at);
     assert_eq!(store.stats().await.unwrap().storage.documents, 101);
     // The metadata change is visible to filtered search at once.
-    let hits = store.search("product", &SearchOptions::top(10).metadata(json!({"featured": true}))).await.unwrap();
+    let hits = store
+        .search("product", &SearchOptions::top(10).metadata(marketking_core::metadata!({"featured": true})))
+        .await
+        .unwrap();
     assert_eq!(hits.iter().map(|h| h.document.id).collect::<Vec<_>>(), vec![first.ids[20]]);
 
     // Duplicate key inside one batch: conflict, nothing written.
@@ -215,7 +211,7 @@ const WORDS: [&str; 12] =
 
 fn sample_doc(i: usize, rng: &mut StdRng) -> NewDocument {
     let content: Vec<&str> = (0..6).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect();
-    let mut d = NewDocument::new(format!("Item {i}"), content.join(" ")).with_metadata(json!({
+    let mut d = NewDocument::new(format!("Item {i}"), content.join(" ")).with_metadata(marketking_core::metadata!({
         "lang": if i.is_multiple_of(3) { "de" } else { "en" },
         "n": i % 5,
         "tags": if i.is_multiple_of(2) { json!(["even", "all"]) } else { json!(["odd", "all"]) },
@@ -242,12 +238,12 @@ async fn search_filters_match_exact_reference() {
         SearchOptions::top(25).source("shop"),
         SearchOptions::top(25).source("blog").source("wiki"),
         SearchOptions::top(25).source("missing"),
-        SearchOptions::top(30).metadata(json!({"lang": "de"})),
-        SearchOptions::top(30).metadata(json!({"tags": ["odd"], "n": 2})),
+        SearchOptions::top(30).metadata(marketking_core::metadata!({"lang": "de"})),
+        SearchOptions::top(30).metadata(marketking_core::metadata!({"tags": ["odd"], "n": 2})),
         SearchOptions { created_after: Some(cutoff), ..SearchOptions::top(400) },
         SearchOptions { created_before: Some(cutoff), ..SearchOptions::top(400) },
         SearchOptions::top(1000).min_score(0.3),
-        SearchOptions::top(15).source("shop").metadata(json!({"lang": "en"})).min_score(0.05),
+        SearchOptions::top(15).source("shop").metadata(marketking_core::metadata!({"lang": "en"})).min_score(0.05),
     ];
     for opts in &cases {
         for q in ["red running shoes", "ceramic coffee mug", "wool desk lamp"] {
@@ -345,12 +341,12 @@ async fn reopen_gives_same_documents_and_results() {
     let mut rng = StdRng::seed_from_u64(7);
     let report = store.batch((0..200).map(|i| sample_doc(i, &mut rng)).collect()).await.unwrap();
     store.delete(report.ids[5]).await.unwrap();
-    store
-        .update(report.ids[6], DocumentPatch { content: Some("trail running shoes".into()), ..Default::default() })
-        .await
-        .unwrap();
+    store.update(report.ids[6], DocumentPatch::new().content("trail running shoes")).await.unwrap();
     let queries = ["red running shoes", "laptop stand", "wool"];
-    let opts = [SearchOptions::top(20), SearchOptions::top(50).source("shop").metadata(json!({"tags": ["even"]}))];
+    let opts = [
+        SearchOptions::top(20),
+        SearchOptions::top(50).source("shop").metadata(marketking_core::metadata!({"tags": ["even"]})),
+    ];
     let mut before = Vec::new();
     for q in queries {
         for o in &opts {
@@ -523,7 +519,11 @@ async fn data_persists_after_drop_and_reopen() {
     let path = dir.join("nested").join("x.db");
     let store = open(&path).await;
     let doc = store
-        .create(NewDocument::new("Persistent", "survives a restart").with_key("p").with_metadata(json!({"a": 1})))
+        .create(
+            NewDocument::new("Persistent", "survives a restart")
+                .with_key("p")
+                .with_metadata(marketking_core::metadata!({"a": 1})),
+        )
         .await
         .unwrap();
     drop(store);
@@ -576,10 +576,7 @@ async fn concurrent_searches_and_writes() {
     for round in 0..5 {
         let report = store.batch((0..50).map(|i| sample_doc(1000 + round * 50 + i, &mut rng)).collect()).await.unwrap();
         store.delete(report.ids[0]).await.unwrap();
-        store
-            .update(report.ids[1], DocumentPatch { content: Some("lamp lamp".into()), ..Default::default() })
-            .await
-            .unwrap();
+        store.update(report.ids[1], DocumentPatch::new().content("lamp lamp")).await.unwrap();
     }
     for r in readers {
         r.await.unwrap();

@@ -170,6 +170,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::open())
         .fallback(no_route)
         .layer(from_fn_with_state(config.request_timeout, timeout))
+        .merge(routes::v1_streaming(&state))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(config.body_limit));
     if let Some(c) = config.cors.layer(REQUEST_ID) {

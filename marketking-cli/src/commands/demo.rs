@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use marketking_core::{NewDocument, SearchOptions, VectorStore};
-use serde_json::json;
 
 use crate::output::print_hits;
 
@@ -42,7 +41,10 @@ pub(super) async fn run(store: &VectorStore, out: &mut impl Write, quiet: bool) 
     let examples: Vec<(&str, SearchOptions)> = vec![
         ("waterproof boots for hiking", SearchOptions::top(3)),
         ("how do I send something back and get my money", SearchOptions::top(3).source("help")),
-        ("wireless headphones for the office", SearchOptions::top(3).metadata(json!({"category": "electronics"}))),
+        (
+            "wireless headphones for the office",
+            SearchOptions::top(3).metadata(marketking_core::metadata!({"category": "electronics"})),
+        ),
         ("tent that survived the rain", SearchOptions::top(3).source("reviews")),
     ];
     for (query, opts) in examples {
@@ -50,7 +52,7 @@ pub(super) async fn run(store: &VectorStore, out: &mut impl Write, quiet: bool) 
         if !opts.sources.is_empty() {
             filters.push(format!("--source {}", opts.sources.join(",")));
         }
-        if let Some(serde_json::Value::Object(m)) = &opts.metadata {
+        if let Some(m) = &opts.metadata {
             for (k, v) in m {
                 let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                 filters.push(format!("--meta {k}={v}"));

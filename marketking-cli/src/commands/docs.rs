@@ -40,8 +40,13 @@ pub(super) async fn import(
         // stderr, like the progress bar: stdout keeps the summary only.
         eprintln!("embedding with {}", super::model::describe_embedder(store.model()));
     }
-    let opts =
-        ImportOptions { format: a.format, batch_size: a.batch_size as usize, skip_invalid: a.skip_invalid, quiet };
+    let opts = ImportOptions {
+        format: a.format,
+        batch_size: a.batch_size as usize,
+        skip_invalid: a.skip_invalid,
+        quiet,
+        keep_ids: a.keep_ids,
+    };
     let summary = run_import(store, &a.file, &opts).await?;
     if !quiet {
         writeln!(out, "{}", summary.line(&a.file.display().to_string()))?;

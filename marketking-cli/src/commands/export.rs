@@ -1,4 +1,5 @@
-//! `export`: every document as JSONL, paging by id.
+//! `export`: every document as JSONL (the core's line format, which `import` reads back with
+//! keys and times), paging by id.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -6,39 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use marketking_core::{Document, VectorStore};
-use serde::Serialize;
 
 use crate::args::ExportArgs;
 
 const PAGE: usize = 1000;
 
-/// One exported line; `import` reads it back (ignoring `id` and `created_at`).
-#[derive(Serialize)]
-struct Row<'a> {
-    id: i64,
-    title: &'a str,
-    content: &'a str,
-    source: Option<&'a str>,
-    metadata: &'a serde_json::Value,
-    key: Option<&'a str>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    embedding: Option<&'a [f32]>,
-}
-
 fn write_page(w: &mut impl Write, docs: &[Document]) -> anyhow::Result<()> {
     for d in docs {
-        let row = Row {
-            id: d.id,
-            title: &d.title,
-            content: &d.content,
-            source: d.source.as_deref(),
-            metadata: &d.metadata,
-            key: d.key.as_deref(),
-            created_at: d.created_at,
-            embedding: d.embedding.as_deref(),
-        };
-        serde_json::to_writer(&mut *w, &row)?;
+        w.write_all(marketking_core::jsonl::to_line(d).as_bytes())?;
         w.write_all(b"\n")?;
     }
     Ok(())

@@ -203,7 +203,13 @@ pub(crate) trait Backend: Send + Sync + Debug {
     }
 
     /// Documents with id > `after_id`, ascending, at most `limit` (for export).
-    async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>>;
+    async fn list(
+        &self,
+        after_id: i64,
+        limit: usize,
+        with_embedding: bool,
+        filter: &crate::filter::Filter,
+    ) -> Result<Vec<Document>>;
 
     /// Counts and sizes.
     async fn stats(&self) -> Result<StorageStats>;

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 mod builder;
 mod by_filter;
 mod counted;
+mod list;
 mod result_cache;
 mod search;
 mod select;
@@ -25,6 +26,7 @@ pub use builder::{
 };
 use counted::Counted;
 pub use counted::EmbedderStats;
+pub use list::{ListOptions, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use result_cache::ResultCache;
 
 /// Everything `stats` reports.
@@ -197,15 +199,6 @@ impl VectorStore {
         }
         self.invalidate().await;
         Ok(())
-    }
-
-    /// Documents with id greater than `after_id`, ascending, at most `limit` (1..=10000):
-    /// pages through the whole store (export).
-    pub async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
-        if limit == 0 || limit > 10_000 {
-            return Err(Error::invalid("limit", format!("must be between 1 and 10000, got {limit}")));
-        }
-        self.inner.backend.list(after_id, limit, with_embedding).await
     }
 
     /// Counts, sizes, index, cache and embedder counters.

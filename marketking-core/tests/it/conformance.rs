@@ -32,7 +32,7 @@ async fn create_get_update_delete_round_trip(kind: Kind) {
         .create(
             NewDocument::new("Trail shoes", "Light running shoes for rocky trails")
                 .with_source("catalog")
-                .with_metadata(json!({"price": 120, "tags": ["outdoor"]})),
+                .with_metadata(marketking_core::metadata!({"price": 120, "tags": ["outdoor"]})),
         )
         .await
         .unwrap();
@@ -46,23 +46,18 @@ async fn create_get_update_delete_round_trip(kind: Kind) {
 
     // A metadata-only change does not re-embed; a content change does.
     let calls = emb.calls();
-    let updated = store
-        .update(doc.id, DocumentPatch { metadata: Some(json!({"price": 99})), ..Default::default() })
-        .await
-        .unwrap();
+    let updated =
+        store.update(doc.id, DocumentPatch::new().metadata(marketking_core::metadata!({"price": 99}))).await.unwrap();
     assert_eq!(updated.metadata, json!({"price": 99}));
     assert_eq!(emb.calls(), calls);
     assert!(updated.updated_at >= doc.updated_at);
-    let updated = store
-        .update(doc.id, DocumentPatch { content: Some("Waterproof hiking boots".into()), ..Default::default() })
-        .await
-        .unwrap();
+    let updated = store.update(doc.id, DocumentPatch::new().content("Waterproof hiking boots")).await.unwrap();
     assert_eq!(emb.calls(), calls + 1);
     assert_eq!(updated.content, "Waterproof hiking boots");
     let after = store.get_with_embedding(doc.id).await.unwrap();
     assert_ne!(after.embedding, with.embedding, "new content, new vector");
     // Clearing the source.
-    let cleared = store.update(doc.id, DocumentPatch { source: Some(None), ..Default::default() }).await.unwrap();
+    let cleared = store.update(doc.id, DocumentPatch::new().clear_source()).await.unwrap();
     assert_eq!(cleared.source, None);
 
     store.delete(doc.id).await.unwrap();
@@ -90,7 +85,7 @@ async fn batch_upserts_by_key_and_skips_unchanged_embeddings(kind: Kind) {
 
     let mut changed = keyed.clone();
     changed[42].content = "a different text".into();
-    changed[7].metadata = json!({"fresh": true});
+    changed[7].metadata = marketking_core::metadata!({"fresh": true});
     let r3 = store.batch(changed).await.unwrap();
     assert_eq!((r3.created, r3.updated, r3.unchanged, r3.embedded), (0, 2, 98, 1));
     assert_eq!(emb.texts(), texts + 1, "exactly one document re-embedded");
@@ -120,7 +115,7 @@ async fn batch_upserts_by_key_and_skips_unchanged_embeddings(kind: Kind) {
     let r = store.batch(pre.clone()).await.unwrap();
     assert_eq!((r.created, r.updated, r.unchanged), (0, 0, 3), "same vectors: nothing to write");
     let mut next = pre.clone();
-    next[0].metadata = json!({"v": 2});
+    next[0].metadata = marketking_core::metadata!({"v": 2});
     next[1].embedding = Some(vectors[2].clone());
     let r = store.batch(next).await.unwrap();
     assert_eq!((r.created, r.updated, r.unchanged, r.embedded), (0, 2, 1, 0));
@@ -155,16 +150,16 @@ async fn search_filters_min_score_and_find_similar(kind: Kind) {
     let mut input = vec![
         NewDocument::new("Red trail running shoes", "Grippy running shoes for mountain trails")
             .with_source("catalog")
-            .with_metadata(json!({"category": "shoes", "color": "red"})),
+            .with_metadata(marketking_core::metadata!({"category": "shoes", "color": "red"})),
         NewDocument::new("Blue road running shoes", "Cushioned running shoes for city roads")
             .with_source("catalog")
-            .with_metadata(json!({"category": "shoes", "color": "blue"})),
+            .with_metadata(marketking_core::metadata!({"category": "shoes", "color": "blue"})),
         NewDocument::new("How to return shoes", "Returning running shoes within 30 days for a refund")
             .with_source("help")
-            .with_metadata(json!({"category": "returns"})),
+            .with_metadata(marketking_core::metadata!({"category": "returns"})),
         NewDocument::new("Camping tent", "Two-person tent for backpacking")
             .with_source("catalog")
-            .with_metadata(json!({"category": "camping"})),
+            .with_metadata(marketking_core::metadata!({"category": "camping"})),
     ];
     input.push(NewDocument::new("Payment methods", "We accept cards and bank transfers").with_source("help"));
     let ids = store.batch(input).await.unwrap().ids;
@@ -180,7 +175,10 @@ async fn search_filters_min_score_and_find_similar(kind: Kind) {
     let both = store.search("running shoes", &SearchOptions::top(10).source("help").source("catalog")).await.unwrap();
     assert_eq!(both.len(), 5);
 
-    let red = store.search("running shoes", &SearchOptions::top(5).metadata(json!({"color": "red"}))).await.unwrap();
+    let red = store
+        .search("running shoes", &SearchOptions::top(5).metadata(marketking_core::metadata!({"color": "red"})))
+        .await
+        .unwrap();
     assert_eq!(red.iter().map(|h| h.document.id).collect::<Vec<_>>(), vec![ids[0]]);
 
     let strict = store.search("running shoes", &SearchOptions::top(5).min_score(0.3)).await.unwrap();
@@ -243,10 +241,7 @@ async fn bad_input_gets_typed_errors_and_writes_nothing(kind: Kind) {
     };
     assert_eq!(field(store.create(NewDocument::new("x".repeat(256), "c")).await.unwrap_err()), "title");
     assert_eq!(field(store.create(NewDocument::new("t", "  ")).await.unwrap_err()), "content");
-    assert_eq!(
-        field(store.create(NewDocument::new("t", "c").with_metadata(json!([1]))).await.unwrap_err()),
-        "metadata"
-    );
+    assert_eq!(field(marketking_core::metadata_object("metadata", json!([1])).unwrap_err()), "metadata");
     let mut nan = vec![0.5f32; 16];
     nan[3] = f32::NAN;
     assert_eq!(field(store.create(NewDocument::new("t", "c").with_embedding(nan)).await.unwrap_err()), "embedding");

@@ -32,7 +32,7 @@ async fn extreme_numbers_in_metadata_round_trip(kind: Kind) {
         "neg_int": i64::MIN, "nested": {"list": [1.7976931348623157e308, -0.0, 0.1]},
     });
     let doc = store
-        .create(NewDocument::new("Extreme", "numbers at the edges").with_key("x").with_metadata(meta.clone()))
+        .create(NewDocument::new("Extreme", "numbers at the edges").with_key("x").with_metadata(obj(meta.clone())))
         .await
         .unwrap();
     assert_eq!(doc.metadata, meta);
@@ -44,7 +44,7 @@ async fn extreme_numbers_in_metadata_round_trip(kind: Kind) {
     assert_eq!(listed.first().map(|d| &d.metadata), Some(&meta));
     // An upsert of the same key reads the stored metadata to decide what changed.
     let (_, outcome) = store
-        .upsert(NewDocument::new("Extreme", "numbers at the edges").with_key("x").with_metadata(meta))
+        .upsert(NewDocument::new("Extreme", "numbers at the edges").with_key("x").with_metadata(obj(meta)))
         .await
         .unwrap();
     assert_eq!(outcome, marketking_core::UpsertOutcome::Unchanged);
@@ -92,14 +92,14 @@ async fn literal_backslash_u0000_is_text_and_a_real_nul_is_refused(kind: Kind) {
     let t = Fixture::new(kind);
     let store = t.plain(16).await;
     let meta = json!({"path": "C:\\u0000\\dir", "\\u0000key": "v"});
-    let doc = store.create(NewDocument::new("Escapes", "literal text").with_metadata(meta.clone())).await.unwrap();
+    let doc = store.create(NewDocument::new("Escapes", "literal text").with_metadata(obj(meta.clone()))).await.unwrap();
     assert_eq!(store.get(doc.id).await.unwrap().metadata, meta);
     for bad in [json!({"s": "a\u{0}b"}), json!({"k\u{0}": 1}), json!({"list": [["x\u{0}"]]})] {
-        let err = store.create(NewDocument::new("Nul", "in metadata").with_metadata(bad)).await.unwrap_err();
+        let err = store.create(NewDocument::new("Nul", "in metadata").with_metadata(obj(bad))).await.unwrap_err();
         assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "metadata"), "{err:?}");
     }
     let err = store
-        .update(doc.id, DocumentPatch { metadata: Some(json!({"s": "\u{0}"})), ..Default::default() })
+        .update(doc.id, DocumentPatch::new().metadata(marketking_core::metadata!({"s": "\u{0}"})))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
@@ -384,4 +384,9 @@ async fn a_slow_embedder_holds_no_database_lock(kind: Kind) {
     assert_eq!(report.created, 40);
     assert_eq!(store.stats().await.unwrap().storage.documents, 42);
     t.cleanup().await;
+}
+
+/// A JSON object literal as metadata.
+fn obj(v: serde_json::Value) -> marketking_core::Metadata {
+    v.as_object().cloned().expect("a JSON object")
 }

@@ -21,7 +21,8 @@ crate::conformance!(
 /// The corpus: title, source, key, metadata. Titles name the documents in the table below.
 fn corpus() -> Vec<NewDocument> {
     let d = |title: &str, source: Option<&str>, key: Option<&str>, meta: Value| {
-        let mut doc = NewDocument::new(title, format!("{title} common words for every document")).with_metadata(meta);
+        let mut doc = NewDocument::new(title, format!("{title} common words for every document"))
+            .with_metadata(meta.as_object().cloned().expect("an object"));
         doc.source = source.map(str::to_string);
         doc.key = key.map(str::to_string);
         doc
@@ -162,7 +163,7 @@ async fn conformance_table_gives_the_same_documents(kind: Kind) {
     assert_eq!(store.count(&created).await.unwrap(), 7, "one batch, one creation time");
     assert_eq!(store.count(&Filter::field("created_at").lt(at(d1.created_at))).await.unwrap(), 0);
     let later = store
-        .update(d1.id, marketking_core::DocumentPatch { metadata: Some(json!({"v": 2})), ..Default::default() })
+        .update(d1.id, marketking_core::DocumentPatch::new().metadata(marketking_core::metadata!({"v": 2})))
         .await
         .unwrap();
     assert!(later.updated_at > d1.updated_at);
@@ -172,7 +173,7 @@ async fn conformance_table_gives_the_same_documents(kind: Kind) {
     assert_eq!(store.count(&Filter::field("updated_at").is_in([at(later.updated_at)])).await.unwrap(), 1);
     // Combined with the older filters by AND.
     let opts = SearchOptions::top(10).source("catalog").filter(Filter::field("cat").eq("shoes"));
-    let opts = SearchOptions { metadata: Some(json!({"n": null})), ..opts };
+    let opts = SearchOptions { metadata: Some(marketking_core::metadata!({"n": null})), ..opts };
     let hits = store.search_by_vector(&query, &opts).await.unwrap();
     assert_eq!(titles(hits.into_iter().map(|h| h.document.title)), titles(["d2".to_string()]));
     t.cleanup().await;
@@ -188,7 +189,7 @@ async fn one_percent_selectivity_still_returns_k(kind: Kind) {
         .map(|(i, v)| {
             let group = if i % 100 == 7 { "rare" } else { "common" };
             NewDocument::new(format!("doc {i}"), format!("document number {i}"))
-                .with_metadata(json!({"group": group, "n": i}))
+                .with_metadata(marketking_core::metadata!({"group": group, "n": i}))
                 .with_embedding(v.clone())
         })
         .collect();

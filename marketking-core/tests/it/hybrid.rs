@@ -9,7 +9,6 @@ use marketking_core::{
     cosine_similarity, Embedder, Error, Filter, Fusion, HashingEmbedder, IndexSpec, Mmr, NewDocument, NoCache,
     SearchHit, SearchMode, SearchOptions, VectorStore,
 };
-use serde_json::json;
 
 use crate::common::{database_url, Fixture, Kind, PgTable, TestEmbedder};
 
@@ -127,14 +126,17 @@ async fn filtered_hybrid_search_returns_k_from_both_legs(kind: Kind) {
                 format!("A camping lantern, battery powered, series {}", i % 37),
             )
             .with_source(if rare { "rare" } else { "common" })
-            .with_metadata(json!({"rare": rare}))
+            .with_metadata(marketking_core::metadata!({"rare": rare}))
         })
         .collect();
     store.batch(docs).await.unwrap();
     if kind == Kind::Postgres {
         store.create_index(IndexSpec::default()).await.unwrap();
     }
-    for opts in [SearchOptions::top(10).source("rare"), SearchOptions::top(10).metadata(json!({"rare": true}))] {
+    for opts in [
+        SearchOptions::top(10).source("rare"),
+        SearchOptions::top(10).metadata(marketking_core::metadata!({"rare": true})),
+    ] {
         for mode in [SearchMode::Hybrid, SearchMode::Text, SearchMode::Vector] {
             let hits = store.search("battery camping lantern", &opts.clone().mode(mode)).await.unwrap();
             assert_eq!(hits.len(), 10, "{mode:?}: a 1% filter still returns k");
@@ -496,7 +498,7 @@ async fn a_large_table_ranks_text_from_informative_words_and_still_returns_k() {
                 let extra = if i < 3 { " a zeppelin over the hangar" } else { "" };
                 NewDocument::new(format!("note {i}"), format!("report {i} on a widget{extra}"))
                     .with_key(format!("n{i}"))
-                    .with_metadata(json!({"group": i % 100}))
+                    .with_metadata(marketking_core::metadata!({"group": i % 100}))
             })
             .collect();
         store.batch(docs).await.unwrap();

@@ -1,7 +1,6 @@
 //! PostgreSQL + pgvector behaviour of the store.
 
 use marketking_core::{Error, HashingEmbedder, IndexKind, IndexSpec, NewDocument, NoCache, SearchOptions, VectorStore};
-use serde_json::json;
 
 use crate::common::{database_url, docs, random_vectors, PgTable};
 
@@ -19,7 +18,7 @@ async fn hnsw_index_is_used_and_filtered_search_returns_k() {
             let rare = i % 100 == 0;
             NewDocument::new(format!("doc {i}"), "body")
                 .with_source(if rare { "rare" } else { "common" })
-                .with_metadata(json!({"rare": rare}))
+                .with_metadata(marketking_core::metadata!({"rare": rare}))
                 .with_embedding(v)
         })
         .collect();
@@ -31,7 +30,10 @@ async fn hnsw_index_is_used_and_filtered_search_returns_k() {
     let plan = store.explain_search(q, &SearchOptions::top(10)).await.unwrap();
     assert!(plan.contains("docs_embedding_idx"), "unfiltered search uses the HNSW index:\n{plan}");
 
-    for opts in [SearchOptions::top(10).source("rare"), SearchOptions::top(10).metadata(json!({"rare": true}))] {
+    for opts in [
+        SearchOptions::top(10).source("rare"),
+        SearchOptions::top(10).metadata(marketking_core::metadata!({"rare": true})),
+    ] {
         let plan = store.explain_search(q, &opts).await.unwrap();
         let hits = store.search_by_vector(q, &opts).await.unwrap();
         assert_eq!(hits.len(), 10, "1% filter still returns k rows; plan:\n{plan}");

@@ -7,7 +7,7 @@
 //! drift apart.
 
 use chrono::{DateTime, Utc};
-use marketking_core::{Document, DocumentPatch, Fusion, NewDocument, SearchMode, UpsertOutcome};
+use marketking_core::{metadata_object, Document, DocumentPatch, Fusion, NewDocument, SearchMode, UpsertOutcome};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -46,16 +46,18 @@ pub struct NewDocumentBody {
     pub embedding: Option<Vec<f32>>,
 }
 
-impl From<NewDocumentBody> for NewDocument {
-    fn from(b: NewDocumentBody) -> Self {
+impl TryFrom<NewDocumentBody> for NewDocument {
+    type Error = marketking_core::Error;
+
+    fn try_from(b: NewDocumentBody) -> Result<Self, Self::Error> {
         let mut d = NewDocument::new(b.title, b.content);
         d.source = b.source;
-        if let Some(m) = b.metadata {
-            d.metadata = m;
+        if let Some(m) = b.metadata.filter(|m| !m.is_null()) {
+            d.metadata = metadata_object("metadata", m)?;
         }
         d.key = b.key;
         d.embedding = b.embedding;
-        d
+        Ok(d)
     }
 }
 
@@ -85,7 +87,7 @@ pub struct UpsertDocumentBody {
 
 impl UpsertDocumentBody {
     /// The document to store under `key`.
-    pub fn with_key(self, key: String) -> NewDocument {
+    pub fn with_key(self, key: String) -> Result<NewDocument, marketking_core::Error> {
         NewDocumentBody {
             title: self.title,
             content: self.content,
@@ -94,7 +96,7 @@ impl UpsertDocumentBody {
             key: Some(key),
             embedding: self.embedding,
         }
-        .into()
+        .try_into()
     }
 }
 
@@ -124,9 +126,26 @@ fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String
     Option::<String>::deserialize(d).map(Some)
 }
 
-impl From<PatchBody> for DocumentPatch {
-    fn from(b: PatchBody) -> Self {
-        DocumentPatch { title: b.title, content: b.content, source: b.source, metadata: b.metadata }
+impl TryFrom<PatchBody> for DocumentPatch {
+    type Error = marketking_core::Error;
+
+    fn try_from(b: PatchBody) -> Result<Self, Self::Error> {
+        let mut p = DocumentPatch::new();
+        if let Some(t) = b.title {
+            p = p.title(t);
+        }
+        if let Some(c) = b.content {
+            p = p.content(c);
+        }
+        match b.source {
+            Some(Some(s)) => p = p.source(s),
+            Some(None) => p = p.clear_source(),
+            None => {}
+        }
+        if let Some(m) = b.metadata {
+            p = p.metadata(metadata_object("metadata", m)?);
+        }
+        Ok(p)
     }
 }
 
@@ -293,6 +312,7 @@ pub struct MmrBody {
 /// Query string of `GET /v1/search`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Text query, not blank.
     #[param(min_length = 1, pattern = r"\S")]
@@ -310,10 +330,106 @@ pub struct SearchParams {
 /// Query string of `GET /v1/documents/{id}/similar`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SimilarParams {
     /// Number of results, 1..=1000 (default 10).
     #[param(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
+}
+
+/// Query string of `GET /v1/documents`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Return documents with an id greater than this: the `next_after` of the previous page
+    /// (default 0, the first page).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+    /// Documents per page, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// A filter in the filter language, as JSON (e.g. `{"source":"catalog"}`); a filter the
+    /// server cannot read is a 400 naming its path.
+    #[param(example = r#"{"price":{"$lt":100}}"#)]
+    pub filter: Option<String>,
+    /// Include each document's embedding.
+    pub with_embeddings: Option<bool>,
+}
+
+/// One page of documents, ascending by id.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct DocumentPage {
+    /// The documents.
+    pub documents: Vec<Document>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<i64>,
+}
+
+/// Query string of `GET /v1/export` and `GET /v1/count`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// Only the documents this filter (filter language, as JSON) matches.
+    #[param(example = r#"{"source":"catalog"}"#)]
+    pub filter: Option<String>,
+    /// Include each document's embedding (export only; a restore then needs no embedder).
+    pub with_embeddings: Option<bool>,
+}
+
+/// Query string of `GET /v1/count`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CountParams {
+    /// Count only the documents this filter (filter language, as JSON) matches.
+    #[param(example = r#"{"source":"catalog"}"#)]
+    pub filter: Option<String>,
+}
+
+/// Query string of `POST /v1/import`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    /// Keep each line's `id` (restoring an export into an empty store; 409 when the store
+    /// holds documents). Otherwise ids are assigned anew; keys and times are always kept.
+    pub keep_ids: Option<bool>,
+    /// Skip invalid lines (listed in `errors`) instead of stopping at the first one.
+    pub skip_invalid: Option<bool>,
+    /// Documents per transaction, 1..=10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    pub batch_size: Option<usize>,
+}
+
+/// A rejected import line.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ImportLineError {
+    /// Line number, from 1.
+    pub line: u64,
+    /// The field at fault (`json` for a line that is not a JSON object).
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+pub struct ImportReport {
+    /// Non-blank lines read.
+    pub read: u64,
+    /// Documents created.
+    pub created: u64,
+    /// Documents updated (an existing key).
+    pub updated: u64,
+    /// Lines whose key was stored with the same content.
+    pub unchanged: u64,
+    /// Invalid lines skipped (with `skip_invalid`).
+    pub skipped: u64,
+    /// The skipped lines and why (at most 100 are listed).
+    pub errors: Vec<ImportLineError>,
 }
 
 /// Readiness.

@@ -14,14 +14,17 @@ pub mod dto;
 mod schema;
 pub mod search;
 pub mod system;
+pub mod transfer;
 
 /// The OpenAPI description, generated from the handlers' annotations.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "MarketKing API", description = "Semantic document search over PostgreSQL + pgvector or an embedded file."),
     paths(
-        documents::create, documents::batch, documents::get, documents::update, documents::delete,
-        documents::upsert, documents::count, documents::delete_by_filter, search::search, search::search_get, search::similar, system::stats,
+        documents::create, documents::batch, documents::list, documents::get, documents::update, documents::delete,
+        documents::upsert, documents::get_by_key, documents::delete_by_key, documents::count, documents::count_get,
+        documents::delete_by_filter, transfer::export, transfer::import,
+        search::search, search::search_get, search::similar, system::stats,
         system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -71,15 +74,30 @@ impl Modify for BearerAuth {
 /// The `/v1` routes, guarded by the API key check and the rate limiter.
 pub(crate) fn v1(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/documents", post(documents::create))
+        .route("/documents", post(documents::create).get(documents::list))
         .route("/documents/batch", post(documents::batch))
         .route("/documents/count", post(documents::count))
         .route("/documents/delete", post(documents::delete_by_filter))
         .route("/documents/{id}", get(documents::get).put(documents::update).delete(documents::delete))
-        .route("/documents/by-key/{key}", put(documents::upsert))
+        .route(
+            "/documents/by-key/{key}",
+            put(documents::upsert).get(documents::get_by_key).delete(documents::delete_by_key),
+        )
+        .route("/count", get(documents::count_get))
+        .route("/export", get(transfer::export))
         .route("/documents/{id}/similar", get(search::similar))
         .route("/search", post(search::search).get(search::search_get))
         .route("/stats", get(system::stats))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::guard))
+}
+
+/// The `/v1` routes that stream a long request body (import): guarded like [`v1`], and
+/// mounted outside the request timeout, which would otherwise cut a large import mid-way.
+/// Each batch of an import is its own transaction, so there is no single write to cancel.
+pub(crate) fn v1_streaming(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/import", post(transfer::import))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), crate::auth::guard))
 }

@@ -13,7 +13,7 @@ use crate::AppState;
 const DEFAULT_K: usize = 10;
 
 /// Semantic search by text (`query`) or by vector (`vector`), with filters.
-#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchBody,
+#[utoipa::path(post, path = "/v1/search", tag = "search", operation_id = "search_post", request_body = SearchBody,
     responses((status = 200, description = "Hits, best first", body = SearchResults),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -23,7 +23,7 @@ pub async fn search(
 ) -> Result<Json<SearchResults>, AppError> {
     let mut opts = SearchOptions::top(b.k.unwrap_or(DEFAULT_K));
     opts.sources = b.sources;
-    opts.metadata = b.metadata;
+    opts.metadata = b.metadata.map(|m| marketking_core::metadata_object("metadata", m)).transpose()?;
     opts.min_score = b.min_score;
     opts.created_after = b.created_after;
     opts.created_before = b.created_before;
@@ -44,7 +44,7 @@ pub async fn search(
 }
 
 /// Semantic search by text from the query string.
-#[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchParams),
+#[utoipa::path(get, path = "/v1/search", tag = "search", operation_id = "search_get", params(SearchParams),
     responses((status = 200, description = "Hits, best first", body = SearchResults),
               (status = 400, description = "Bad query string", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)),
@@ -62,7 +62,7 @@ pub async fn search_get(
 }
 
 /// Documents most similar to document `id`, excluding it.
-#[utoipa::path(get, path = "/v1/documents/{id}/similar", tag = "search",
+#[utoipa::path(get, path = "/v1/documents/{id}/similar", tag = "search", operation_id = "search_similar",
     params(("id" = i64, Path, description = "Document id"), SimilarParams),
     responses((status = 200, description = "Hits, best first", body = SearchResults),
               (status = 404, description = "No such document", body = ErrorBody),

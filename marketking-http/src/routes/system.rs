@@ -13,7 +13,7 @@ use crate::error::{AppError, ErrorBody};
 use crate::AppState;
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "ok", body = String)))]
+#[utoipa::path(get, path = "/healthz", tag = "system", operation_id = "system_healthz", responses((status = 200, description = "ok", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -21,7 +21,7 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the storage answers within the readiness timeout; a down cache is reported as
 /// `degraded` (still ready). Both are checked at the same time, each within the timeout, so the
 /// answer comes within it whatever PostgreSQL or Redis do.
-#[utoipa::path(get, path = "/readyz", tag = "system",
+#[utoipa::path(get, path = "/readyz", tag = "system", operation_id = "system_readyz",
     responses((status = 200, description = "Ready", body = ReadyBody),
               (status = 503, description = "Storage unavailable or not answering in time", body = ReadyBody)))]
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
@@ -56,7 +56,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<ReadyBody>) 
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "system",
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "system_metrics",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let out = s.metrics.render();
@@ -64,7 +64,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// Store statistics: counts, sizes, index, cache and embedder counters.
-#[utoipa::path(get, path = "/v1/stats", tag = "system",
+#[utoipa::path(get, path = "/v1/stats", tag = "system", operation_id = "system_stats",
     responses((status = 200, description = "Statistics", body = Stats),
               (status = 500, description = "Storage error", body = ErrorBody)),
     security(("bearer" = [])))]

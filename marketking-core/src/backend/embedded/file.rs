@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
 
 use super::mem_index::{normalize, MemIndex, Pending};
 use super::rows::{from_micros, load, metadata_text, now_micros, parse_metadata, read_document, select_sql};
@@ -120,9 +121,19 @@ impl Shared {
         let mut pending = Vec::with_capacity(docs.len());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
+            // A restored id must be free: the row it names would otherwise be overwritten by
+            // nothing and the insert fail on the primary key with a less helpful message.
+            let mut taken = tx.prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?;
+            for (doc, action) in docs.iter().zip(&actions) {
+                if let (Some(id), Action::Insert) = (doc.id, action) {
+                    if taken.exists([id])? {
+                        return Err(Error::Conflict { reason: format!("id {id} is already taken") });
+                    }
+                }
+            }
             let mut insert = tx.prepare_cached(
-                "INSERT INTO documents (title, content, source, metadata, key, embedding, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                "INSERT INTO documents (id, title, content, source, metadata, key, embedding, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut touch =
                 tx.prepare_cached("UPDATE documents SET source = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1")?;
@@ -137,20 +148,24 @@ impl Shared {
                     gate.map_or(Ok(()), CommitGate::check)?;
                 }
                 let meta = metadata_text(&doc.metadata);
+                let (created, updated) = crate::plan::stamps(&doc, now_dt);
+                let updated_micros = updated.timestamp_micros();
                 let (id, unit, created_at) = match action {
                     Action::Insert => {
                         let v = vector_of(&doc)?;
                         insert.execute(params![
+                            doc.id,
                             doc.title,
                             doc.content,
                             doc.source,
                             meta,
                             doc.key,
                             encode_vector(v),
-                            now
+                            created.timestamp_micros(),
+                            updated_micros
                         ])?;
                         report.created += 1;
-                        (tx.last_insert_rowid(), Some(normalize(v)), Some(now_dt))
+                        (tx.last_insert_rowid(), Some(normalize(v)), Some(created))
                     }
                     Action::Touch { id, changed: false } => {
                         report.unchanged += 1;
@@ -158,7 +173,7 @@ impl Shared {
                         continue;
                     }
                     Action::Touch { id, changed: true } => {
-                        expect_one(touch.execute(params![id, doc.source, meta, now])?, id)?;
+                        expect_one(touch.execute(params![id, doc.source, meta, updated_micros])?, id)?;
                         report.updated += 1;
                         (id, None, None)
                     }
@@ -171,7 +186,7 @@ impl Shared {
                             doc.source,
                             meta,
                             encode_vector(v),
-                            now
+                            updated_micros
                         ])?;
                         expect_one(n, id)?;
                         report.updated += 1;
@@ -183,10 +198,10 @@ impl Shared {
                     id,
                     unit,
                     source: doc.source,
-                    metadata: doc.metadata,
+                    metadata: Value::Object(doc.metadata),
                     created_at,
                     key: doc.key,
-                    updated_at: now_dt,
+                    updated_at: updated,
                 });
             }
         }
@@ -236,7 +251,7 @@ impl Shared {
             doc.source = s.clone();
         }
         if let Some(m) = &patch.metadata {
-            doc.metadata = m.clone();
+            doc.metadata = Value::Object(m.clone());
         }
         let now = now_micros();
         doc.updated_at = from_micros(now)?;
@@ -350,7 +365,39 @@ impl Shared {
         Ok(finish_hits(hits, opts))
     }
 
-    pub(super) fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
+    pub(super) fn list(
+        &self,
+        after_id: i64,
+        limit: usize,
+        with_embedding: bool,
+        filter: &crate::filter::Filter,
+    ) -> Result<Vec<Document>> {
+        if !filter.is_empty() {
+            // The filter runs over the memory index (as a filtered search does), then the page's
+            // rows are read by id.
+            let node = filter.node()?;
+            let mut ids: Vec<i64> = {
+                let mem = self.mem();
+                mem.ids
+                    .iter()
+                    .zip(&mem.rows)
+                    .filter(|(id, r)| **id > after_id && node.matches(&r.fields()))
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            ids.sort_unstable();
+            ids.truncate(limit);
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE id = ?1"))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                // A row deleted since the memory read is skipped, as a later page would skip it.
+                if let Some(d) = stmt.query_row([id], |r| read_document(r, with_embedding, self.dims)).optional()? {
+                    out.push(d);
+                }
+            }
+            return Ok(out);
+        }
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&select_sql(with_embedding, "WHERE id > ?1 ORDER BY id LIMIT ?2"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -184,8 +184,15 @@ impl Backend for EmbeddedBackend {
         self.run(move |s| s.delete_where(&filter, gate.as_ref())).await
     }
 
-    async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
-        self.run(move |s| s.list(after_id, limit, with_embedding)).await
+    async fn list(
+        &self,
+        after_id: i64,
+        limit: usize,
+        with_embedding: bool,
+        filter: &crate::filter::Filter,
+    ) -> Result<Vec<Document>> {
+        let filter = filter.clone();
+        self.run(move |s| s.list(after_id, limit, with_embedding, &filter)).await
     }
 
     async fn stats(&self) -> Result<StorageStats> {

@@ -27,8 +27,9 @@ pub(super) fn conversion(msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, msg.into())
 }
 
-pub(super) fn metadata_text(v: &Value) -> String {
-    v.to_string()
+pub(super) fn metadata_text(v: &impl serde::Serialize) -> String {
+    // Serialising a JSON value or object to a string cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".to_string())
 }
 
 pub(super) fn parse_metadata(s: &str) -> rusqlite::Result<Value> {

@@ -191,8 +191,8 @@ mod tests {
             (SearchOptions::top(10), None),
             (SearchOptions::top(1), Some(4)),
             (SearchOptions::top(50).source("a").source("c"), None),
-            (SearchOptions::top(20).metadata(json!({"group": 3})), Some(10)),
-            (SearchOptions::top(20).metadata(json!({"tags": ["odd"]})), None),
+            (SearchOptions::top(20).metadata(crate::metadata!({"group": 3})), Some(10)),
+            (SearchOptions::top(20).metadata(crate::metadata!({"tags": ["odd"]})), None),
             (
                 SearchOptions {
                     created_after: Some(base + chrono::Duration::seconds(500)),
@@ -202,7 +202,7 @@ mod tests {
                 None,
             ),
             (SearchOptions::top(1000).min_score(0.1), None),
-            (SearchOptions::top(1000).source("b").metadata(json!({"group": 1})).min_score(0.0), Some(7)),
+            (SearchOptions::top(1000).source("b").metadata(crate::metadata!({"group": 1})).min_score(0.0), Some(7)),
             (SearchOptions::top(5).source("nope"), None),
         ]
     }

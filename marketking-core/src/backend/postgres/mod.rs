@@ -265,8 +265,14 @@ impl Backend for PgBackend {
         self.explain_impl(query, opts).await
     }
 
-    async fn list(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
-        self.list_impl(after_id, limit, with_embedding).await
+    async fn list(
+        &self,
+        after_id: i64,
+        limit: usize,
+        with_embedding: bool,
+        filter: &crate::filter::Filter,
+    ) -> Result<Vec<Document>> {
+        self.list_impl(after_id, limit, with_embedding, filter).await
     }
 
     async fn stats(&self) -> Result<StorageStats> {

@@ -5,9 +5,11 @@ use pgvector::Vector;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
+use super::filter_sql::SqlFilter;
 use super::{with_retry, PgBackend, TableName};
 use crate::document::{Document, DocumentPatch};
 use crate::error::Result;
+use crate::filter::Filter;
 
 /// Columns of a document, in the order [`row_to_document`] reads them.
 pub(super) const COLS: &str = "id, title, content, source, metadata, key, created_at, updated_at";
@@ -89,12 +91,39 @@ impl PgBackend {
         })
     }
 
-    pub(crate) async fn list_impl(&self, after_id: i64, limit: usize, with_embedding: bool) -> Result<Vec<Document>> {
-        let sql = if with_embedding { &self.sql.list_emb } else { &self.sql.list };
+    pub(crate) async fn list_impl(
+        &self,
+        after_id: i64,
+        limit: usize,
+        with_embedding: bool,
+        filter: &Filter,
+    ) -> Result<Vec<Document>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if filter.is_empty() {
+            let sql = if with_embedding { &self.sql.list_emb } else { &self.sql.list };
+            return with_retry!(self, |conn| {
+                let stmt = conn.statement(sql, &[Type::INT8, Type::INT8]).await?;
+                let rows = conn.query(&stmt, &[&after_id, &limit]).await?;
+                rows.iter().map(|r| row_to_document(r, with_embedding)).collect()
+            });
+        }
+        let f = SqlFilter::compile(filter)?;
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&after_id, Type::INT8), (&limit, Type::INT8)];
+        let cond = f.render(|v, t| {
+            params.push((v, t));
+            format!("${}", params.len())
+        });
+        let sql = format!(
+            "SELECT {COLS}{} FROM {} WHERE id > $1 AND ({cond}) ORDER BY id LIMIT $2",
+            if with_embedding { ", embedding" } else { "" },
+            self.sql.table
+        );
+        let (values, types): (Vec<_>, Vec<_>) = params.into_iter().unzip();
+        // Prepared (and cached: the text depends on the filter's shape, not its values), so the
+        // `vector` column's type is known before rows arrive.
         with_retry!(self, |conn| {
-            let stmt = conn.statement(sql, &[Type::INT8, Type::INT8]).await?;
-            let rows = conn.query(&stmt, &[&after_id, &limit]).await?;
+            let stmt = conn.statement(&sql, &types).await?;
+            let rows = conn.query(&stmt, &values).await?;
             rows.iter().map(|r| row_to_document(r, with_embedding)).collect()
         })
     }
@@ -109,6 +138,7 @@ impl PgBackend {
         let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&id, Type::INT8)];
         let source_value;
         let vector;
+        let meta;
         if let Some(t) = &patch.title {
             params.push((t, Type::VARCHAR));
             sets.push(format!("title = ${}", params.len()));
@@ -123,7 +153,8 @@ impl PgBackend {
             sets.push(format!("source = ${}", params.len()));
         }
         if let Some(m) = &patch.metadata {
-            params.push((m, Type::JSONB));
+            meta = tokio_postgres::types::Json(m);
+            params.push((&meta, Type::JSONB));
             sets.push(format!("metadata = ${}", params.len()));
         }
         if let Some(v) = embedding {

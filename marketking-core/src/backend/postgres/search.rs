@@ -258,13 +258,14 @@ impl PgBackend {
             (f64::from(opts.fusion.vector_weight), f64::from(opts.fusion.text_weight), f64::from(opts.fusion.rrf_k));
         let text = query.text.map(str::to_string);
         let filter = opts.filter.as_ref().map(super::filter_sql::SqlFilter::compile).transpose()?;
+        let metadata = opts.metadata.as_ref().map(tokio_postgres::types::Json);
         let mut p = Params { values: Vec::new() };
         let k = p.push(&limit, Type::INT8);
         let mut filters: Vec<String> = Vec::new();
         if !opts.sources.is_empty() {
             filters.push(format!("source = ANY({})", p.push(&opts.sources, Type::TEXT_ARRAY)));
         }
-        if let Some(m) = &opts.metadata {
+        if let Some(m) = &metadata {
             filters.push(format!("metadata @> {}", p.push(m, Type::JSONB)));
         }
         if let Some(a) = &opts.created_after {

@@ -5,17 +5,18 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 use pgvector::Vector;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Row;
 
 use super::{with_retry, PgBackend};
 use crate::backend::Written;
 use crate::document::{BatchReport, NewDocument};
 use crate::error::{Error, Result};
-use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Action, Existing};
+use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, stamps, Action, Existing};
 
 /// Batches with up to this many keys lock each key; larger ones lock the table's keyed writes.
 const MAX_KEY_LOCKS: usize = 32;
@@ -105,7 +106,26 @@ impl PgBackend {
             return Ok(Written::NeedVectors(docs, missing));
         }
 
-        let inserts = actions.iter().filter(|a| **a == Action::Insert).count();
+        // Restored ids must be free (checked under the batch's locks, in its snapshot).
+        let given: Vec<i64> =
+            docs.iter().zip(&actions).filter(|(_, a)| **a == Action::Insert).filter_map(|(d, _)| d.id).collect();
+        if !given.is_empty() {
+            let taken = tx
+                .query_typed(
+                    &format!("SELECT id FROM {t} WHERE id = ANY($1) ORDER BY id LIMIT 1"),
+                    &[(&given, Type::INT8_ARRAY)],
+                )
+                .await?;
+            if let Some(row) = taken.first() {
+                let id: i64 = row.try_get(0)?;
+                return Err(Error::Conflict { reason: format!("id {id} is already taken") });
+            }
+        }
+        let inserts = docs.iter().zip(&actions).filter(|(d, a)| **a == Action::Insert && d.id.is_none()).count();
+        // The transaction's start time, which `now()` and the columns' defaults would give: rows
+        // without restored times get it, so a batch keeps one time whatever the client's clock.
+        let stamp = tx.query_one("SELECT now()", &[]).await?;
+        let now: DateTime<Utc> = stamp.try_get(0)?;
         let new_ids: Vec<i64> = if inserts > 0 {
             tx.query(
                 "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1::bigint, $2::bigint)",
@@ -126,27 +146,37 @@ impl PgBackend {
                 .prepare_typed(
                     &format!(
                         "UPDATE {t} SET title = $2, content = $3, source = $4, metadata = $5, embedding = $6, \
-                         updated_at = now() WHERE id = $1"
+                         updated_at = $7 WHERE id = $1"
                     ),
-                    &[Type::INT8, Type::VARCHAR, Type::TEXT, Type::VARCHAR, Type::JSONB, self.vector_type.clone()],
+                    &[
+                        Type::INT8,
+                        Type::VARCHAR,
+                        Type::TEXT,
+                        Type::VARCHAR,
+                        Type::JSONB,
+                        self.vector_type.clone(),
+                        Type::TIMESTAMPTZ,
+                    ],
                 )
                 .await?;
             let touch = tx
                 .prepare_typed(
-                    &format!("UPDATE {t} SET source = $2, metadata = $3, updated_at = now() WHERE id = $1"),
-                    &[Type::INT8, Type::VARCHAR, Type::JSONB],
+                    &format!("UPDATE {t} SET source = $2, metadata = $3, updated_at = $4 WHERE id = $1"),
+                    &[Type::INT8, Type::VARCHAR, Type::JSONB, Type::TIMESTAMPTZ],
                 )
                 .await?;
             for chunk in rows.updates.chunks(UPDATES_IN_FLIGHT) {
                 try_join_all(chunk.iter().map(|(id, d, v)| {
                     let (rewrite, touch, tx) = (&rewrite, &touch, &tx);
                     async move {
+                        let meta = Json(&d.metadata);
+                        let (_, updated) = stamps(d, now);
                         match v {
                             // A touched row keeps its stored vector.
                             Some(v) => {
-                                tx.execute(rewrite, &[id, &d.title, &d.content, &d.source, &d.metadata, v]).await
+                                tx.execute(rewrite, &[id, &d.title, &d.content, &d.source, &meta, v, &updated]).await
                             }
-                            None => tx.execute(touch, &[id, &d.source, &d.metadata]).await,
+                            None => tx.execute(touch, &[id, &d.source, &meta, &updated]).await,
                         }
                     }
                 }))
@@ -158,7 +188,8 @@ impl PgBackend {
         if !rows.inserts.is_empty() {
             let sink = tx
                 .copy_in(&format!(
-                    "COPY {t} (id, title, content, source, metadata, key, embedding) FROM STDIN (FORMAT binary)"
+                    "COPY {t} (id, title, content, source, metadata, key, embedding, created_at, updated_at) \
+                     FROM STDIN (FORMAT binary)"
                 ))
                 .await?;
             let types = [
@@ -169,14 +200,28 @@ impl PgBackend {
                 Type::JSONB,
                 Type::TEXT,
                 self.vector_type.clone(),
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
             ];
             let writer = BinaryCopyInWriter::new(sink, &types);
             futures_util::pin_mut!(writer);
             for (id, d, v) in &rows.inserts {
-                let row: [&(dyn ToSql + Sync); 7] = [id, &d.title, &d.content, &d.source, &d.metadata, &d.key, v];
+                let meta = Json(&d.metadata);
+                let (created, updated) = stamps(d, now);
+                let row: [&(dyn ToSql + Sync); 9] =
+                    [id, &d.title, &d.content, &d.source, &meta, &d.key, v, &created, &updated];
                 writer.as_mut().write(&row).await?;
             }
             writer.finish().await?;
+        }
+        // Restored ids bypass the sequence: move it past them, so later inserts cannot collide.
+        if let Some(max) = given.iter().max() {
+            tx.query_typed(
+                "SELECT setval(s::regclass, GREATEST($2, COALESCE(pg_sequence_last_value(s::regclass), 0))) \
+                 FROM pg_get_serial_sequence($1, 'id') AS s",
+                &[(&self.sql.table, Type::TEXT), (max, Type::INT8)],
+            )
+            .await?;
         }
         // A caller that gave up on this write (a request timeout) is told the truth: it rolls
         // back here, or it commits and the caller waits for the answer (see `CommitGate`).
@@ -224,7 +269,10 @@ fn report_and_rows(docs: Vec<NewDocument>, actions: &[Action], new_ids: Vec<i64>
     for (mut d, a) in docs.into_iter().zip(actions) {
         match *a {
             Action::Insert => {
-                let id = new_ids.next().ok_or_else(|| Error::storage("the sequence gave too few ids"))?;
+                let id = match d.id {
+                    Some(id) => id,
+                    None => new_ids.next().ok_or_else(|| Error::storage("the sequence gave too few ids"))?,
+                };
                 let v =
                     d.embedding.take().ok_or_else(|| Error::storage("a new row reached the write without a vector"))?;
                 report.created += 1;
