@@ -10,3 +10,4 @@ mod faults;
 mod filters;
 mod hybrid;
 mod postgres;
+mod transfer;
