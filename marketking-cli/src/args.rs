@@ -15,30 +15,68 @@ pub(crate) struct Cli {
 }
 
 /// Where the store lives and how chatty the tool is. Flags win over the environment.
+///
+/// The store options read their environment variables here ([`GlobalArgs::apply_env`]) rather
+/// than through clap's `env`: clap shows an option set from the environment in the usage line
+/// of every error, as if it were required.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct GlobalArgs {
-    /// PostgreSQL URL; without one the embedded store is used.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    /// PostgreSQL URL; without one the embedded store is used [env: DATABASE_URL].
+    #[arg(long, global = true, help_heading = "Store options")]
     pub(crate) database_url: Option<String>,
-    /// Embedded database file (default ./marketking.db); ignored when a database URL is set.
-    #[arg(long, global = true, env = "MARKETKING_DB_PATH")]
+    /// Embedded database file (default ./marketking.db); ignored when a database URL is set
+    /// [env: MARKETKING_DB_PATH].
+    #[arg(long, global = true, help_heading = "Store options")]
     pub(crate) db_path: Option<PathBuf>,
-    /// Table name, optionally `schema.table` (PostgreSQL; default `embeddings`).
-    #[arg(long, global = true, env = "MARKETKING_TABLE")]
+    /// Table name, optionally `schema.table` (PostgreSQL; default `embeddings`) [env: MARKETKING_TABLE].
+    #[arg(long, global = true, help_heading = "Store options")]
     pub(crate) table: Option<String>,
-    /// Redis URL for the shared cache (default: in-process cache).
-    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
+    /// Redis URL for the shared cache (default: in-process cache) [env: REDIS_URL].
+    #[arg(long, global = true, help_heading = "Store options")]
     pub(crate) redis_url: Option<String>,
     /// Log what happens (tracing) on stderr.
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, conflicts_with = "quiet", help_heading = "Output options")]
     pub(crate) verbose: bool,
     /// Print only results and errors: no progress bar, no summaries.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Output options")]
     pub(crate) quiet: bool,
+    /// Log lines as text or as JSON objects (one per line, for log collectors).
+    #[arg(long, global = true, value_enum, env = "MARKETKING_LOG_FORMAT", default_value_t = LogFormat::Text,
+          help_heading = "Output options")]
+    pub(crate) log_format: LogFormat,
     /// Set when `--db-path` is on the command line without `--database-url`: the embedded
     /// file then wins over `DATABASE_URL` in the environment (flags win).
     #[arg(skip)]
     pub(crate) embedded_only: bool,
+}
+
+impl GlobalArgs {
+    /// Fills the store options not given as flags from the environment (empty values count as
+    /// unset).
+    pub(crate) fn apply_env(&mut self) {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if self.database_url.is_none() && !self.embedded_only {
+            self.database_url = var("DATABASE_URL");
+        }
+        if self.db_path.is_none() {
+            self.db_path = var("MARKETKING_DB_PATH").map(PathBuf::from);
+        }
+        if self.table.is_none() {
+            self.table = var("MARKETKING_TABLE");
+        }
+        if self.redis_url.is_none() {
+            self.redis_url = var("REDIS_URL");
+        }
+    }
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,9 +93,13 @@ pub(crate) enum Command {
     Search(SearchArgs),
     /// Documents most similar to a stored one.
     Similar(SimilarArgs),
-    /// Show one document.
+    /// Show one document, by id or by key.
     Get(GetArgs),
-    /// Delete one document by id, or every document a filter matches.
+    /// Change a document's title, content, source or metadata (re-embeds when the text changes).
+    Update(UpdateArgs),
+    /// List documents a page at a time, ascending by id, optionally filtered.
+    List(ListArgs),
+    /// Delete one document by id or key, or every document a filter matches.
     Delete(DeleteArgs),
     /// Count the documents (all of them, or those a filter matches).
     Count(CountArgs),
@@ -150,7 +192,7 @@ pub(crate) struct SearchArgs {
     /// The query text.
     pub(crate) query: String,
     /// Number of results (1 to 1000).
-    #[arg(short, long = "top", default_value_t = 10, value_parser = parse_k)]
+    #[arg(short, long = "top", visible_alias = "top-k", default_value_t = 10, value_parser = parse_k)]
     pub(crate) k: usize,
     /// Keep only this source (repeatable: any of them).
     #[arg(long = "source", value_name = "SOURCE")]
@@ -213,7 +255,7 @@ pub(crate) struct SimilarArgs {
     /// Document id.
     pub(crate) id: i64,
     /// Number of results (1 to 1000).
-    #[arg(short, long = "top", default_value_t = 10, value_parser = parse_k)]
+    #[arg(short, long = "top", visible_alias = "top-k", default_value_t = 10, value_parser = parse_k)]
     pub(crate) k: usize,
     /// Print JSON.
     #[arg(long)]
@@ -223,8 +265,58 @@ pub(crate) struct SimilarArgs {
 #[derive(Debug, Args)]
 pub(crate) struct GetArgs {
     /// Document id.
-    pub(crate) id: i64,
+    #[arg(required_unless_present = "key", conflicts_with = "key")]
+    pub(crate) id: Option<i64>,
+    /// The document with this caller key instead.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    /// Include the embedding (JSON output).
+    #[arg(long)]
+    pub(crate) with_embedding: bool,
     /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// Document id.
+    pub(crate) id: i64,
+    /// New title.
+    #[arg(long)]
+    pub(crate) title: Option<String>,
+    /// New content; `-` reads it from stdin.
+    #[arg(long)]
+    pub(crate) content: Option<String>,
+    /// New source.
+    #[arg(long, conflicts_with = "clear_source")]
+    pub(crate) source: Option<String>,
+    /// Remove the source.
+    #[arg(long)]
+    pub(crate) clear_source: bool,
+    /// Replace the metadata with these `key=value` entries (repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub(crate) meta: Vec<(String, serde_json::Value)>,
+    /// Replace the metadata with `{}`.
+    #[arg(long, conflicts_with = "meta")]
+    pub(crate) clear_meta: bool,
+    /// Print the updated document as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Documents with an id greater than this (the last id of the previous page).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) after: i64,
+    /// Documents per page (1 to 10000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) limit: u32,
+    /// Only documents this filter matches, e.g. '{"source": "catalog"}'.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) filter: Option<String>,
+    /// Print JSON (`{"documents": [...], "next_after": N}`).
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -232,8 +324,11 @@ pub(crate) struct GetArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
     /// Document id.
-    #[arg(required_unless_present_any = ["filter", "all"], conflicts_with_all = ["filter", "all"])]
+    #[arg(required_unless_present_any = ["filter", "all", "key"], conflicts_with_all = ["filter", "all", "key"])]
     pub(crate) id: Option<i64>,
+    /// Delete the document with this caller key.
+    #[arg(long, conflicts_with_all = ["filter", "all"])]
+    pub(crate) key: Option<String>,
     /// Delete every document this filter matches, e.g. '{"source": "old"}' (`{}` needs --all).
     #[arg(long, value_name = "JSON")]
     pub(crate) filter: Option<String>,

@@ -1,7 +1,8 @@
 //! `marketking`: the command-line tool of MarketKing.
 //!
 //! `main` parses the arguments, sets up logging and runs [`commands::run`]; every error ends up
-//! as one `error: ...` line on stderr and exit code 1 (clap reports usage errors with 2).
+//! as one `error: ...` line on stderr and exit code 1, or 3 for a document or key that does not
+//! exist (clap reports usage errors with 2).
 // Nothing that came from a file, the network or storage may panic the tool: no unwrap, expect,
 // unchecked indexing or explicit panic outside tests.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         cli.global.embedded_only = true;
         cli.global.database_url = None;
     }
+    cli.global.apply_env();
     init_tracing(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -53,8 +55,18 @@ fn report(e: anyhow::Error) -> ExitCode {
     }
     let msg = format!("{e:#}").replace('\n', " ");
     eprintln!("error: {msg}");
-    ExitCode::from(1)
+    // "Not found" has its own code, so scripts can tell a missing document from a failure.
+    let not_found = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<marketking_core::Error>(),
+            Some(marketking_core::Error::NotFound { .. } | marketking_core::Error::KeyNotFound { .. })
+        )
+    });
+    ExitCode::from(if not_found { EXIT_NOT_FOUND } else { 1 })
 }
+
+/// Exit code of a missing document or key (0 ok, 1 runtime error, 2 usage error).
+const EXIT_NOT_FOUND: u8 = 3;
 
 fn init_tracing(global: &args::GlobalArgs) {
     use tracing_subscriber::EnvFilter;
@@ -70,13 +82,15 @@ fn init_tracing(global: &args::GlobalArgs) {
     } else {
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default))
     };
-    // Colour only on a terminal: a log written to a file or a pipe keeps no escape codes.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_target(global.verbose)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match global.log_format {
+        // Colour only on a terminal: a log written to a file or a pipe keeps no escape codes.
+        args::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(global.verbose)
+            .try_init(),
+        args::LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 /// Whether a (global) argument was given on the command line, before or after the subcommand.

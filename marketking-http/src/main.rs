@@ -46,6 +46,18 @@ struct Args {
     /// How long /readyz waits for the storage before answering 503, in milliseconds.
     #[arg(long, env = "MARKETKING_READINESS_TIMEOUT_MS", default_value_t = marketking_http::DEFAULT_READINESS_TIMEOUT.as_millis() as u64)]
     readiness_timeout_ms: u64,
+    /// Log lines as text, or as JSON objects (one per line, for log collectors).
+    #[arg(long, env = "MARKETKING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Installs the SIGTERM and SIGINT handlers now, and returns what resolves on the first of them.
@@ -81,11 +93,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Colour only on a terminal: a log written to a file or a pipe keeps no escape codes.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let args = Args::parse();
+    let logs = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env());
+    match args.log_format {
+        // Colour only on a terminal: a log written to a file or a pipe keeps no escape codes.
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let keys = match ApiKeys::parse(&args.api_keys) {
         Ok(k) => k,
         Err(e) => {

@@ -1,12 +1,14 @@
-//! `create`, `import`, `get`, `delete`.
+//! `create`, `import`, `get`, `update`, `list`, `delete`, `count`.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use marketking_core::{Filter, NewDocument, VectorStore};
+use marketking_core::{DocumentPatch, Filter, ListOptions, Metadata, NewDocument, VectorStore};
 
-use crate::args::{meta_object, parse_filter, CountArgs, CreateArgs, DeleteArgs, GetArgs, ImportArgs};
+use crate::args::{
+    meta_object, parse_filter, CountArgs, CreateArgs, DeleteArgs, GetArgs, ImportArgs, ListArgs, UpdateArgs,
+};
 use crate::import::{import as run_import, ImportOptions};
 use crate::output::{print_document, print_json};
 
@@ -55,7 +57,15 @@ pub(super) async fn import(
 }
 
 pub(super) async fn get(store: &VectorStore, out: &mut impl Write, a: GetArgs) -> anyhow::Result<ExitCode> {
-    let doc = store.get(a.id).await?;
+    let mut doc = match (a.id, &a.key) {
+        (_, Some(key)) => store.get_by_key(key).await?,
+        (Some(id), None) if a.with_embedding => store.get_with_embedding(id).await?,
+        (Some(id), None) => store.get(id).await?,
+        (None, None) => anyhow::bail!("give a document id or --key"),
+    };
+    if a.with_embedding && doc.embedding.is_none() {
+        doc = store.get_with_embedding(doc.id).await?;
+    }
     if a.json {
         print_json(out, &doc)?;
     } else {
@@ -70,6 +80,13 @@ pub(super) async fn delete(
     a: DeleteArgs,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(key) = &a.key {
+        store.delete_by_key(key).await?;
+        if !quiet {
+            writeln!(out, "deleted {key:?}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let filter = match (a.id, &a.filter) {
         (Some(id), _) => {
             store.delete(id).await?;
@@ -125,6 +142,65 @@ pub(super) async fn count(store: &VectorStore, out: &mut impl Write, a: CountArg
         print_json(out, &serde_json::json!({ "count": n }))?;
     } else {
         writeln!(out, "{n}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn update(store: &VectorStore, out: &mut impl Write, a: UpdateArgs) -> anyhow::Result<ExitCode> {
+    let mut patch = DocumentPatch::new();
+    if let Some(t) = a.title {
+        patch = patch.title(t);
+    }
+    if let Some(c) = a.content {
+        patch = patch.content(if c == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("cannot read the content from stdin")?;
+            s
+        } else {
+            c
+        });
+    }
+    if let Some(s) = a.source {
+        patch = patch.source(s);
+    } else if a.clear_source {
+        patch = patch.clear_source();
+    }
+    if !a.meta.is_empty() {
+        patch = patch.metadata(meta_object(&a.meta));
+    } else if a.clear_meta {
+        patch = patch.metadata(Metadata::new());
+    }
+    if patch.is_empty() {
+        anyhow::bail!("nothing to change: give --title, --content, --source, --clear-source, --meta or --clear-meta");
+    }
+    let doc = store.update(a.id, patch).await?;
+    if a.json {
+        print_json(out, &doc)?;
+    } else {
+        writeln!(out, "updated {}", doc.id)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn list(store: &VectorStore, out: &mut impl Write, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let filter = match &a.filter {
+        Some(text) => parse_filter(text)?,
+        None => Filter::everything(),
+    };
+    let limit = a.limit as usize;
+    let page = store.list_page(a.after, &ListOptions::default().filter(filter).page_size(limit)).await?;
+    let next_after = page.last().filter(|_| page.len() == limit).map(|d| d.id);
+    if a.json {
+        print_json(out, &serde_json::json!({ "documents": page, "next_after": next_after }))?;
+    } else {
+        for d in &page {
+            let source = d.source.as_deref().unwrap_or("-");
+            let key = d.key.as_deref().unwrap_or("-");
+            writeln!(out, "{:>8}  {:<24}  {:<16}  {}", d.id, key, source, d.title)?;
+        }
+        if let Some(n) = next_after {
+            writeln!(out, "next page: --after {n}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -50,6 +50,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(a) => search::search(&store, &mut out, a).await?,
         Command::Similar(a) => search::similar(&store, &mut out, a).await?,
         Command::Get(a) => docs::get(&store, &mut out, a).await?,
+        Command::Update(a) => docs::update(&store, &mut out, a).await?,
+        Command::List(a) => docs::list(&store, &mut out, a).await?,
         Command::Delete(a) => docs::delete(&store, &mut out, a, global.quiet).await?,
         Command::Count(a) => docs::count(&store, &mut out, a).await?,
         Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,

@@ -28,7 +28,11 @@ async fn filled(t: &Fixture) -> VectorStore {
     for i in 0..60 {
         let mut d = NewDocument::new(
             format!("Item {i} {}", ["boots", "tent", "jacket", "stove"][i % 4]),
-            format!("Document {i} about {} for {} weather", ["hiking", "camping", "rain"][i % 3], ["cold", "warm"][i % 2]),
+            format!(
+                "Document {i} about {} for {} weather",
+                ["hiking", "camping", "rain"][i % 3],
+                ["cold", "warm"][i % 2]
+            ),
         )
         .with_metadata(metadata!({"n": i, "group": i % 5, "tags": ["a", format!("t{}", i % 3)]}));
         if i % 3 != 0 {
@@ -117,7 +121,8 @@ async fn export_then_import_into_an_empty_store_is_identical(kind: Kind) {
 async fn list_pages_and_streams_through_a_filter(kind: Kind) {
     let t = Fixture::new(kind);
     let store = filled(&t).await;
-    let filter = Filter::from_json(&serde_json::json!({"group": {"$in": [1, 3]}, "source": {"$exists": false}})).unwrap();
+    let filter =
+        Filter::from_json(&serde_json::json!({"group": {"$in": [1, 3]}, "source": {"$exists": false}})).unwrap();
     let expected: Vec<i64> = store
         .list(0, 1000, false)
         .await
