@@ -110,6 +110,10 @@ pub(crate) enum Command {
     Index(IndexCommand),
     /// Create or upgrade the table (opening the store migrates it).
     Migrate,
+    /// Refresh the planner's and the full-text ranking's statistics (ANALYZE).
+    Analyze,
+    /// Check that the storage and the cache answer (exit 1 when one does not).
+    Ping,
     /// Local embedding models: list the installed ones, pull one.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -190,7 +194,14 @@ pub(crate) struct ExportArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SearchArgs {
     /// The query text.
-    pub(crate) query: String,
+    #[arg(required_unless_present = "vector", conflicts_with = "vector")]
+    pub(crate) query: Option<String>,
+    /// Search by this vector instead (a JSON array with the store's dimensions; vector ranking).
+    #[arg(long, value_name = "JSON")]
+    pub(crate) vector: Option<String>,
+    /// Print the plan the search would run (PostgreSQL `EXPLAIN`) instead of its hits.
+    #[arg(long)]
+    pub(crate) explain: bool,
     /// Number of results (1 to 1000).
     #[arg(short, long = "top", visible_alias = "top-k", default_value_t = 10, value_parser = parse_k)]
     pub(crate) k: usize,

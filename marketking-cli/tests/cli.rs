@@ -73,7 +73,18 @@ fn ok(o: &Output) -> String {
 /// Asserts exit 1 with exactly one `error: ...` line on stderr; returns it.
 #[track_caller]
 fn fails(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(1), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    fails_with(o, 1)
+}
+
+/// Asserts exit 3 (a document or key that does not exist) with one `error: ...` line.
+#[track_caller]
+fn not_found(o: &Output) -> String {
+    fails_with(o, 3)
+}
+
+#[track_caller]
+fn fails_with(o: &Output, code: i32) -> String {
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
     let err = stderr(o);
     // `import` names its embedder first (a line of its own, not an error).
     let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("embedding with ")).collect();
@@ -366,9 +377,9 @@ mod pg {
         assert_eq!(doc2["metadata"], json!({}));
 
         assert_eq!(s.ok(&["delete", &id]).trim(), format!("deleted {id}"));
-        let line = fails(&s.run(&["get", &id]));
+        let line = not_found(&s.run(&["get", &id]));
         assert!(line.contains(&format!("document {id} not found")), "{line}");
-        let line = fails(&s.run(&["delete", &id]));
+        let line = not_found(&s.run(&["delete", &id]));
         assert!(line.contains("not found"), "{line}");
         // Invalid input is a runtime error naming the field.
         let long = "x".repeat(300);
@@ -448,7 +459,7 @@ mod pg {
         assert_eq!(sim.len(), 3);
         assert!(sim.iter().all(|h| h["document"]["id"] != results[0]["document"]["id"]));
         assert!(s.ok(&["similar", &id, "-k", "2"]).contains("Listing"));
-        let line = fails(&s.run(&["similar", "999999999"]));
+        let line = not_found(&s.run(&["similar", "999999999"]));
         assert!(line.contains("not found"), "{line}");
         // `-k 0` is a usage error (exit 2): `offline::usage_errors_exit_2`.
     }
@@ -843,5 +854,181 @@ mod filters {
     #[test]
     fn embedded() {
         check(Store::embedded());
+    }
+}
+
+/// Every public operation of `VectorStore` (read from the core's source, so a new one without a
+/// command fails here) is reachable from the CLI: each is run against PostgreSQL, the backend
+/// where every operation works, and an export is restored exactly with `--keep-ids`.
+mod every_store_operation {
+    use super::*;
+
+    /// Operation -> the command that reaches it.
+    const COMMANDS: &[(&str, &str)] = &[
+        ("create", "create"),
+        ("batch", "import"),
+        ("upsert", "create --key"),
+        ("get", "get"),
+        ("get_with_embedding", "get --with-embedding"),
+        ("get_by_key", "get --key"),
+        ("update", "update"),
+        ("delete", "delete"),
+        ("delete_by_key", "delete --key"),
+        ("delete_by_filter", "delete --filter"),
+        ("delete_all", "delete --all"),
+        ("list", "list / export"),
+        ("list_page", "list"),
+        ("list_stream", "export"),
+        ("list_stream_with", "export --with-embeddings"),
+        ("count", "count"),
+        ("stats", "stats"),
+        ("search", "search"),
+        ("search_by_vector", "search --vector"),
+        ("find_similar", "similar"),
+        ("explain_search", "search --vector --explain"),
+        ("explain_query", "search --explain"),
+        ("create_index", "index create"),
+        ("drop_index", "index drop"),
+        ("rebuild_index", "index rebuild"),
+        ("analyze", "analyze"),
+        ("ping", "ping"),
+        ("ping_cache", "ping"),
+    ];
+
+    /// `pub async fn` and `pub fn list_stream*` names of `VectorStore`'s impl blocks.
+    fn store_operations() -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../marketking-core/src/store");
+        let re = regex::Regex::new(r"(?m)^    pub (?:async )?fn ([a-z_]+)\(&self").unwrap();
+        let mut ops = Vec::new();
+        for f in std::fs::read_dir(dir).unwrap() {
+            let path = f.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !text.contains("impl VectorStore {") {
+                continue;
+            }
+            for c in re.captures_iter(&text) {
+                let name = c[1].to_string();
+                let sync_accessor =
+                    ["dimensions", "model", "backend_kind", "embedder", "cache_stats", "pool_stats", "embedder_stats"];
+                if !sync_accessor.contains(&name.as_str()) {
+                    ops.push(name);
+                }
+            }
+        }
+        ops.sort();
+        ops
+    }
+
+    #[test]
+    fn has_a_command_and_runs() {
+        let ops = store_operations();
+        assert!(ops.len() >= 25, "{ops:?}");
+        for op in &ops {
+            assert!(COMMANDS.iter().any(|(o, _)| o == op), "VectorStore::{op} has no CLI command in this table");
+        }
+        let s = Store::pg();
+        let id = s.ok(&[
+            "create",
+            "--title",
+            "Trail shoes",
+            "--content",
+            "Light shoes for rocky paths",
+            "--meta",
+            "price=120",
+        ]);
+        let id = id.trim();
+        s.ok(&[
+            "create",
+            "--title",
+            "Rain jacket",
+            "--content",
+            "Keeps you dry",
+            "--key",
+            "sku-2",
+            "--source",
+            "catalog",
+        ]);
+        let lines = format!("{}\n{}\n", doc_line(1), doc_line(2));
+        let file = tmp_file("more.jsonl", lines.as_bytes());
+        s.ok(&["import", file.to_str().unwrap()]);
+        let doc = json_of(&s.ok(&["get", id, "--with-embedding", "--json"]));
+        let vector = doc["embedding"].to_string();
+        assert_eq!(json_of(&s.ok(&["get", "--key", "sku-2", "--json"]))["title"], "Rain jacket");
+        assert_eq!(json_of(&s.ok(&["update", id, "--title", "Trail runners", "--json"]))["title"], "Trail runners");
+        let page = json_of(&s.ok(&["list", "--limit", "2", "--json"]));
+        assert_eq!(page["documents"].as_array().unwrap().len(), 2);
+        let after = page["next_after"].to_string();
+        assert_eq!(json_of(&s.ok(&["list", "--after", &after, "--json"]))["documents"].as_array().unwrap().len(), 2);
+        assert_eq!(s.ok(&["count", "--filter", r#"{"source": "catalog"}"#]).trim(), "2");
+        let hits = json_of(&s.ok(&["search", "--vector", &vector, "-k", "1", "--json"]));
+        assert_eq!(hits["hits"][0]["document"]["id"].to_string(), id);
+        assert!(s.ok(&["search", "shoes", "--explain"]).contains("Limit"), "a PostgreSQL plan");
+        assert!(s.ok(&["search", "--vector", &vector, "--explain"]).contains("Limit"));
+        assert!(s.ok(&["search", "rocky", "--top-k", "1"]).contains("Trail runners"));
+        s.ok(&["similar", id, "-k", "1"]);
+        s.ok(&["index", "create", "--m", "8"]);
+        s.ok(&["index", "rebuild"]);
+        s.ok(&["index", "drop"]);
+        assert_eq!(s.ok(&["analyze"]).trim(), "analyzed");
+        assert!(s.ok(&["ping"]).starts_with("ok: postgres"));
+        s.ok(&["stats"]);
+
+        // Backup and exact restore into an empty store.
+        let exported = s.ok(&["export", "--with-embeddings"]);
+        let backup = tmp_file("backup.jsonl", exported.as_bytes());
+        let restored = Store::pg();
+        restored.ok(&["import", "--keep-ids", backup.to_str().unwrap()]);
+        assert_eq!(restored.ok(&["export", "--with-embeddings"]), exported);
+        for id in exported.lines().map(|l| json_of(l)["id"].to_string()) {
+            assert_eq!(restored.ok(&["get", &id, "--json"]), s.ok(&["get", &id, "--json"]));
+        }
+        let q = ["search", "dry jacket", "--json"];
+        assert_eq!(restored.ok(&q), s.ok(&q));
+        let line = fails(&restored.run(&["import", "--keep-ids", backup.to_str().unwrap()]));
+        assert!(line.contains("--keep-ids restores ids into an empty store"), "{line}");
+
+        s.ok(&["delete", "--key", "sku-2"]);
+        not_found(&s.run(&["get", "--key", "sku-2"]));
+        s.ok(&["delete", id]);
+        s.ok(&["delete", "--filter", r#"{"source": "catalog"}"#, "--yes"]);
+        s.ok(&["delete", "--all", "--yes"]);
+        assert_eq!(s.count(), 0);
+    }
+
+    #[test]
+    fn options_are_grouped_and_the_environment_adds_no_phantom_flags() {
+        let help = stdout(&run(
+            {
+                let mut c = bin();
+                c.args(["search", "--help"]);
+                c
+            },
+            None,
+        ));
+        let store = help.find("Store options:").expect("a Store options heading");
+        let output = help.find("Output options:").expect("an Output options heading");
+        for flag in ["--database-url", "--db-path", "--table", "--redis-url"] {
+            let at = help.find(flag).unwrap();
+            assert!(at > store && at < output, "{flag} under Store options:\n{help}");
+        }
+        let mut c = bin();
+        c.env("MARKETKING_DB_PATH", "/tmp/nowhere.db").env("DATABASE_URL", "postgres://x@127.0.0.1:1/x");
+        c.arg("search");
+        let err = stderr(&run(c, None));
+        let usage = err.lines().find(|l| l.starts_with("Usage:")).unwrap();
+        assert_eq!(usage, "Usage: marketking search <QUERY>", "no flag set from the environment: {err}");
+    }
+
+    #[test]
+    fn json_logs_are_one_object_per_line() {
+        let s = Store::embedded();
+        let o = s.run(&["--verbose", "--log-format", "json", "stats"]);
+        ok(&o);
+        let err = stderr(&o);
+        assert!(!err.is_empty());
+        for line in err.lines() {
+            let v = json_of(line);
+            assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+        }
     }
 }

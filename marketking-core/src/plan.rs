@@ -18,6 +18,8 @@ pub(crate) struct Existing {
     pub(crate) content: String,
     pub(crate) source: Option<String>,
     pub(crate) metadata: Value,
+    /// The stored last-change time: a restore that brings the same time changes nothing.
+    pub(crate) updated_at: DateTime<Utc>,
     /// The stored vector: read only when the batch brings precomputed vectors for existing
     /// keys, to tell an unchanged vector from a new one.
     pub(crate) embedding: Option<Vec<f32>>,
@@ -68,7 +70,7 @@ pub(crate) fn plan_batch(docs: &[NewDocument], existing: &HashMap<String, Existi
                         id: e.id,
                         changed: e.source != d.source
                             || e.metadata.as_object() != Some(&d.metadata)
-                            || d.updated_at.is_some(),
+                            || d.updated_at.is_some_and(|u| u != e.updated_at),
                     }
                 }
                 Some(e) => Action::Rewrite { id: e.id },
@@ -114,6 +116,7 @@ mod tests {
                 content: "c".into(),
                 source: None,
                 metadata: json!({}),
+                updated_at: Utc::now(),
                 embedding: Some(vec![0.6, 0.8]),
             },
         );

@@ -95,3 +95,18 @@ pub(super) async fn migrate(store: &VectorStore, out: &mut impl Write) -> anyhow
     )?;
     Ok(ExitCode::SUCCESS)
 }
+
+pub(super) async fn analyze(store: &VectorStore, out: &mut impl Write, quiet: bool) -> anyhow::Result<ExitCode> {
+    store.analyze().await?;
+    if !quiet {
+        writeln!(out, "analyzed")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn ping(store: &VectorStore, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    store.ping().await.map_err(|e| anyhow::Error::new(e).context("storage"))?;
+    store.ping_cache().await.map_err(|e| anyhow::Error::new(e).context("cache"))?;
+    writeln!(out, "ok: {} storage and cache answer", store.backend_kind())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -57,6 +57,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
         Command::Index(c) => admin::index(&store, &mut out, c).await?,
         Command::Migrate => admin::migrate(&store, &mut out).await?,
+        Command::Analyze => admin::analyze(&store, &mut out, global.quiet).await?,
+        Command::Ping => admin::ping(&store, &mut out).await?,
         Command::Completions { .. } | Command::Model(_) => unreachable!("handled above"),
     };
     out.flush()?;

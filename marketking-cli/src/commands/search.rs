@@ -28,7 +28,31 @@ pub(super) async fn search(store: &VectorStore, out: &mut impl Write, a: SearchA
     opts.fusion =
         Fusion { rrf_k: a.rrf_k, vector_weight: a.vector_weight, text_weight: a.text_weight, ..Fusion::default() };
     opts.mmr = a.mmr.map(|lambda| Mmr { lambda, fetch_k: a.mmr_fetch_k.unwrap_or(Mmr::default_fetch_k(a.k)) });
-    let hits = store.search(&a.query, &opts).await?;
+    let vector = match &a.vector {
+        Some(text) => Some(
+            serde_json::from_str::<Vec<f32>>(text)
+                .map_err(|e| anyhow::anyhow!("--vector must be a JSON array of numbers: {e}"))?,
+        ),
+        None => None,
+    };
+    if a.explain {
+        let plan = match (&vector, &a.query) {
+            (Some(v), _) => store.explain_search(v, &opts).await?,
+            (None, Some(q)) => store.explain_query(q, &opts).await?,
+            (None, None) => anyhow::bail!("give a query or --vector"),
+        };
+        writeln!(out, "{plan}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let hits = match (&vector, &a.query) {
+        (Some(v), _) => {
+            // A vector search ranks by the vector only; the default hybrid mode is for text.
+            opts.mode = None;
+            store.search_by_vector(v, &opts).await?
+        }
+        (None, Some(q)) => store.search(q, &opts).await?,
+        (None, None) => anyhow::bail!("give a query or --vector"),
+    };
     print(out, &hits, a.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -70,6 +70,24 @@ impl VectorStore {
         self.inner.backend.explain(SearchQuery::vector(vector), &self.resolve(opts)).await
     }
 
+    /// The plan a text search with these options would run, as text: [`search`](Self::search)'s
+    /// statement in its mode (the query embedded as a search embeds it).
+    pub async fn explain_query(&self, query: &str, opts: &SearchOptions) -> Result<String> {
+        opts.validate()?;
+        if query.trim().is_empty() {
+            return Err(Error::invalid("query", "must not be empty"));
+        }
+        let opts = self.resolve(opts);
+        let mode = opts.mode.unwrap_or(SearchMode::Hybrid);
+        let vector = match mode {
+            SearchMode::Text => None,
+            _ => Some(self.query_embedding(query).await?),
+        };
+        let words = query.replace('\0', " ");
+        let text = (mode != SearchMode::Vector).then_some(words.as_str());
+        self.inner.backend.explain(SearchQuery { vector: vector.as_deref(), text }, &opts).await
+    }
+
     /// The backend's ranking, re-ranked by MMR when asked.
     async fn ranked(
         &self,

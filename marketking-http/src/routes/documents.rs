@@ -8,8 +8,8 @@ use marketking_core::{Filter, ListOptions, UpsertOutcome};
 use marketking_core::{BatchReport, Document};
 
 use super::dto::{
-    BatchBody, CountBody, CountParams, CountResult, DeleteByFilterBody, DeletedResult, DocumentPage, ListParams,
-    NewDocumentBody, PatchBody, UpsertBody, UpsertDocumentBody,
+    BatchBody, CountBody, CountParams, CountResult, DeleteByFilterBody, DeletedResult, DocumentPage, GetParams,
+    ListParams, NewDocumentBody, PatchBody, UpsertBody, UpsertDocumentBody,
 };
 use crate::error::{ApiJson, ApiPath, ApiQuery, AppError, ErrorBody};
 use crate::AppState;
@@ -43,12 +43,19 @@ pub async fn batch(
 
 /// One document by id.
 #[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", operation_id = "documents_get",
-    params(("id" = i64, Path, description = "Document id")),
+    params(("id" = i64, Path, description = "Document id"), GetParams),
     responses((status = 200, description = "The document", body = Document),
               (status = 404, description = "No such document", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn get(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<Document>, AppError> {
-    Ok(Json(s.store.get(id).await?))
+pub async fn get(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<GetParams>,
+) -> Result<Json<Document>, AppError> {
+    Ok(Json(match p.with_embedding.unwrap_or(false) {
+        true => s.store.get_with_embedding(id).await?,
+        false => s.store.get(id).await?,
+    }))
 }
 
 /// Changes a document; absent fields stay.

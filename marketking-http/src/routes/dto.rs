@@ -337,6 +337,15 @@ pub struct SimilarParams {
     pub k: Option<usize>,
 }
 
+/// Query string of `GET /v1/documents/{id}` and `GET /v1/documents/by-key/{key}`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    /// Include the document's embedding.
+    pub with_embedding: Option<bool>,
+}
+
 /// Query string of `GET /v1/documents`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
 
+pub mod admin;
 pub mod documents;
 pub mod dto;
 mod schema;
@@ -24,7 +25,8 @@ pub mod transfer;
         documents::create, documents::batch, documents::list, documents::get, documents::update, documents::delete,
         documents::upsert, documents::get_by_key, documents::delete_by_key, documents::count, documents::count_get,
         documents::delete_by_filter, transfer::export, transfer::import,
-        search::search, search::search_get, search::similar, system::stats,
+        search::search, search::search_get, search::similar, admin::explain, system::stats,
+        admin::create_index, admin::drop_index, admin::rebuild_index, admin::analyze,
         system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -87,6 +89,10 @@ pub(crate) fn v1(state: &AppState) -> Router<AppState> {
         .route("/export", get(transfer::export))
         .route("/documents/{id}/similar", get(search::similar))
         .route("/search", post(search::search).get(search::search_get))
+        .route("/search/explain", post(admin::explain))
+        .route("/index", post(admin::create_index).delete(admin::drop_index))
+        .route("/index/rebuild", post(admin::rebuild_index))
+        .route("/analyze", post(admin::analyze))
         .route("/stats", get(system::stats))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), crate::auth::guard))

@@ -21,6 +21,16 @@ pub async fn search(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResults>, AppError> {
+    let hits = match search_options(b)? {
+        (opts, Some(q), None) => s.store.search(&q, &opts).await?,
+        (opts, None, Some(v)) => s.store.search_by_vector(&v, &opts).await?,
+        _ => return Err(AppError::invalid("query", "give exactly one of `query` and `vector`")),
+    };
+    Ok(Json(hits.into()))
+}
+
+/// The options of a search body, and its query and vector.
+pub(crate) fn search_options(b: SearchBody) -> Result<(SearchOptions, Option<String>, Option<Vec<f32>>), AppError> {
     let mut opts = SearchOptions::top(b.k.unwrap_or(DEFAULT_K));
     opts.sources = b.sources;
     opts.metadata = b.metadata.map(|m| marketking_core::metadata_object("metadata", m)).transpose()?;
@@ -35,12 +45,7 @@ pub async fn search(
         opts.fusion = f.to_fusion();
     }
     opts.mmr = b.mmr.map(|m| Mmr { lambda: m.lambda, fetch_k: m.fetch_k.unwrap_or(Mmr::default_fetch_k(opts.k)) });
-    let hits = match (b.query, b.vector) {
-        (Some(q), None) => s.store.search(&q, &opts).await?,
-        (None, Some(v)) => s.store.search_by_vector(&v, &opts).await?,
-        _ => return Err(AppError::invalid("query", "give exactly one of `query` and `vector`")),
-    };
-    Ok(Json(hits.into()))
+    Ok((opts, b.query, b.vector))
 }
 
 /// Semantic search by text from the query string.

@@ -77,9 +77,9 @@ impl Shared {
     pub(super) fn existing(&self, keys: &[String], with_vectors: bool) -> Result<HashMap<String, Existing>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(if with_vectors {
-            "SELECT id, title, content, source, metadata, embedding FROM documents WHERE key = ?1"
+            "SELECT id, title, content, source, metadata, updated_at, embedding FROM documents WHERE key = ?1"
         } else {
-            "SELECT id, title, content, source, metadata FROM documents WHERE key = ?1"
+            "SELECT id, title, content, source, metadata, updated_at FROM documents WHERE key = ?1"
         })?;
         let mut out = HashMap::new();
         for key in keys {
@@ -91,8 +91,9 @@ impl Shared {
                         content: r.get(2)?,
                         source: r.get(3)?,
                         metadata: parse_metadata(r.get_ref(4)?.as_str()?)?,
+                        updated_at: from_micros(r.get(5)?)?,
                         embedding: match with_vectors {
-                            true => decode_vector(r.get_ref(5)?.as_blob()?, self.dims),
+                            true => decode_vector(r.get_ref(6)?.as_blob()?, self.dims),
                             false => None,
                         },
                     })

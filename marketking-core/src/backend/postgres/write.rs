@@ -27,7 +27,7 @@ impl PgBackend {
     /// `SELECT ... WHERE key = ANY($1)`, with `FOR UPDATE` inside a write.
     fn existing_sql(&self, with_vectors: bool, for_update: bool) -> String {
         format!(
-            "SELECT id, key, title, content, source, metadata{} FROM {} WHERE key = ANY($1){}",
+            "SELECT id, key, title, content, source, metadata, updated_at{} FROM {} WHERE key = ANY($1){}",
             if with_vectors { ", embedding" } else { "" },
             self.sql.table,
             if for_update { " FOR UPDATE" } else { "" }
@@ -243,8 +243,9 @@ fn existing_rows(rows: &[Row], with_vectors: bool) -> Result<HashMap<String, Exi
                     content: r.try_get(3)?,
                     source: r.try_get(4)?,
                     metadata: r.try_get(5)?,
+                    updated_at: r.try_get(6)?,
                     embedding: match with_vectors {
-                        true => Some(r.try_get::<_, Vector>(6)?.to_vec()),
+                        true => Some(r.try_get::<_, Vector>(7)?.to_vec()),
                         false => None,
                     },
                 },

@@ -1,0 +1,138 @@
+//! Index management, ANALYZE and query plans: the store's maintenance operations, behind the
+//! same API keys as every `/v1` route.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use marketking_core::{IndexInfo, IndexKind, IndexSpec};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::dto::SearchBody;
+use super::search::search_options;
+use crate::error::{ApiJson, AppError, ErrorBody};
+use crate::AppState;
+
+/// The index to build.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "hnsw", "m": 16, "ef_construction": 64}))]
+pub struct IndexBody {
+    /// `hnsw` (default) or `ivfflat`.
+    #[serde(default)]
+    #[schema(pattern = "^(hnsw|ivfflat)$")]
+    pub kind: Option<String>,
+    /// HNSW: max links per node, 2..=100 (default 16).
+    #[serde(default)]
+    #[schema(minimum = 2, maximum = 100)]
+    pub m: Option<u32>,
+    /// HNSW: build candidate list size, 4..=1000 and at least 2*m (default max(64, 2*m)).
+    #[serde(default)]
+    #[schema(minimum = 4, maximum = 1000)]
+    pub ef_construction: Option<u32>,
+    /// IVFFlat: number of lists (default rows / 1000).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub lists: Option<u32>,
+    /// Build without blocking writes (slower).
+    #[serde(default)]
+    pub concurrently: bool,
+}
+
+/// Rebuild options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RebuildBody {
+    /// Rebuild without blocking writes (slower).
+    #[serde(default)]
+    pub concurrently: bool,
+}
+
+/// Whether an index was dropped.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct DroppedResult {
+    /// False when there was no index.
+    pub dropped: bool,
+}
+
+/// A query plan.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct PlanResult {
+    /// The plan as text (PostgreSQL: `EXPLAIN` of the exact statement a search runs).
+    pub plan: String,
+}
+
+/// Builds (or replaces) the vector index (PostgreSQL; the embedded store has none: 400).
+#[utoipa::path(post, path = "/v1/index", tag = "admin", operation_id = "index_create", request_body = IndexBody,
+    responses((status = 200, description = "The index", body = IndexInfo),
+              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 422, description = "Invalid parameters", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_index(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<IndexBody>,
+) -> Result<Json<IndexInfo>, AppError> {
+    let kind = match b.kind.as_deref().unwrap_or("hnsw") {
+        "hnsw" => {
+            if b.lists.is_some() {
+                return Err(AppError::invalid("lists", "is an ivfflat parameter"));
+            }
+            IndexKind::hnsw(b.m, b.ef_construction)
+        }
+        "ivfflat" => {
+            if b.m.is_some() || b.ef_construction.is_some() {
+                return Err(AppError::invalid("m", "m and ef_construction are hnsw parameters"));
+            }
+            IndexKind::IvfFlat { lists: b.lists }
+        }
+        other => return Err(AppError::invalid("kind", &format!("must be hnsw or ivfflat, got {other:?}"))),
+    };
+    Ok(Json(s.store.create_index(IndexSpec { kind, concurrently: b.concurrently }).await?))
+}
+
+/// Drops the vector index.
+#[utoipa::path(delete, path = "/v1/index", tag = "admin", operation_id = "index_drop",
+    responses((status = 200, description = "Whether there was one", body = DroppedResult)),
+    security(("bearer" = [])))]
+pub async fn drop_index(State(s): State<AppState>) -> Result<Json<DroppedResult>, AppError> {
+    Ok(Json(DroppedResult { dropped: s.store.drop_index().await? }))
+}
+
+/// Rebuilds the existing vector index.
+#[utoipa::path(post, path = "/v1/index/rebuild", tag = "admin", operation_id = "index_rebuild",
+    request_body = RebuildBody,
+    responses((status = 200, description = "The rebuilt index", body = IndexInfo),
+              (status = 400, description = "No index to rebuild, or the backend has none", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rebuild_index(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<RebuildBody>,
+) -> Result<Json<IndexInfo>, AppError> {
+    Ok(Json(s.store.rebuild_index(b.concurrently).await?))
+}
+
+/// Refreshes the planner's (and the full-text ranking's) statistics: `ANALYZE`.
+#[utoipa::path(post, path = "/v1/analyze", tag = "admin", operation_id = "store_analyze",
+    responses((status = 204, description = "Done")),
+    security(("bearer" = [])))]
+pub async fn analyze(State(s): State<AppState>) -> Result<StatusCode, AppError> {
+    s.store.analyze().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The plan the search in the body would run (PostgreSQL; the embedded store has none: 400).
+#[utoipa::path(post, path = "/v1/search/explain", tag = "search", operation_id = "search_explain",
+    request_body = SearchBody,
+    responses((status = 200, description = "The plan", body = PlanResult),
+              (status = 400, description = "The backend has no query plans", body = ErrorBody),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn explain(State(s): State<AppState>, ApiJson(b): ApiJson<SearchBody>) -> Result<Json<PlanResult>, AppError> {
+    let (opts, query, vector) = search_options(b)?;
+    let plan = match (query, vector) {
+        (Some(q), None) => s.store.explain_query(&q, &opts).await?,
+        (None, Some(v)) => s.store.explain_search(&v, &opts).await?,
+        _ => return Err(AppError::invalid("query", "give exactly one of `query` and `vector`")),
+    };
+    Ok(Json(PlanResult { plan }))
+}
