@@ -737,3 +737,206 @@ async fn filters_on_search_count_and_delete() {
     assert!(spec["components"]["schemas"]["Filter"]["properties"]["$and"].is_object());
     t.cleanup().await;
 }
+
+/// Every public operation of `VectorStore` (read from the core's source, so a new one without a
+/// route fails here) has a route in the OpenAPI document with an `area_action` operation id, and
+/// the walk below calls each of them on PostgreSQL, the backend where every operation works.
+#[tokio::test]
+async fn every_store_operation_is_a_route_and_answers() {
+    const ROUTES: &[(&str, &str, &str)] = &[
+        ("create", "post", "/v1/documents"),
+        ("batch", "post", "/v1/documents/batch"),
+        ("upsert", "put", "/v1/documents/by-key/{key}"),
+        ("get", "get", "/v1/documents/{id}"),
+        ("get_with_embedding", "get", "/v1/documents/{id}"),
+        ("get_by_key", "get", "/v1/documents/by-key/{key}"),
+        ("update", "put", "/v1/documents/{id}"),
+        ("delete", "delete", "/v1/documents/{id}"),
+        ("delete_by_key", "delete", "/v1/documents/by-key/{key}"),
+        ("delete_by_filter", "post", "/v1/documents/delete"),
+        ("delete_all", "post", "/v1/documents/delete"),
+        ("list", "get", "/v1/documents"),
+        ("list_page", "get", "/v1/documents"),
+        ("list_stream", "get", "/v1/export"),
+        ("list_stream_with", "get", "/v1/export"),
+        ("count", "get", "/v1/count"),
+        ("stats", "get", "/v1/stats"),
+        ("search", "post", "/v1/search"),
+        ("search_by_vector", "post", "/v1/search"),
+        ("find_similar", "get", "/v1/documents/{id}/similar"),
+        ("explain_search", "post", "/v1/search/explain"),
+        ("explain_query", "post", "/v1/search/explain"),
+        ("create_index", "post", "/v1/index"),
+        ("drop_index", "delete", "/v1/index"),
+        ("rebuild_index", "post", "/v1/index/rebuild"),
+        ("analyze", "post", "/v1/analyze"),
+        ("ping", "get", "/readyz"),
+        ("ping_cache", "get", "/readyz"),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../marketking-core/src/store");
+    let re = regex::Regex::new(r"(?m)^    pub (?:async )?fn ([a-z_]+)\(&self").unwrap();
+    let accessors = ["dimensions", "model", "backend_kind", "embedder", "cache_stats", "pool_stats", "embedder_stats"];
+    let mut ops = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        if text.contains("impl VectorStore {") {
+            ops.extend(re.captures_iter(&text).map(|c| c[1].to_string()).filter(|n| !accessors.contains(&n.as_str())));
+        }
+    }
+    assert!(ops.len() >= 25, "{ops:?}");
+
+    let t = TestApp::new(config()).await;
+    let spec = t.send(get("/openapi.json")).await.json();
+    let op_id = regex::Regex::new("^[a-z]+_[a-z_]+$").unwrap();
+    for op in &ops {
+        let (_, method, path) = ROUTES
+            .iter()
+            .find(|(o, _, _)| o == op)
+            .unwrap_or_else(|| panic!("VectorStore::{op} has no route in this table"));
+        let operation = &spec["paths"][path][method];
+        let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("no {method} {path} in the spec"));
+        assert!(op_id.is_match(id), "{method} {path}: {id}");
+    }
+    // Operation ids are unique.
+    let mut ids: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values().filter_map(|op| op["operationId"].as_str()))
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "duplicate operation ids");
+
+    // The walk.
+    let created = t
+        .send(json(
+            "POST",
+            "/v1/documents",
+            json!({"title": "Trail shoes", "content": "Light shoes for rocky paths", "metadata": {"price": 120}}),
+        ))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].as_i64().unwrap();
+    let batch = json!({"documents": [{"title": "Rain jacket", "content": "Keeps you dry", "key": "sku-2", "source": "catalog"},
+                                      {"title": "Stove", "content": "Cooks fast", "source": "catalog"}]});
+    assert_eq!(t.send(json("POST", "/v1/documents/batch", batch)).await.status, StatusCode::OK);
+    let up = t.send(json("PUT", "/v1/documents/by-key/sku-3", json!({"title": "Tent", "content": "Two people"}))).await;
+    assert_eq!(up.status, StatusCode::CREATED);
+    let with = t.send(get(&format!("/v1/documents/{id}?with_embedding=true"))).await.json();
+    assert_eq!(with["embedding"].as_array().unwrap().len(), DIMS);
+    assert_eq!(t.send(get("/v1/documents/by-key/sku-2")).await.json()["title"], "Rain jacket");
+    let changed = t.send(json("PUT", &format!("/v1/documents/{id}"), json!({"title": "Trail runners"}))).await;
+    assert_eq!(changed.json()["title"], "Trail runners");
+    let page = t.send(get("/v1/documents?limit=3")).await.json();
+    assert_eq!(page["documents"].as_array().unwrap().len(), 3);
+    let next = t.send(get(&format!("/v1/documents?limit=3&after={}", page["next_after"]))).await.json();
+    assert_eq!(next["documents"].as_array().unwrap().len(), 1);
+    assert!(next.get("next_after").is_none(), "the last page has no cursor: {next}");
+    let filtered = t.send(get("/v1/documents?filter=%7B%22source%22%3A%22catalog%22%7D")).await.json();
+    assert_eq!(filtered["documents"].as_array().unwrap().len(), 2);
+    assert_eq!(t.send(get("/v1/count?filter=%7B%22source%22%3A%22catalog%22%7D")).await.json()["count"], 2);
+    let export = t.send(get("/v1/export?with_embeddings=true")).await;
+    assert_eq!(export.headers["content-type"], "application/x-ndjson");
+    assert_eq!(export.text().lines().count(), 4);
+    let hits = t.send(json("POST", "/v1/search", json!({"vector": with["embedding"], "k": 1}))).await.json();
+    assert_eq!(hits["hits"][0]["document"]["id"], id);
+    assert_eq!(
+        t.send(get(&format!("/v1/documents/{id}/similar?k=2"))).await.json()["hits"].as_array().unwrap().len(),
+        2
+    );
+    for body in [json!({"query": "rocky shoes"}), json!({"vector": with["embedding"]})] {
+        let plan = t.send(json("POST", "/v1/search/explain", body)).await;
+        assert!(plan.json()["plan"].as_str().unwrap().contains("Limit"), "{}", plan.text());
+    }
+    let index = t.send(json("POST", "/v1/index", json!({"kind": "hnsw", "m": 8}))).await;
+    assert_eq!(index.status, StatusCode::OK, "{}", index.text());
+    assert_eq!(t.send(json("POST", "/v1/index/rebuild", json!({}))).await.status, StatusCode::OK);
+    assert_eq!(t.send(delete("/v1/index")).await.json()["dropped"], true);
+    assert_eq!(t.send(raw("POST", "/v1/analyze", None, "")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.send(get("/readyz")).await.status, StatusCode::OK);
+    assert_eq!(t.send(get("/v1/stats")).await.status, StatusCode::OK);
+    assert_eq!(t.send(delete("/v1/documents/by-key/sku-3")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.send(get("/v1/documents/by-key/sku-3")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.send(delete(&format!("/v1/documents/{id}"))).await.status, StatusCode::NO_CONTENT);
+    let gone = t.send(json("POST", "/v1/documents/delete", json!({"filter": {"source": "catalog"}}))).await;
+    assert_eq!(gone.json()["deleted"], 2);
+    assert_eq!(
+        t.send(json("POST", "/v1/documents/delete", json!({"filter": {}, "all": true}))).await.status,
+        StatusCode::OK
+    );
+    t.cleanup().await;
+}
+
+/// `GET /v1/export` then `POST /v1/import?keep_ids=true` into an empty store gives the same
+/// documents (ids, keys, times, embeddings) and the same search results.
+#[tokio::test]
+async fn export_then_import_restores_exactly() {
+    let (a, b) = (TestApp::new(config()).await, TestApp::new(config()).await);
+    for i in 0..12 {
+        let body = json!({"title": format!("Item {i}"), "content": format!("thing {i} for {} weather", ["rain", "sun"][i % 2]),
+                          "key": format!("k{i}"), "metadata": {"n": i}});
+        assert_eq!(a.send(json("POST", "/v1/documents", body)).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(a.send(delete("/v1/documents/by-key/k3")).await.status, StatusCode::NO_CONTENT);
+    a.send(json("PUT", "/v1/documents/by-key/k5", json!({"title": "Item 5", "content": "now for snow"}))).await;
+    let export = a.send(get("/v1/export?with_embeddings=true")).await.text();
+    let r = b.send(raw("POST", "/v1/import?keep_ids=true", Some("application/x-ndjson"), export.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["created"], 11);
+    assert_eq!(b.send(get("/v1/export?with_embeddings=true")).await.text(), export);
+    for line in export.lines() {
+        let id = serde_json::from_str::<Value>(line).unwrap()["id"].clone();
+        let uri = format!("/v1/documents/{id}");
+        assert_eq!(b.send(get(&uri)).await.json(), a.send(get(&uri)).await.json());
+    }
+    let q = json!({"query": "weather for rain", "k": 5});
+    assert_eq!(
+        b.send(json("POST", "/v1/search", q.clone())).await.json(),
+        a.send(json("POST", "/v1/search", q)).await.json()
+    );
+    // Into a store that is no longer empty: 409; the same file again without keep_ids: all unchanged.
+    let again = b.send(raw("POST", "/v1/import?keep_ids=true", None, export.clone())).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let same = b.send(raw("POST", "/v1/import", None, export.clone())).await.json();
+    assert_eq!((same["created"].clone(), same["unchanged"].clone()), (json!(0), json!(11)));
+    // Invalid lines: skipped and reported with their line numbers, or the import stops at them.
+    let bad = "{\"title\":\"ok\",\"content\":\"fine\"}\n{\"title\":\"no content\"}\n\n{\"title\":\"m\",\"content\":\"c\",\"metadata\":[1]}\n";
+    let r = b.send(raw("POST", "/v1/import?skip_invalid=true", None, bad)).await.json();
+    assert_eq!(r["skipped"], 2);
+    assert_eq!(
+        r["errors"],
+        json!([{"line": 2, "field": "content", "reason": "missing"},
+                                   {"line": 4, "field": "metadata", "reason": "must be a JSON object, got an array"}])
+    );
+    let r = b.send(raw("POST", "/v1/import", None, bad)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["error"]["field"], "content");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("line 2"), "{}", r.text());
+    a.cleanup().await;
+    b.cleanup().await;
+}
+
+/// Query parameters a route does not know are a 400 naming them, not silently ignored.
+#[tokio::test]
+async fn unknown_query_parameters_are_refused() {
+    let t = TestApp::new(config()).await;
+    for uri in [
+        "/v1/search?q=x&metadata=y",
+        "/v1/documents?limt=5",
+        "/v1/count?filtr=%7B%7D",
+        "/v1/export?embeddings=true",
+        "/v1/documents/1?with_embeddings=true",
+    ] {
+        let r = t.send(get(uri)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.text());
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains("unknown field"), "{uri}: {msg}");
+    }
+    let r = t.send(get("/v1/documents?filter=%7Bnot%20json")).await;
+    assert_eq!((r.status, r.json()["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("filter")));
+    let r = t.send(get("/v1/documents?limit=0")).await;
+    assert_eq!(r.json()["error"]["field"], "limit");
+    t.cleanup().await;
+}

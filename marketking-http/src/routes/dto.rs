@@ -22,6 +22,7 @@ pub(crate) const VECTOR_PEAK_MIN: f64 = marketking_core::MIN_VECTOR_PEAK as f64;
 /// A document to store.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Trail shoes", "content": "Light shoes for rocky paths", "source": "catalog", "metadata": {"price": 120, "tags": ["outdoor"]}, "key": "sku-1"}))]
 pub struct NewDocumentBody {
     /// Title, 1..=255 characters, not blank.
     #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
@@ -65,6 +66,7 @@ impl TryFrom<NewDocumentBody> for NewDocument {
 /// [`NewDocumentBody`] without `key`.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Trail shoes", "content": "Light shoes for rocky paths", "metadata": {"price": 99}}))]
 pub struct UpsertDocumentBody {
     /// Title, 1..=255 characters, not blank.
     #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
@@ -103,6 +105,7 @@ impl UpsertDocumentBody {
 /// A change to a document; absent fields stay as they are, `"source": null` clears the source.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Trail runners", "source": null}))]
 pub struct PatchBody {
     /// New title (re-embeds).
     #[serde(default)]
@@ -152,6 +155,7 @@ impl TryFrom<PatchBody> for DocumentPatch {
 /// Many documents to store in one transaction.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"documents": [{"title": "Trail shoes", "content": "Light shoes for rocky paths", "key": "sku-1"}, {"title": "Rain jacket", "content": "Keeps you dry"}]}))]
 pub struct BatchBody {
     /// The documents; keyed ones upsert.
     #[serde(deserialize_with = "crate::object::vec_of_objects")]
@@ -170,6 +174,7 @@ pub struct UpsertBody {
 /// A search: exactly one of `query` and `vector`, plus options.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"query": "waterproof boots for hiking", "k": 5, "filter": {"price": {"$lt": 150}}}))]
 pub struct SearchBody {
     /// Text query, not blank.
     #[serde(default)]
@@ -228,6 +233,7 @@ pub struct SearchBody {
 /// `POST /v1/documents/count`: how many documents a filter matches.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"filter": {"source": "catalog"}}))]
 pub struct CountBody {
     /// The filter; absent or null counts every document.
     #[serde(default)]
@@ -245,6 +251,7 @@ pub struct CountResult {
 /// `POST /v1/documents/delete`: deletes every document a filter matches.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"filter": {"source": "old-catalog"}}))]
 pub struct DeleteByFilterBody {
     /// The filter. `{}` matches every document and is refused unless `all` is true.
     #[schema(value_type = Object)]

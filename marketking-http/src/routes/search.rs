@@ -29,8 +29,11 @@ pub async fn search(
     Ok(Json(hits.into()))
 }
 
+/// A search body's options, text query and query vector.
+pub(crate) type ParsedSearch = (SearchOptions, Option<String>, Option<Vec<f32>>);
+
 /// The options of a search body, and its query and vector.
-pub(crate) fn search_options(b: SearchBody) -> Result<(SearchOptions, Option<String>, Option<Vec<f32>>), AppError> {
+pub(crate) fn search_options(b: SearchBody) -> Result<ParsedSearch, AppError> {
     let mut opts = SearchOptions::top(b.k.unwrap_or(DEFAULT_K));
     opts.sources = b.sources;
     opts.metadata = b.metadata.map(|m| marketking_core::metadata_object("metadata", m)).transpose()?;
