@@ -32,8 +32,11 @@ pub(super) struct Shared {
     pub(super) mem: RwLock<MemIndex>,
     /// The `english` text configuration: queries leave out its stop words.
     pub(super) english: bool,
-    /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime.
-    pub(super) _lock: lock::ProcessLock,
+    /// Set on a read-only store (`reader.rs`): the memory index follows another process's commits.
+    pub(super) reader: Option<super::reader::Reader>,
+    /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime (none when
+    /// read-only).
+    pub(super) _lock: Option<lock::ProcessLock>,
 }
 
 impl Shared {
@@ -55,7 +58,15 @@ impl Shared {
         let mem = load(&conn, dims)?;
         tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
         let english = text_config == "english";
-        Ok(Shared { path: canonical, dims, conn: Mutex::new(conn), mem: RwLock::new(mem), english, _lock: lock })
+        Ok(Shared {
+            path: canonical,
+            dims,
+            conn: Mutex::new(conn),
+            mem: RwLock::new(mem),
+            english,
+            reader: None,
+            _lock: Some(lock),
+        })
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (the
@@ -292,6 +303,7 @@ impl Shared {
                 return Err(Error::DimensionMismatch { expected: self.dims, actual: v.len() });
             }
         }
+        self.refresh()?;
         let legs = vector.is_some() && text.is_some();
         let leg_k = if legs { opts.fusion.candidates_for(opts.k) } else { opts.k };
         // The memory lock is released before the connection is taken (lock order: conn, mem).
