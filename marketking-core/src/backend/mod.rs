@@ -264,7 +264,10 @@ pub(crate) async fn open(
         #[cfg(not(feature = "embedded"))]
         StorageConfig::Embedded { .. } => {
             let _ = read_only;
-            return Err(Error::config("DATABASE_URL", "is not set and the `embedded` feature is off: set DATABASE_URL"));
+            return Err(Error::config(
+                "DATABASE_URL",
+                "is not set and the `embedded` feature is off: set DATABASE_URL",
+            ));
         }
     })
 }
