@@ -280,12 +280,13 @@ impl VectorStoreBuilder {
     /// A read-only store opens the SQLite file read-only and takes no process lock, never
     /// creates, migrates or writes the file (a missing file is [`Error::Config`] on `db_path`,
     /// one that needs migrating [`Error::NeedsMigration`]), and answers every write with
-    /// [`Error::Unsupported`] naming it. It loads its memory index at the first search or
-    /// count, and again at a later one when another process has committed since (SQLite's
-    /// `data_version`), so a long-lived reader sees other processes' writes; a reload reads the
-    /// whole file. It caches no search results (another process's write could not invalidate
-    /// them); query embeddings are cached as usual. PostgreSQL is shared by design: there this
-    /// option is a configuration error.
+    /// [`Error::Unsupported`] naming it. Before every search or count it asks SQLite whether
+    /// another process has committed (`data_version`), so a long-lived reader sees other
+    /// processes' writes. Nothing is loaded at open: the first search at a file version reads
+    /// the file once for that search alone, a second one (or a count) loads the memory index,
+    /// which serves until the file changes; either reads every vector once. It caches no search
+    /// results (another process's write could not invalidate them); query embeddings are cached
+    /// as usual. PostgreSQL is shared by design: there this option is a configuration error.
     pub fn read_only(mut self, on: bool) -> Self {
         self.config.read_only = on;
         self
