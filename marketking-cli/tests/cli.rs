@@ -234,6 +234,10 @@ fn jsonl(n: usize, bad: Option<usize>) -> String {
 #[path = "cli/model.rs"]
 mod model;
 
+/// The CLI next to the HTTP service on one embedded file (tests/cli/shared.rs).
+#[path = "cli/shared.rs"]
+mod shared;
+
 /// Tests that need no store at all.
 mod offline {
     use super::*;

@@ -165,11 +165,12 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
-    /// The embedded store's file is open in another process (or another store in this one);
-    /// it allows one process at a time.
+    /// The embedded store's file is open for writing in another process (or another store in
+    /// this one); it allows one writing process at a time. Read-only stores
+    /// ([`read_only`](crate::VectorStoreBuilder::read_only)) may share it.
     #[error(
-        "the embedded store {} is already open {}: it allows one process at a time. Close the other \
-         user, or use PostgreSQL (DATABASE_URL) for shared access",
+        "the embedded store {} is already open {}: it allows one writing process at a time (reading \
+         it read-only still works). Close the other user, or use PostgreSQL (DATABASE_URL) for shared writes",
         path.display(),
         match pid { Some(p) => format!("in process {p}"), None => "in another process".to_string() }
     )]
@@ -186,6 +187,21 @@ pub enum Error {
     Unsupported {
         /// What was asked, and why it is not available.
         operation: String,
+    },
+
+    /// A read-only open found a file that this release would first have to migrate (or
+    /// initialise, `found` 0); a read-only store never writes. Open it once for writing.
+    #[error(
+        "{location} has schema version {found} and needs migrating to {current}, which a read-only \
+         open never does; open it once for writing first"
+    )]
+    NeedsMigration {
+        /// The file.
+        location: String,
+        /// The version it records (0: none, a new or empty file).
+        found: i64,
+        /// The version this release uses.
+        current: i64,
     },
 
     /// The table or file was written by a newer release of MarketKing than this one.

@@ -832,3 +832,7 @@ async fn a_version_2_file_is_indexed_with_postgres_lexemes_on_open() {
     drop(conn);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Read-only stores next to a writer (tests/embedded/read_only.rs).
+#[path = "embedded/read_only.rs"]
+mod read_only;

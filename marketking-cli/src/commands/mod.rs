@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 
 use crate::args::{Cli, Command};
-use crate::config::open_store;
+use crate::config::{open_store, Access};
 
 mod admin;
 mod demo;
@@ -39,7 +39,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(file) = crate::config_file::load()? {
         file.apply(&mut global);
     }
-    let store = open_store(&global).await?;
+    let access = match command {
+        Command::Search(_)
+        | Command::Similar(_)
+        | Command::Get(_)
+        | Command::Stats(_)
+        | Command::Export(_)
+        | Command::Count(_) => Access::Read,
+        _ => Access::Write,
+    };
+    let store = open_store(&global, access).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let code = match command {

@@ -242,7 +242,8 @@ pub(crate) trait Backend: Send + Sync + Debug {
 }
 
 /// Opens the backend `storage` names, for `model` with `dims` dimensions (connects, migrates,
-/// checks the model guard).
+/// checks the model guard). `read_only` (embedded only; the builder refuses it for PostgreSQL)
+/// opens the file without the process lock, never migrating or writing it.
 #[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(unused_variables, unreachable_code))]
 pub(crate) async fn open(
     storage: StorageConfig,
@@ -250,6 +251,7 @@ pub(crate) async fn open(
     dims: usize,
     text_config: &str,
     rum: bool,
+    read_only: bool,
 ) -> Result<Box<dyn Backend>> {
     Ok(match storage {
         #[cfg(feature = "postgres")]
@@ -263,11 +265,15 @@ pub(crate) async fn open(
         }
         #[cfg(feature = "embedded")]
         StorageConfig::Embedded { path } => {
-            Box::new(embedded::EmbeddedBackend::open(&path, model, dims, text_config).await?)
+            Box::new(embedded::EmbeddedBackend::open(&path, model, dims, text_config, read_only).await?)
         }
         #[cfg(not(feature = "embedded"))]
         StorageConfig::Embedded { .. } => {
-            return Err(Error::config("DATABASE_URL", "is not set and the `embedded` feature is off: set DATABASE_URL"))
+            let _ = read_only;
+            return Err(Error::config(
+                "DATABASE_URL",
+                "is not set and the `embedded` feature is off: set DATABASE_URL",
+            ));
         }
     })
 }

@@ -63,6 +63,8 @@ pub(crate) struct Config {
     pub(crate) db_path: Option<PathBuf>,
     /// Set by [`VectorStoreBuilder::embedded`]: the file wins over any database URL.
     pub(crate) embedded_only: bool,
+    /// [`VectorStoreBuilder::read_only`]: open the embedded file for reading only.
+    pub(crate) read_only: bool,
     /// Text search configuration of new tables (`english`, `simple`).
     pub(crate) text_config: String,
     /// PostgreSQL: build and use the RUM full-text index when the server has `rum`.
@@ -97,6 +99,7 @@ impl Default for Config {
             database_url: None,
             db_path: None,
             embedded_only: false,
+            read_only: false,
             text_config: DEFAULT_TEXT_CONFIG.into(),
             rum: true,
             table: DEFAULT_TABLE.into(),
@@ -135,6 +138,7 @@ impl std::fmt::Debug for VectorStoreBuilder {
         f.debug_struct("VectorStoreBuilder")
             .field("database_url", &c.database_url.as_ref().map(|_| "<redacted>"))
             .field("db_path", &c.db_path)
+            .field("read_only", &c.read_only)
             .field("table", &c.table)
             .field("pool_size", &c.pool_size)
             .field("embedder", &c.embedder)
@@ -270,6 +274,24 @@ impl VectorStoreBuilder {
         self
     }
 
+    /// Opens the embedded store for reading only (default false), so it can be read while
+    /// another process (the HTTP service, an import) has it open for writing.
+    ///
+    /// A read-only store opens the SQLite file read-only and takes no process lock, never
+    /// creates, migrates or writes the file (a missing file is [`Error::Config`] on `db_path`,
+    /// one that needs migrating [`Error::NeedsMigration`]), and answers every write with
+    /// [`Error::Unsupported`] naming it. Before every search or count it asks SQLite whether
+    /// another process has committed (`data_version`), so a long-lived reader sees other
+    /// processes' writes. Nothing is loaded at open: the first search at a file version reads
+    /// the file once for that search alone, a second one (or a count) loads the memory index,
+    /// which serves until the file changes; either reads every vector once. It caches no search
+    /// results (another process's write could not invalidate them); query embeddings are cached
+    /// as usual. PostgreSQL is shared by design: there this option is a configuration error.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.config.read_only = on;
+        self
+    }
+
     /// Text search configuration of the full-text leg: `english` (default; stemming, stop
     /// words) or `simple` (words as written); on PostgreSQL any configuration of the server.
     /// Recorded when the table (or file) is created; opening it with another one fails.
@@ -385,6 +407,12 @@ impl VectorStoreBuilder {
         }
         if let Some(reason) = out_of_range(c.probes, &PROBES_RANGE) {
             return Err(Error::config("probes", reason));
+        }
+        if c.read_only && matches!(self.storage(), StorageConfig::Postgres { .. }) {
+            return Err(Error::config(
+                "read_only",
+                "applies to the embedded store only; PostgreSQL serves readers and writers in many processes at once",
+            ));
         }
         let embedder = super::select::make_embedder(&self.config).await?;
         let cache = self.make_cache()?;

@@ -16,6 +16,7 @@ impl VectorStore {
     /// A filter without conditions (`{}`) would delete everything, so it is refused with
     /// [`Error::InvalidInput`] on `filter`: call [`delete_all`](Self::delete_all) for that.
     pub async fn delete_by_filter(&self, filter: &Filter) -> Result<u64> {
+        self.writable("delete_by_filter")?;
         filter.validate()?;
         if filter.is_empty() {
             return Err(Error::invalid(
@@ -29,6 +30,7 @@ impl VectorStore {
 
     /// Deletes every document; returns how many.
     pub async fn delete_all(&self) -> Result<u64> {
+        self.writable("delete_all")?;
         self.delete_matching(&Filter::everything()).await
     }
 

@@ -60,6 +60,8 @@ struct Inner {
     cache: Arc<ResultCache>,
     ef_search: u32,
     probes: u32,
+    /// Opened with [`VectorStoreBuilder::read_only`]: every write is refused.
+    read_only: bool,
 }
 
 impl VectorStore {
@@ -76,7 +78,8 @@ impl VectorStore {
     ) -> Result<Self> {
         let dims = embedder.dimensions();
         let model = embedder.model_id().to_string();
-        let backend = crate::backend::open(storage, &model, dims, &config.text_config, config.rum).await?;
+        let backend =
+            crate::backend::open(storage, &model, dims, &config.text_config, config.rum, config.read_only).await?;
         // Cache key prefix: names the storage and the model, so stores on other tables,
         // databases or models that share one Redis never read each other's entries.
         let namespace =
@@ -85,9 +88,17 @@ impl VectorStore {
             inner: Arc::new(Inner {
                 backend,
                 embedder: Counted::new(embedder),
-                cache: Arc::new(ResultCache::new(cache, namespace, config.result_ttl, config.cache_results)),
+                // A read-only store caches no results: the writer is another process, whose
+                // writes would not invalidate them.
+                cache: Arc::new(ResultCache::new(
+                    cache,
+                    namespace,
+                    config.result_ttl,
+                    config.cache_results && !config.read_only,
+                )),
                 ef_search: config.ef_search,
                 probes: config.probes,
+                read_only: config.read_only,
             }),
         })
     }
@@ -107,6 +118,25 @@ impl VectorStore {
         self.inner.backend.kind()
     }
 
+    /// Whether the store was opened with [`VectorStoreBuilder::read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// [`Error::Unsupported`] naming `operation` when the store is read-only. Checked before
+    /// anything else, so a refused write costs no embedder call.
+    pub(crate) fn writable(&self, operation: &str) -> Result<()> {
+        match self.inner.read_only {
+            false => Ok(()),
+            true => Err(Error::Unsupported {
+                operation: format!(
+                    "{operation} on a store opened read-only ({}); open it without read_only to write",
+                    self.inner.backend.identity()
+                ),
+            }),
+        }
+    }
+
     /// The embedder (wrapped in this store's counters).
     pub fn embedder(&self) -> &dyn Embedder {
         &self.inner.embedder
@@ -114,6 +144,7 @@ impl VectorStore {
 
     /// Stores one document and returns it as stored. With a key, behaves like [`upsert`](Self::upsert).
     pub async fn create(&self, doc: NewDocument) -> Result<Document> {
+        self.writable("create")?;
         // Validated here too so a single document's errors name the bare field (`title`).
         doc.validate(self.dimensions())?;
         let report = self.batch(vec![doc]).await?;
@@ -125,6 +156,7 @@ impl VectorStore {
     /// unchanged ones cost no embedder call. Field errors name the document's index,
     /// e.g. `documents[3].title`.
     pub async fn batch(&self, docs: Vec<NewDocument>) -> Result<BatchReport> {
+        self.writable("batch")?;
         if docs.is_empty() {
             return Ok(BatchReport::default());
         }
@@ -140,6 +172,7 @@ impl VectorStore {
     /// Inserts or updates the document with `doc.key` (required). Unchanged title and content
     /// make no embedder call.
     pub async fn upsert(&self, doc: NewDocument) -> Result<(Document, UpsertOutcome)> {
+        self.writable("upsert")?;
         match &doc.key {
             None => return Err(Error::invalid("key", "is required for upsert")),
             Some(k) => validate_key(k)?,
@@ -174,6 +207,7 @@ impl VectorStore {
 
     /// Changes a document; re-embeds only when the title or content change.
     pub async fn update(&self, id: i64, patch: DocumentPatch) -> Result<Document> {
+        self.writable("update")?;
         patch.validate()?;
         let current = self.get(id).await?;
         if patch.is_empty() {
@@ -194,6 +228,7 @@ impl VectorStore {
 
     /// Deletes a document; [`Error::NotFound`] if there is none with this id.
     pub async fn delete(&self, id: i64) -> Result<()> {
+        self.writable("delete")?;
         if !self.inner.backend.delete(id).await? {
             return Err(Error::NotFound { id });
         }
@@ -229,6 +264,7 @@ impl VectorStore {
 
     /// Builds (or replaces) the vector index, then refreshes planner statistics.
     pub async fn create_index(&self, spec: IndexSpec) -> Result<IndexInfo> {
+        self.writable("create_index")?;
         spec.kind.validate()?;
         let info = self.inner.backend.create_index(&spec).await?;
         self.inner.backend.analyze().await?;
@@ -238,6 +274,7 @@ impl VectorStore {
 
     /// Drops the vector index; false when there was none.
     pub async fn drop_index(&self) -> Result<bool> {
+        self.writable("drop_index")?;
         let dropped = self.inner.backend.drop_index().await?;
         self.invalidate().await;
         Ok(dropped)
@@ -245,6 +282,7 @@ impl VectorStore {
 
     /// Rebuilds the existing vector index.
     pub async fn rebuild_index(&self, concurrently: bool) -> Result<IndexInfo> {
+        self.writable("rebuild_index")?;
         let info = self.inner.backend.rebuild_index(concurrently).await?;
         self.invalidate().await;
         Ok(info)
@@ -252,6 +290,7 @@ impl VectorStore {
 
     /// Refreshes planner statistics (`ANALYZE`); run after bulk loads.
     pub async fn analyze(&self) -> Result<()> {
+        self.writable("analyze")?;
         self.inner.backend.analyze().await
     }
 

@@ -12,6 +12,7 @@ impl Shared {
     /// How many documents `filter` matches.
     pub(super) fn count(&self, filter: &Filter) -> Result<u64> {
         let node = filter.node()?;
+        self.refresh()?;
         let mem = self.mem();
         Ok(mem.rows.iter().filter(|r| node.matches(&r.fields())).count() as u64)
     }

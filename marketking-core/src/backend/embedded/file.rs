@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
 use super::mem_index::{normalize, MemIndex, Pending};
+use super::reader::{Pass, Prepared};
 use super::rows::{from_micros, load, metadata_text, now_micros, parse_metadata, read_document, select_sql};
 use super::scan::{scan, scan_threads};
 use super::{lock, schema, storage};
@@ -33,8 +34,11 @@ pub(super) struct Shared {
     pub(super) mem: RwLock<MemIndex>,
     /// The `english` text configuration: queries leave out its stop words.
     pub(super) english: bool,
-    /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime.
-    pub(super) _lock: lock::ProcessLock,
+    /// Set on a read-only store (`reader.rs`): the memory index follows another process's commits.
+    pub(super) reader: Option<super::reader::Reader>,
+    /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime (none when
+    /// read-only).
+    pub(super) _lock: Option<lock::ProcessLock>,
 }
 
 impl Shared {
@@ -56,7 +60,15 @@ impl Shared {
         let mem = load(&conn, dims)?;
         tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
         let english = text_config == "english";
-        Ok(Shared { path: canonical, dims, conn: Mutex::new(conn), mem: RwLock::new(mem), english, _lock: lock })
+        Ok(Shared {
+            path: canonical,
+            dims,
+            conn: Mutex::new(conn),
+            mem: RwLock::new(mem),
+            english,
+            reader: None,
+            _lock: Some(lock),
+        })
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (the
@@ -310,22 +322,34 @@ impl Shared {
         }
         let legs = vector.is_some() && text.is_some();
         let leg_k = if legs { opts.fusion.candidates_for(opts.k) } else { opts.k };
-        // The memory lock is released before the connection is taken (lock order: conn, mem).
         let unit = vector.map(normalize);
-        let vector_leg = match &unit {
-            Some(unit) => {
-                // A leg of a fused search keeps its candidates whatever their score.
-                let leg_opts =
-                    SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
+        // A read-only store may answer from one pass over the file instead (`reader.rs`).
+        let pass = match self.prepare_search()? {
+            Prepared::Memory => None,
+            Prepared::Pass => Some(Pass::run(&self.conn(), self.dims, unit.as_deref(), opts, exclude)?),
+        };
+        // A leg of a fused search keeps its candidates whatever their score.
+        let leg_opts = SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
+        // The memory lock is released before the connection is taken (lock order: conn, mem).
+        let vector_leg = match (&unit, &pass) {
+            (Some(_), Some(pass)) => pass.top(&leg_opts),
+            (Some(unit), None) => {
                 let mem = self.mem();
                 let threads = scan_threads(mem.len(), self.dims);
                 scan(&mem, unit, &leg_opts, exclude, threads)
             }
-            None => Vec::new(),
+            (None, _) => Vec::new(),
         };
         let conn = self.conn();
         let text_leg = match text {
-            Some(t) => super::text::candidates(&conn, &self.mem(), t, self.english, opts, exclude, leg_k)?,
+            Some(t) => {
+                let mem = self.mem();
+                let passes = |id: i64| match &pass {
+                    Some(pass) => pass.passes(id),
+                    None => mem.passes(id, opts, exclude),
+                };
+                super::text::candidates(&conn, t, self.english, leg_k, &passes)?
+            }
             None => Vec::new(),
         };
         let ranked: Vec<super::text::Fused> = match (vector.is_some(), text.is_some()) {
@@ -350,7 +374,10 @@ impl Shared {
                     // Every hybrid hit has its cosine similarity, as on PostgreSQL.
                     let similarity = match (f.vector, &unit) {
                         (Some((_, s)), _) => Some(s),
-                        (None, Some(q)) => self.mem().similarity(f.id, q),
+                        (None, Some(q)) => match &pass {
+                            Some(pass) => pass.similarity(f.id),
+                            None => self.mem().similarity(f.id, q),
+                        },
                         (None, None) => None,
                     };
                     (

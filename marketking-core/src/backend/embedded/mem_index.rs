@@ -137,6 +137,16 @@ impl MemIndex {
         }
     }
 
+    /// Whether document `id` is here, is not `exclude` and passes the options' row filters.
+    pub(super) fn passes(&self, id: i64, opts: &crate::document::SearchOptions, exclude: Option<i64>) -> bool {
+        exclude != Some(id)
+            && self
+                .pos
+                .get(&id)
+                .and_then(|&row| self.rows.get(row))
+                .is_some_and(|r| !opts.has_filters() || r.passes(opts))
+    }
+
     /// Cosine similarity of document `id` to a unit vector (`None` if it is not here).
     pub(super) fn similarity(&self, id: i64, unit: &[f32]) -> Option<f32> {
         let row = *self.pos.get(&id)?;

@@ -9,10 +9,11 @@
 //!   records the schema version, the embedding model and the dimension count; migrations are
 //!   versioned and idempotent, and a file made for another model or dimension count is refused
 //!   with [`Error::SchemaMismatch`].
-//! * **One process at a time.** Opening takes an exclusive advisory lock on a sidecar file
-//!   `<path>.lock` (holding the owner's pid) for the backend's whole lifetime. The vectors are
-//!   cached in memory, so a second writer would make the first one's cache silently stale:
-//!   a second open fails at once with a clear [`Error::Storage`] instead (see `lock.rs`).
+//! * **One writing process at a time.** Opening takes an exclusive advisory lock on a sidecar
+//!   file `<path>.lock` (holding the owner's pid) for the backend's whole lifetime. The vectors
+//!   are cached in memory, so a second writer would make the first one's cache silently stale:
+//!   a second open fails at once with a clear [`Error::Locked`] instead (see `lock.rs`). A
+//!   read-only open takes no lock and follows the writer's commits (see `reader.rs`).
 //! * **Only our own files.** A file that is not SQLite, or is another program's SQLite
 //!   database, is refused before anything is written to it (see `schema.rs`).
 //! * **A write its caller gave up on does not commit.** The SQLite work of a write runs on a
@@ -50,6 +51,7 @@ mod file;
 mod lexemes;
 mod lock;
 mod mem_index;
+mod reader;
 mod rows;
 mod scan;
 mod schema;
@@ -70,6 +72,7 @@ impl std::fmt::Debug for EmbeddedBackend {
         f.debug_struct("EmbeddedBackend")
             .field("path", &self.shared.path)
             .field("dims", &self.shared.dims)
+            .field("read_only", &self.shared.reader.is_some())
             .field("documents", &self.shared.mem.try_read().map(|m| m.len()).ok())
             .finish_non_exhaustive()
     }
@@ -78,11 +81,23 @@ impl std::fmt::Debug for EmbeddedBackend {
 impl EmbeddedBackend {
     /// Opens (or creates) the store at `path` for `model` with `dims` dimensions: takes the
     /// process lock, configures SQLite, migrates, checks the model and loads every vector.
-    pub(crate) async fn open(path: &Path, model: &str, dims: usize, text_config: &str) -> Result<Self> {
+    /// `read_only` opens an existing, current file without the lock and loads nothing yet
+    /// (`reader.rs`).
+    pub(crate) async fn open(
+        path: &Path,
+        model: &str,
+        dims: usize,
+        text_config: &str,
+        read_only: bool,
+    ) -> Result<Self> {
         let path = path.to_path_buf();
         let model = model.to_string();
         let text_config = text_config.to_string();
-        let shared = blocking(move || Shared::open(&path, &model, dims, &text_config)).await?;
+        let shared = blocking(move || match read_only {
+            true => Shared::open_read_only(&path, &model, dims, &text_config),
+            false => Shared::open(&path, &model, dims, &text_config),
+        })
+        .await?;
         Ok(EmbeddedBackend { shared: Arc::new(shared), writer: tokio::sync::Mutex::new(()) })
     }
 

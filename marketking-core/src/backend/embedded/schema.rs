@@ -237,3 +237,64 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usi
     tx.commit()?;
     Ok(())
 }
+
+/// The read-only open's check: the file must already be at this release's schema version, for
+/// this model, dimension count and text search configuration. Reads only: a file that needs any
+/// migration is [`Error::NeedsMigration`], never migrated here.
+pub(super) fn check_current(conn: &Connection, path: &Path, model: &str, dims: usize, text_config: &str) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'marketking_meta')",
+        [],
+        |r| r.get(0),
+    )?;
+    let get = |k: &str| -> Result<Option<String>> {
+        match has_meta {
+            false => Ok(None),
+            true => {
+                Ok(conn.query_row("SELECT value FROM marketking_meta WHERE key = ?1", [k], |r| r.get(0)).optional()?)
+            }
+        }
+    };
+    let version: i64 = match get("schema_version")? {
+        None => 0,
+        Some(v) => v.parse().map_err(|_| storage(format!("{}: invalid schema_version {v:?}", path.display())))?,
+    };
+    let location = path.display().to_string();
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew { location, found: version, supported: SCHEMA_VERSION });
+    }
+    if version < SCHEMA_VERSION {
+        return Err(Error::NeedsMigration { location, found: version, current: SCHEMA_VERSION });
+    }
+    let (stored_model, stored_dims) = match (get("model")?, get("dimensions")?) {
+        (Some(m), Some(d)) => (m, d),
+        _ => {
+            return Err(storage(format!(
+                "{location}: marketking_meta lacks the model or dimensions; the file is damaged"
+            )))
+        }
+    };
+    let stored_dimensions: usize =
+        stored_dims.parse().map_err(|_| storage(format!("{location}: invalid dimensions {stored_dims:?}")))?;
+    if stored_model != model || stored_dimensions != dims {
+        return Err(Error::SchemaMismatch {
+            table: location,
+            stored_model,
+            stored_dimensions,
+            model: model.to_string(),
+            dimensions: dims,
+        });
+    }
+    let stored = get("text_config")?.unwrap_or_else(|| crate::store::DEFAULT_TEXT_CONFIG.to_string());
+    if stored != text_config {
+        return Err(Error::config(
+            "text_search_config",
+            format!(
+                "{location} was created with the text search configuration {stored:?}, not {text_config:?}; \
+                 use {stored:?} (MARKETKING_TEXT_CONFIG) or another file"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -10,9 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
 
-use super::mem_index::MemIndex;
 use super::scan::Candidate;
-use crate::document::SearchOptions;
 use crate::error::Result;
 use crate::search_mode::{Fusion, TITLE_WEIGHT};
 
@@ -21,16 +19,14 @@ fn fts_query(words: &[String], op: &str) -> String {
     words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect::<Vec<_>>().join(op)
 }
 
-/// The best `limit` documents for `text` that pass the options' filters (and are not
-/// `exclude`), best first.
+/// The best `limit` documents for `text` that `passes` (the search's filters and exclusion),
+/// best first.
 pub(super) fn candidates(
     conn: &Connection,
-    mem: &MemIndex,
     text: &str,
     english: bool,
-    opts: &SearchOptions,
-    exclude: Option<i64>,
     limit: usize,
+    passes: &dyn Fn(i64) -> bool,
 ) -> Result<Vec<Candidate>> {
     let words = super::lexemes::query_lexemes(text, english);
     if words.is_empty() || limit == 0 {
@@ -41,14 +37,6 @@ pub(super) fn candidates(
     ))?;
     let mut out: Vec<Candidate> = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
-    let passes = |id: i64| {
-        exclude != Some(id)
-            && mem
-                .pos
-                .get(&id)
-                .and_then(|&row| mem.rows.get(row))
-                .is_some_and(|r| !opts.has_filters() || r.passes(opts))
-    };
     // All words first (bonus 1), then any word; a single word is one pass.
     let passes_list: Vec<(String, f32)> = match words.len() {
         1 => vec![(fts_query(&words, " "), 1.0)],
