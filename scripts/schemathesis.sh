@@ -55,9 +55,12 @@ run_backend() {
     local name="$1"
     shift
     echo "=== schemathesis --checks all: $name backend ==="
+    # --auth-failure-limit 0: the failed-key throttle answers 429 to the many wrong-key
+    # requests of the auth checks, which expect 401; the throttle has its own tests
+    # (marketking-http/tests/hardening).
     env -u DATABASE_URL -u REDIS_URL "$@" MARKETKING_API_KEYS="$KEY" RUST_LOG="${RUST_LOG:-warn}" NO_COLOR=1 \
         RUST_BACKTRACE="${RUST_BACKTRACE:-0}" \
-        "$BIN" --bind "127.0.0.1:$PORT" --rate-limit 0 >"$TMP/$name.log" 2>&1 &
+        "$BIN" --bind "127.0.0.1:$PORT" --rate-limit 0 --auth-failure-limit 0 >"$TMP/$name.log" 2>&1 &
     PID=$!
     for _ in $(seq 1 100); do
         curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
@@ -73,7 +76,7 @@ run_backend() {
         --checks all \
         --max-examples "$MAX_EXAMPLES" \
         --request-timeout 10 \
-        "${EXTRA[@]}") || status=$?
+        "${SKIP[@]}" "${EXTRA[@]}") || status=$?
     # A server that died (a panic drops connections) is a failure even if no check noticed.
     if ! kill -0 "$PID" 2>/dev/null; then
         echo "the server exited during the run" >&2
@@ -99,8 +102,14 @@ EXTRA=("$@")
 failed=()
 for backend in $BACKENDS; do
     case "$backend" in
-        embedded) run_backend embedded MARKETKING_DB_PATH="$TMP/st.db" || failed+=(embedded) ;;
+        # The embedded store has no vector index and no query plans: those routes answer a
+        # documented 400 there, and run against PostgreSQL.
+        embedded)
+            SKIP=(--exclude-path /v1/index --exclude-path /v1/index/rebuild --exclude-path /v1/search/explain)
+            run_backend embedded MARKETKING_DB_PATH="$TMP/st.db" || failed+=(embedded)
+            ;;
         postgres)
+            SKIP=()
             run_backend postgres DATABASE_URL="$ST_DATABASE_URL" MARKETKING_TABLE="$SCHEMA.embeddings" \
                 MARKETKING_CACHE=memory || failed+=(postgres)
             ;;

@@ -912,8 +912,16 @@ mod every_store_operation {
             }
             for c in re.captures_iter(&text) {
                 let name = c[1].to_string();
-                let sync_accessor =
-                    ["dimensions", "model", "backend_kind", "embedder", "cache_stats", "pool_stats", "embedder_stats"];
+                let sync_accessor = [
+                    "dimensions",
+                    "model",
+                    "backend_kind",
+                    "embedder",
+                    "cache_stats",
+                    "pool_stats",
+                    "embedder_stats",
+                    "is_read_only",
+                ];
                 if !sync_accessor.contains(&name.as_str()) {
                     ops.push(name);
                 }

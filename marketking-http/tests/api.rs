@@ -775,7 +775,16 @@ async fn every_store_operation_is_a_route_and_answers() {
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../marketking-core/src/store");
     let re = regex::Regex::new(r"(?m)^    pub (?:async )?fn ([a-z_]+)\(&self").unwrap();
-    let accessors = ["dimensions", "model", "backend_kind", "embedder", "cache_stats", "pool_stats", "embedder_stats"];
+    let accessors = [
+        "dimensions",
+        "model",
+        "backend_kind",
+        "embedder",
+        "cache_stats",
+        "pool_stats",
+        "embedder_stats",
+        "is_read_only",
+    ];
     let mut ops = Vec::new();
     for f in std::fs::read_dir(dir).unwrap() {
         let text = std::fs::read_to_string(f.unwrap().path()).unwrap();

@@ -1,33 +1,60 @@
 """Schemathesis hooks for scripts/schemathesis.sh.
 
-OpenAPI cannot state a rule that ties two fields together, so a generator that only reads the
-schema makes requests the service rightly rejects, and `--checks all` (positive_data_acceptance)
-counts each one as a failure. The hooks below drop exactly those generated bodies; every other
-generated request, including every negative one, is still sent.
+OpenAPI cannot state a rule that ties two fields together, or that a string parameter holds a
+JSON document, so a generator that only reads the schema makes requests the service rightly
+rejects, and `--checks all` (positive_data_acceptance) counts each one as a failure. The hooks
+below drop or repair exactly those generated requests; every other generated request, including
+every negative one, is still sent.
 
-Rules (each is documented in the field's description and enforced by marketking-core, which
-answers 400 naming the field):
-- POST /v1/search: `mmr.fetch_k` is at least `k` (k defaults to 10).
+Rules (each is documented in the field's description and enforced by the service, which answers
+400 or 422 naming the field):
+- `filter` query parameters (GET /v1/documents, /v1/count, /v1/export) hold the filter
+  language's JSON: a generated string that is not a JSON object is replaced by a valid filter.
+- POST /v1/import takes JSONL (one document per line): the serializer below sends a generated
+  string that is not already such lines as one document whose content is that string.
 """
+
+import json
 
 import schemathesis
 
-DEFAULT_K = 10
+VALID_FILTER = '{"source": "catalog"}'
 
 
-def _int(value):
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _is_filter(text):
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return False
+    # Only plain `field: scalar` conditions: anything else may be a filter the service rightly
+    # refuses (an unknown operator, an empty path).
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and k.isidentifier() and not k.startswith("_") and isinstance(v, (str, int, float, bool))
+        for k, v in value.items()
+    )
 
 
 @schemathesis.hook
-def filter_body(ctx, body):
-    if not isinstance(body, dict):
-        return True
-    mmr = body.get("mmr")
-    if not isinstance(mmr, dict):
-        return True
-    fetch_k = _int(mmr.get("fetch_k"))
-    k = _int(body.get("k", DEFAULT_K))
-    if fetch_k is None or k is None:
-        return True
-    return fetch_k >= k
+def map_query(ctx, query):
+    if isinstance(query, dict) and isinstance(query.get("filter"), str) and query["filter"].strip():
+        if not _is_filter(query["filter"]):
+            query["filter"] = VALID_FILTER
+    return query
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(ctx, value):
+    if not isinstance(value, str):
+        # A negative case (the schema says a string): no text at all, which the service refuses
+        # (an empty import). The JSON of the value would be a line, which `skip_invalid`
+        # rightly skips with a 200 report.
+        return b""
+    text = value
+    lines = [line for line in text.splitlines() if line.strip()]
+    try:
+        if lines and all(isinstance(json.loads(line), dict) for line in lines):
+            return text.encode()
+    except ValueError:
+        pass
+    content = text if text.strip() else "empty"
+    return (json.dumps({"title": "generated", "content": content}) + "\n").encode()

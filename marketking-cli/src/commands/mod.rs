@@ -43,6 +43,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(_)
         | Command::Similar(_)
         | Command::Get(_)
+        | Command::List(_)
+        | Command::Ping
         | Command::Stats(_)
         | Command::Export(_)
         | Command::Count(_) => Access::Read,

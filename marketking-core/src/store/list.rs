@@ -114,6 +114,7 @@ impl VectorStore {
 
     /// Deletes the document with this caller key; [`Error::KeyNotFound`] if there is none.
     pub async fn delete_by_key(&self, key: &str) -> Result<()> {
+        self.writable("delete_by_key")?;
         validate_key(key)?;
         let n = self.inner.backend.delete_where(&Filter::field("key").eq(key)).await?;
         if n == 0 {

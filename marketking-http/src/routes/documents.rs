@@ -140,9 +140,9 @@ const MAX_LIST_LIMIT: usize = 1000;
 /// Page size of `GET /v1/documents` without `limit`.
 const DEFAULT_LIST_LIMIT: usize = 100;
 
-/// The filter of a query string (`filter=<JSON>`): absent matches every document.
+/// The filter of a query string (`filter=<JSON>`): absent or empty matches every document.
 pub(crate) fn query_filter(raw: Option<&str>) -> Result<Filter, AppError> {
-    let Some(raw) = raw else { return Ok(Filter::everything()) };
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else { return Ok(Filter::everything()) };
     let value: serde_json::Value = serde_json::from_str(raw)
         .map_err(|e| AppError::Core(marketking_core::Error::invalid("filter", format!("is not valid JSON: {e}"))))?;
     Ok(Filter::from_json(&value)?)

@@ -284,7 +284,8 @@ pub struct FusionBody {
     #[serde(default)]
     #[schema(minimum = 0.0, maximum = 10.0)]
     pub text_weight: Option<f32>,
-    /// Candidates each leg contributes, k..=1000 (default max(4k, 40)).
+    /// Candidates each leg contributes, at most 1000 (default max(4k, 40); a value below k is
+    /// raised to k).
     #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 1000)]
     pub candidates: Option<usize>,
@@ -310,7 +311,8 @@ pub struct MmrBody {
     /// 1 = relevance only, 0 = diversity only (0..=1; 0.5 is a common choice).
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub lambda: f32,
-    /// Candidates to choose from, k..=1000 (default max(4k, 40)).
+    /// Candidates to choose from, at most 1000 (default max(4k, 40); a value below k is raised
+    /// to k).
     #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 1000)]
     pub fetch_k: Option<usize>,
@@ -459,7 +461,7 @@ pub struct ReadyBody {
 
 /// An optional integer that also accepts a JSON number with a zero fraction (`352.0`): JSON
 /// Schema's `integer` does, and serde's integer types do not.
-fn integral<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn integral<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: TryFrom<u64>,

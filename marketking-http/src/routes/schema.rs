@@ -30,6 +30,14 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
     if let Some(schemas) = spec.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
         add_metadata_schemas(schemas);
         add_filter_schemas(schemas);
+        // Each kind of index takes only its own parameters (serde's deny_unknown_fields on the
+        // tagged enum), which utoipa does not publish.
+        if let Some(kinds) = schemas.get_mut("IndexBody").and_then(|s| s.get_mut("oneOf")).and_then(Value::as_array_mut)
+        {
+            for kind in kinds.iter_mut().filter_map(Value::as_object_mut) {
+                kind.insert("additionalProperties".into(), json!(false));
+            }
+        }
         for (schema, field, filter_ref) in [
             ("SearchBody", "filter", "Filter"),
             ("CountBody", "filter", "Filter"),

@@ -47,7 +47,13 @@ pub(crate) fn search_options(b: SearchBody) -> Result<ParsedSearch, AppError> {
     if let Some(f) = &b.fusion {
         opts.fusion = f.to_fusion();
     }
-    opts.mmr = b.mmr.map(|m| Mmr { lambda: m.lambda, fetch_k: m.fetch_k.unwrap_or(Mmr::default_fetch_k(opts.k)) });
+    // A `fetch_k` below `k` is raised to `k`: MMR then chooses among the k best, which is what
+    // a smaller pool could mean (a rule across two fields no schema can state).
+    // (0 stays 0, and is refused: the minimum is 1.) The same for fusion's `candidates`.
+    let k = opts.k;
+    let at_least_k = |n: usize| if n == 0 { 0 } else { n.max(k) };
+    opts.mmr = b.mmr.map(|m| Mmr { lambda: m.lambda, fetch_k: m.fetch_k.map_or(Mmr::default_fetch_k(k), at_least_k) });
+    opts.fusion.candidates = opts.fusion.candidates.map(at_least_k);
     Ok((opts, b.query, b.vector))
 }
 

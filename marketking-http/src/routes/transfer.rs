@@ -116,6 +116,13 @@ pub async fn import(
     if !buf.is_empty() {
         run.line(&buf).await?;
     }
+    if run.line == 0 {
+        return Err(AppError::Rejected {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: "the body is empty: an import reads one JSON document per line".into(),
+        });
+    }
     run.commit().await?;
     s.store.analyze().await?;
     Ok(Json(run.report))

@@ -404,6 +404,7 @@ impl Shared {
             // The filter runs over the memory index (as a filtered search does), then the page's
             // rows are read by id.
             let node = filter.node()?;
+            self.refresh()?;
             let mut ids: Vec<i64> = {
                 let mem = self.mem();
                 mem.ids
