@@ -1,8 +1,9 @@
 // Drives GET /docs (Swagger UI) in headless Chromium as a person would: the operations render,
 // Authorize takes the API key, "Execute" on GET /v1/stats answers 401 without it and 200 with
-// it, and POST /v1/search with a typed body answers 200. Every request that leaves 127.0.0.1 is
-// aborted and counted (any is a failure), as are page errors and Content-Security-Policy
-// violations. Run by scripts/check-api-page.sh, which starts the server and sets:
+// it, POST /v1/search with a typed body answers 200, and every operation opens without a
+// resolver error. Every request that leaves 127.0.0.1 is aborted and counted (any is a
+// failure), as are page errors and Content-Security-Policy violations. Run by
+// scripts/check-api-page.sh, which starts the server and sets:
 //
 //   BASE_URL    http://127.0.0.1:PORT of the server
 //   API_KEY     a key the server accepts
@@ -146,6 +147,15 @@ async function main() {
     // whole page, with every operation and schema, is some 10,000 pixels tall.
     await search.locator('.opblock-summary').click();
     await page.screenshot({ path: SCREENSHOT, fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1400 } });
+
+    // Then every operation opened once: Swagger UI resolves an operation's schemas only when it
+    // is opened, and lists what it cannot resolve in its Errors box (checked below).
+    const all = page.locator('.opblock');
+    for (let i = 0; i < rendered; i++) {
+      const op = all.nth(i);
+      if (!(await op.evaluate((el) => el.classList.contains('is-open')))) await op.locator('.opblock-summary').click();
+      await op.locator('.responses-wrapper').waitFor(WAIT);
+    }
 
     const problems = [];
     if (outside.length) problems.push(`${outside.length} request(s) outside 127.0.0.1 (blocked): ${[...new Set(outside)].join(', ')}`);
