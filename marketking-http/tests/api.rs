@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
+mod docs_page;
 mod hardening;
 
 use std::net::SocketAddr;
@@ -378,9 +379,11 @@ async fn openapi_lists_every_v1_path_and_docs_page() {
     assert!(spec["paths"]["/healthz"]["get"]["responses"].get("401").is_none());
     assert_eq!(spec["components"]["schemas"]["SearchBody"]["properties"]["vector"]["minItems"], DIMS);
     assert_eq!(spec["components"]["schemas"]["NewDocumentBody"]["properties"]["title"]["maxLength"], 255);
+    // The page is Swagger UI started on this spec (more in docs_page).
     let r = t.send(get("/docs")).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.text().contains("/openapi.json"));
+    assert!(r.text().contains("/docs/init.js"));
+    assert!(t.send(get("/docs/init.js")).await.text().contains("'/openapi.json'"));
     t.cleanup().await;
 }
 

@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
 use crate::AppState;
 
 pub mod admin;
+mod docs;
 pub mod documents;
 pub mod dto;
 mod schema;
@@ -108,14 +109,14 @@ pub(crate) fn v1_streaming(state: &AppState) -> Router<AppState> {
         .route_layer(from_fn_with_state(state.clone(), crate::auth::guard))
 }
 
-/// The open routes: health, readiness, metrics, spec and docs.
+/// The open routes: health, readiness, metrics, spec and the API page (`/docs` and its files).
 pub(crate) fn open() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
-        .route("/docs", get(system::docs))
+        .merge(docs::routes())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

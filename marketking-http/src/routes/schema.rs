@@ -233,9 +233,13 @@ fn add_filter_schemas(schemas: &mut Map<String, Value>) {
             "additionalProperties": false,
         }),
     );
+    // `$ref` beside `minProperties`, which OpenAPI 3.1 (JSON Schema 2020-12) reads as both
+    // applying, like `allOf: [$ref]`. Not `allOf`: Swagger UI 5 cannot resolve an `allOf`
+    // element that refers back to an enclosing schema and shows "Elements in allOf must be
+    // objects" on /docs (swagger-api/swagger-client#3858).
     schemas.insert(
         "NestedFilter".into(),
-        json!({"description": "A filter with at least one key.", "allOf": [r("Filter")], "minProperties": 1}),
+        json!({"description": "A filter with at least one key.", "$ref": "#/components/schemas/Filter", "minProperties": 1}),
     );
 }
 

@@ -1,8 +1,8 @@
-//! Health, readiness, metrics, stats and API documentation.
+//! Health, readiness, metrics, stats and the OpenAPI document.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -79,40 +79,3 @@ pub async fn openapi(State(s): State<AppState>) -> Response {
     super::schema::complete(&mut spec, s.store.dimensions());
     Json(spec).into_response()
 }
-
-/// A small self-contained page listing the operations of `/openapi.json`.
-pub async fn docs() -> Html<&'static str> {
-    Html(DOCS_HTML)
-}
-
-const DOCS_HTML: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>MarketKing API</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-.op{border:1px solid #ddd;border-radius:6px;margin:.6rem 0;padding:.5rem .8rem}
-.m{display:inline-block;min-width:4.5rem;font-weight:bold;text-transform:uppercase}
-.get{color:#0a6}.post{color:#06c}.put{color:#c80}.delete{color:#c22}
-code{background:#f4f4f4;padding:0 .2rem}pre{background:#f8f8f8;padding:.5rem;overflow:auto;font-size:.85em}
-</style></head><body>
-<h1 id="title">MarketKing API</h1>
-<p>Machine-readable spec: <a href="/openapi.json">/openapi.json</a>. Routes under <code>/v1</code> need
-<code>Authorization: Bearer &lt;key&gt;</code> when API keys are configured.</p>
-<div id="ops">Loading…</div>
-<script>
-fetch('/openapi.json').then(r => r.json()).then(spec => {
-  document.getElementById('title').textContent = spec.info.title + ' ' + spec.info.version;
-  const ops = document.getElementById('ops'); ops.textContent = '';
-  for (const [path, item] of Object.entries(spec.paths)) {
-    for (const [method, op] of Object.entries(item)) {
-      const d = document.createElement('details'); d.className = 'op';
-      const s = document.createElement('summary');
-      const m = document.createElement('span'); m.className = 'm ' + method; m.textContent = method;
-      const p = document.createElement('code'); p.textContent = path;
-      s.append(m, p, ' — ' + (op.summary || op.description || ''));
-      const pre = document.createElement('pre'); pre.textContent = JSON.stringify(op, null, 2);
-      d.append(s, pre); ops.append(d);
-    }
-  }
-}).catch(e => { document.getElementById('ops').textContent = 'Could not load /openapi.json: ' + e; });
-</script></body></html>
-"#;
