@@ -11,7 +11,8 @@ Rules (each is documented in the field's description and enforced by the service
 - `filter` query parameters (GET /v1/documents, /v1/count, /v1/export) hold the filter
   language's JSON: a generated string that is not a JSON object is replaced by a valid filter.
 - POST /v1/import takes JSONL (one document per line): the serializer below sends a generated
-  string that is not already such lines as one document whose content is that string.
+  string as one document whose content is that string (less NUL characters, which no stored
+  text may hold).
 """
 
 import json
@@ -50,11 +51,8 @@ def ndjson(ctx, value):
         # rightly skips with a 200 report.
         return b""
     text = value
-    lines = [line for line in text.splitlines() if line.strip()]
-    try:
-        if lines and all(isinstance(json.loads(line), dict) for line in lines):
-            return text.encode()
-    except ValueError:
-        pass
-    content = text if text.strip() else "empty"
+    # Stored text holds no NUL (a documented rule of every text field).
+    # Lone surrogates (which JSON text cannot carry) become "?".
+    clean = text.replace("\0", "").encode("utf-8", "replace").decode("utf-8")
+    content = clean if clean.strip() else "empty"
     return (json.dumps({"title": "generated", "content": content}) + "\n").encode()

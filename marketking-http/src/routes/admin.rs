@@ -104,13 +104,20 @@ pub async fn drop_index(State(s): State<AppState>) -> Result<Json<DroppedResult>
 #[utoipa::path(post, path = "/v1/index/rebuild", tag = "admin", operation_id = "index_rebuild",
     request_body = RebuildBody,
     responses((status = 200, description = "The rebuilt index", body = IndexInfo),
-              (status = 400, description = "No index to rebuild, or the backend has none", body = ErrorBody)),
+              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 404, description = "There is no index to rebuild", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn rebuild_index(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<RebuildBody>,
 ) -> Result<Json<IndexInfo>, AppError> {
-    Ok(Json(s.store.rebuild_index(b.concurrently).await?))
+    match s.store.rebuild_index(b.concurrently).await {
+        // No index is a missing resource here, not bad input.
+        Err(marketking_core::Error::InvalidInput { field, reason }) if field == "index" => {
+            Err(AppError::Rejected { status: StatusCode::NOT_FOUND, code: "not_found", message: reason })
+        }
+        other => Ok(Json(other?)),
+    }
 }
 
 /// Refreshes the planner's (and the full-text ranking's) statistics: `ANALYZE`.
