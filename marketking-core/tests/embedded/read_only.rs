@@ -46,10 +46,7 @@ async fn a_reader_follows_the_writers_commits() {
     let kettle = writer.create(NewDocument::new("Green kettle", "a green kettle, 1.7 litres")).await.unwrap();
     let hits = reader.search("green kettle", &SearchOptions::top(1)).await.unwrap();
     assert_eq!(ids(&hits), [kettle.id], "the reader sees a document committed after it loaded");
-    writer
-        .update(lamp.id, DocumentPatch { content: Some("a kettle shaped lamp".into()), ..Default::default() })
-        .await
-        .unwrap();
+    writer.update(lamp.id, DocumentPatch::new().content("a kettle shaped lamp")).await.unwrap();
     writer.delete(kettle.id).await.unwrap();
     for query in ["kettle", "lamp", "chair"] {
         for opts in [SearchOptions::top(5), SearchOptions::top(5).mode(marketking_core::SearchMode::Vector)] {
@@ -98,7 +95,7 @@ async fn writes_on_a_read_only_store_are_refused() {
     let doc = writer.create(NewDocument::new("Blue lamp", "a blue desk lamp").with_key("lamp")).await.unwrap();
     let reader = try_open_read_only(&path).await.unwrap();
     let new = || NewDocument::new("t", "c").with_key("k");
-    let patch = DocumentPatch { title: Some("x".into()), ..Default::default() };
+    let patch = DocumentPatch::new().title("x");
     let filter = marketking_core::Filter::everything();
     let results: Vec<(&str, Result<()>)> = vec![
         ("create", reader.create(new()).await.map(drop)),
