@@ -82,6 +82,7 @@ pub(crate) fn plan_batch(docs: &[NewDocument], existing: &HashMap<String, Existi
 /// The creation and last-change times a write stores for `doc`: the ones it carries (a
 /// restore), else the time of the write. A document that brings only `updated_at` is created
 /// then too, unless that is in the future.
+#[cfg(any(feature = "postgres", feature = "embedded"))]
 pub(crate) fn stamps(doc: &NewDocument, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let updated = doc.updated_at.unwrap_or(now);
     let created = doc.created_at.unwrap_or_else(|| updated.min(now));
