@@ -147,11 +147,13 @@ impl MemIndex {
                 .is_some_and(|r| !opts.has_filters() || r.passes(opts))
     }
 
-    /// Cosine similarity of document `id` to a unit vector (`None` if it is not here).
+    /// Cosine similarity of document `id` to a unit vector (`None` if it is not here): the
+    /// scan's and the read-only reader's dot product, so a hit's score is the same bits on every
+    /// path (a serial sum differed from it in the last place).
     pub(super) fn similarity(&self, id: i64, unit: &[f32]) -> Option<f32> {
         let row = *self.pos.get(&id)?;
         let v = self.vectors.get(row * self.dims..(row + 1) * self.dims)?;
-        Some(v.iter().zip(unit).map(|(a, b)| a * b).sum())
+        Some(crate::similarity::dot(v, unit))
     }
 
     /// Removes a row by moving the last row into its place.
