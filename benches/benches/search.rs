@@ -115,8 +115,12 @@ fn search(c: &mut Criterion) {
             bench_pg(format!("postgres_hnsw_ef{ef}"), SearchOptions { ef_search: Some(ef), ..SearchOptions::top(10) });
         }
         let lists = ((n / 1000) as u32).max(1);
-        rt.block_on(store.create_index(IndexSpec { kind: IndexKind::IvfFlat { lists: None }, concurrently: false }))
-            .unwrap();
+        rt.block_on(store.create_index(IndexSpec {
+            kind: IndexKind::IvfFlat { lists: None },
+            concurrently: false,
+            ..Default::default()
+        }))
+        .unwrap();
         let probes = (lists as f64).sqrt().ceil() as u32;
         bench_pg(
             format!("postgres_ivfflat_probes{probes}"),

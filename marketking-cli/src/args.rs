@@ -235,6 +235,13 @@ pub(crate) struct SearchArgs {
     /// MMR: candidates to choose from (default max(4k, 40)).
     #[arg(long, value_name = "N", requires = "mmr")]
     pub(crate) mmr_fetch_k: Option<usize>,
+    /// HNSW ef_search for this search (1..=1000; default MARKETKING_EF_SEARCH or 100).
+    #[arg(long, value_name = "N")]
+    pub(crate) ef_search: Option<u32>,
+    /// Candidates per result taken from a quantized index before the exact re-rank (1..=100;
+    /// default 4 for a binary index).
+    #[arg(long, value_name = "N")]
+    pub(crate) oversample: Option<u32>,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -376,6 +383,26 @@ pub(crate) enum IndexKindArg {
     Ivfflat,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum QuantizationArg {
+    /// The vectors as stored.
+    None,
+    /// Half precision (halfvec).
+    Half,
+    /// One bit per dimension (binary_quantize), re-ranked by exact distance.
+    Binary,
+}
+
+impl From<QuantizationArg> for marketking_core::Quantization {
+    fn from(q: QuantizationArg) -> Self {
+        match q {
+            QuantizationArg::None => marketking_core::Quantization::None,
+            QuantizationArg::Half => marketking_core::Quantization::Half,
+            QuantizationArg::Binary => marketking_core::Quantization::Binary,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum IndexCommand {
     /// Build (or replace) the vector index.
@@ -392,6 +419,11 @@ pub(crate) enum IndexCommand {
         /// IVFFlat: number of lists (default rows/1000).
         #[arg(long)]
         lists: Option<u32>,
+        /// What the index stores of each vector: none (as stored), half (halfvec, half the
+        /// size) or binary (one bit per dimension; searches re-rank `--oversample` candidates
+        /// per result by exact distance).
+        #[arg(long, value_enum, default_value_t = QuantizationArg::None)]
+        quantization: QuantizationArg,
         /// Build without blocking writes (slower).
         #[arg(long)]
         concurrently: bool,

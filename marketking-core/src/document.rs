@@ -24,6 +24,8 @@ pub const EF_SEARCH_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 pub const DEFAULT_PROBES: u32 = 10;
 /// Valid IVFFlat `probes` values.
 pub const PROBES_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+/// Valid `oversample` values (candidates per result from a quantized index).
+pub const OVERSAMPLE_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// Why `value` is outside `range`, if it is (the one wording of range errors).
 pub(crate) fn out_of_range(value: u32, range: &std::ops::RangeInclusive<u32>) -> Option<String> {
@@ -367,6 +369,11 @@ pub struct SearchOptions {
     pub ef_search: Option<u32>,
     /// IVFFlat `probes` for this call (1..=10000); default from the store config.
     pub probes: Option<u32>,
+    /// Candidates per result taken from a quantized vector index (1..=100) before the exact
+    /// re-rank; default [`Quantization::default_oversample`](crate::Quantization::default_oversample)
+    /// (4 for binary). No effect without a quantized index (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oversample: Option<u32>,
     /// Return each hit's embedding too.
     pub include_embedding: bool,
     /// Ranking of a text search; `None` = hybrid. Vector and similar searches are vector-only.
@@ -389,6 +396,7 @@ impl Default for SearchOptions {
             filter: None,
             ef_search: None,
             probes: None,
+            oversample: None,
             include_embedding: false,
             mode: None,
             fusion: Fusion::default(),
@@ -460,6 +468,12 @@ impl SearchOptions {
     /// Sets IVFFlat `probes` for this call (1..=10000).
     pub fn probes(mut self, probes: u32) -> Self {
         self.probes = Some(probes);
+        self
+    }
+
+    /// Sets the candidates per result taken from a quantized index (1..=100).
+    pub fn oversample(mut self, oversample: u32) -> Self {
+        self.oversample = Some(oversample);
         self
     }
 
@@ -535,6 +549,9 @@ impl SearchOptions {
         }
         if let Some(reason) = self.probes.and_then(|p| out_of_range(p, &PROBES_RANGE)) {
             return Err(Error::invalid("probes", reason));
+        }
+        if let Some(reason) = self.oversample.and_then(|o| out_of_range(o, &OVERSAMPLE_RANGE)) {
+            return Err(Error::invalid("oversample", reason));
         }
         self.fusion.validate(self.k)?;
         if let Some(m) = &self.mmr {

@@ -62,7 +62,8 @@ mod vector;
 /// `#[marketking_core::async_trait]` on the `impl`.
 pub use async_trait::async_trait;
 pub use backend::{
-    IndexInfo, IndexKind, IndexSpec, PoolStats, SourceCount, StorageStats, DEFAULT_HNSW_EF_CONSTRUCTION, DEFAULT_HNSW_M,
+    IndexInfo, IndexKind, IndexSpec, PoolStats, Quantization, SourceCount, StorageStats, DEFAULT_HNSW_EF_CONSTRUCTION,
+    DEFAULT_HNSW_M,
 };
 #[cfg(feature = "redis")]
 pub use cache::RedisCache;
@@ -71,7 +72,7 @@ pub use document::{
     json_contains, metadata_object, BatchReport, Document, DocumentPatch, Metadata, NewDocument, SearchHit,
     SearchOptions, SearchResults, UpsertOutcome, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K,
     MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK,
-    PROBES_RANGE,
+    OVERSAMPLE_RANGE, PROBES_RANGE,
 };
 #[cfg(feature = "local")]
 pub use embedder::{

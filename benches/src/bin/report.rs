@@ -283,9 +283,9 @@ async fn postgres(
         recall(&exact.ids, truth, &ids)
     ));
     let t = Instant::now();
-    store.create_index(IndexSpec::default()).await?;
+    let full = store.create_index(IndexSpec::default()).await?;
     let build = t.elapsed().as_secs_f64();
-    r.line(format!("HNSW (m 16, ef_construction 64) build: {build:.1} s\n"));
+    r.line(format!("HNSW (m 16, ef_construction 64) build: {build:.1} s, {:.1} MB\n", full.bytes as f64 / 1e6));
     r.line("| index | setting | p50 ms | p95 ms | p99 ms | QPS 1 client | QPS 8 clients | recall@10 |");
     r.line("|---|---|---|---|---|---|---|---|");
     let mut recommended = None;
@@ -297,9 +297,12 @@ async fn postgres(
         }
     }
     let overhead = overhead_vs_raw(url, &schema, &store, qs).await?;
+    quantized(r, &store, qs, truth, &ids, build, full.bytes, recommended.map(|(ef, p50, _)| (ef, p50))).await?;
     let lists = ((n / 1000) as u32).max(1);
     let t = Instant::now();
-    store.create_index(IndexSpec { kind: IndexKind::IvfFlat { lists: None }, concurrently: false }).await?;
+    store
+        .create_index(IndexSpec { kind: IndexKind::IvfFlat { lists: None }, concurrently: false, ..Default::default() })
+        .await?;
     let ivf_build = t.elapsed().as_secs_f64();
     let probes = (lists as f64).sqrt().ceil() as u32;
     let opts = SearchOptions { probes: Some(probes), ..SearchOptions::top(10) };
@@ -319,6 +322,66 @@ async fn postgres(
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await?;
+    Ok(())
+}
+
+/// HNSW over half-precision and binary-quantized copies of the vectors, re-ranked by exact
+/// distance, against the full-precision index just measured: build time, size, recall, latency.
+#[allow(clippy::too_many_arguments)]
+async fn quantized(
+    r: &mut Report,
+    store: &VectorStore,
+    qs: &[Vec<f32>],
+    truth: &[Vec<usize>],
+    ids: &[i64],
+    full_build: f64,
+    full_bytes: u64,
+    recommended: Option<(u32, f64)>,
+) -> anyhow::Result<()> {
+    use marketking_core::Quantization;
+    let mut builds = Vec::new();
+    r.line(
+        "\nQuantized HNSW (m 16, ef_construction 64; candidates re-ranked by exact cosine in the same statement):\n",
+    );
+    r.line("| index | setting | p50 ms | p95 ms | p99 ms | QPS 1 client | QPS 8 clients | recall@10 |");
+    r.line("|---|---|---|---|---|---|---|---|");
+    for (q, settings) in [
+        (Quantization::Half, vec![(40, 1), (100, 1), (200, 1)]),
+        (Quantization::Binary, vec![(40, 4), (100, 4), (100, 10), (200, 20), (400, 40)]),
+    ] {
+        let t = Instant::now();
+        let info = store.create_index(IndexSpec { quantization: q, ..Default::default() }).await?;
+        builds.push((q, t.elapsed().as_secs_f64(), info.bytes));
+        for (ef, oversample) in settings {
+            let opts = SearchOptions { ef_search: Some(ef), oversample: Some(oversample), ..SearchOptions::top(10) };
+            row(
+                r,
+                store,
+                qs,
+                &opts,
+                truth,
+                ids,
+                &format!("hnsw {q}"),
+                &format!("ef_search {ef}, oversample {oversample}"),
+            )
+            .await?;
+        }
+    }
+    r.line("");
+    r.line("| index | build s | build vs full | size MB | full / size |");
+    r.line("|---|---|---|---|---|");
+    r.line(format!("| hnsw none | {full_build:.1} | 1.00x | {:.1} | 1.00x |", full_bytes as f64 / 1e6));
+    for (q, secs, bytes) in builds {
+        r.line(format!(
+            "| hnsw {q} | {secs:.1} | {:.2}x faster | {:.1} | {:.2}x smaller |",
+            full_build / secs,
+            bytes as f64 / 1e6,
+            full_bytes as f64 / bytes.max(1) as f64
+        ));
+    }
+    if let Some((ef, p50)) = recommended {
+        r.line(format!("\nFull-precision HNSW at its recommended ef_search {ef}: p50 {p50:.2} ms.\n"));
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use marketking_core::{IndexInfo, IndexKind, IndexSpec, VectorStore};
+use marketking_core::{IndexInfo, IndexKind, IndexSpec, Quantization, VectorStore};
 
 use crate::args::{IndexCommand, IndexKindArg};
 use crate::output::{human_bytes, print_json, print_stats};
@@ -25,7 +25,11 @@ fn describe(info: &IndexInfo) -> String {
         IndexKind::IvfFlat { lists } => format!("ivfflat (lists={})", lists.map_or("auto".into(), |l| l.to_string())),
         _ => "unknown kind".to_string(),
     };
-    format!("{} {kind}, {}", info.name, human_bytes(info.bytes))
+    let quantization = match info.quantization {
+        Quantization::None => String::new(),
+        q => format!(", quantization {q}"),
+    };
+    format!("{} {kind}{quantization}, {}", info.name, human_bytes(info.bytes))
 }
 
 /// Turns the clap flags into an index kind; wrong combinations are usage errors (exit 2).
@@ -53,9 +57,11 @@ fn index_kind(kind: IndexKindArg, m: Option<u32>, ef: Option<u32>, lists: Option
 pub(super) async fn index(store: &VectorStore, out: &mut impl Write, cmd: IndexCommand) -> anyhow::Result<ExitCode> {
     // Validate the flags before anything else, so usage errors are reported the same everywhere.
     let spec = match &cmd {
-        IndexCommand::Create { kind, m, ef_construction, lists, concurrently } => {
-            Some(IndexSpec { kind: index_kind(*kind, *m, *ef_construction, *lists), concurrently: *concurrently })
-        }
+        IndexCommand::Create { kind, m, ef_construction, lists, quantization, concurrently } => Some(IndexSpec {
+            kind: index_kind(*kind, *m, *ef_construction, *lists),
+            concurrently: *concurrently,
+            quantization: (*quantization).into(),
+        }),
         _ => None,
     };
     if store.backend_kind() == "embedded" {

@@ -85,6 +85,58 @@ impl IndexKind {
     }
 }
 
+/// What a vector index stores of each vector (PostgreSQL). The table keeps the full-precision
+/// vectors either way; a quantized index ranks candidates by its smaller copy and the search
+/// re-ranks them by exact cosine distance in the same statement.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Quantization {
+    /// The vectors as stored (`vector`, 4 bytes per dimension; HNSW up to 2,000 dimensions).
+    #[default]
+    None,
+    /// Half precision (`halfvec`, 2 bytes per dimension; up to 4,000 dimensions): an index
+    /// about half the size, distances within about 1e-3 of exact.
+    Half,
+    /// One bit per dimension (`binary_quantize`, Hamming distance; up to 64,000 dimensions): an
+    /// index about 1/32 of the vectors' size. Each search takes `k * oversample` candidates
+    /// from it (see [`SearchOptions::oversample`](crate::SearchOptions::oversample)) and keeps
+    /// the `k` nearest by exact cosine distance.
+    Binary,
+}
+
+impl Quantization {
+    /// The largest dimension count pgvector indexes in this form.
+    pub fn max_dimensions(self) -> usize {
+        match self {
+            Quantization::None => 2000,
+            Quantization::Half => 4000,
+            Quantization::Binary => 64000,
+        }
+    }
+
+    /// The candidates per result a search takes from an index in this form when the caller
+    /// sets none: binary codes rank coarsely, so 4 per result; the others re-rank what they
+    /// find only to report exact distances.
+    pub fn default_oversample(self) -> u32 {
+        match self {
+            Quantization::Binary => 4,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Quantization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Quantization::None => "none",
+            Quantization::Half => "half",
+            Quantization::Binary => "binary",
+        })
+    }
+}
+
 /// How to build an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct IndexSpec {
@@ -92,6 +144,9 @@ pub struct IndexSpec {
     pub kind: IndexKind,
     /// Build with `CREATE INDEX CONCURRENTLY` (does not block writes; slower).
     pub concurrently: bool,
+    /// What the index stores of each vector (default: the vectors as they are).
+    #[serde(default)]
+    pub quantization: Quantization,
 }
 
 /// The index a table has.
@@ -102,6 +157,9 @@ pub struct IndexInfo {
     pub name: String,
     /// Kind and parameters (IVFFlat lists resolved to the built value).
     pub kind: IndexKind,
+    /// What the index stores of each vector.
+    #[serde(default)]
+    pub quantization: Quantization,
     /// Size on disk in bytes.
     pub bytes: u64,
 }

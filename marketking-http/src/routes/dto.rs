@@ -228,6 +228,11 @@ pub struct SearchBody {
     #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 10000)]
     pub probes: Option<u32>,
+    /// Candidates per result taken from a quantized vector index before the exact re-rank,
+    /// 1..=100 (default 4 for a binary index, 1 for halfvec; no effect without one).
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub oversample: Option<u32>,
 }
 
 /// `POST /v1/documents/count`: how many documents a filter matches.

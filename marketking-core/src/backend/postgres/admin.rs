@@ -1,9 +1,12 @@
 //! Indexes and statistics.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use tokio_postgres::Client;
 
 use super::{with_retry, PgBackend};
-use crate::backend::{IndexInfo, IndexKind, IndexSpec, SourceCount, StorageStats};
+use crate::backend::{IndexInfo, IndexKind, IndexSpec, Quantization, SourceCount, StorageStats};
 use crate::error::{Error, Result};
 
 const INDEX_SUFFIX: &str = "embedding_idx";
@@ -12,13 +15,82 @@ const INDEX_SUFFIX: &str = "embedding_idx";
 const BUILD_SETTINGS: &str = "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1";
 const RESET_SETTINGS: &str = "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers";
 
+/// How often a search re-reads which form the table's vector index has, so an index that
+/// another process builds or drops is used (or no longer expected) here within this time.
+const INDEX_FORM_TTL: Duration = Duration::from_secs(60);
+
+/// The quantization of the table's vector index as last read from the catalog: a search's
+/// vector leg must order by the index's own expression for the planner to use it.
+#[derive(Debug)]
+pub(crate) struct IndexForm(Mutex<(Quantization, Instant)>);
+
+impl IndexForm {
+    pub(crate) fn new(q: Quantization) -> Self {
+        IndexForm(Mutex::new((q, Instant::now())))
+    }
+
+    pub(super) fn set(&self, q: Quantization) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (q, Instant::now());
+    }
+
+    /// The form, and whether it is older than [`INDEX_FORM_TTL`].
+    fn get(&self) -> (Quantization, bool) {
+        let (q, at) = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (q, at.elapsed() > INDEX_FORM_TTL)
+    }
+}
+
+/// The expression an index in this form is built over, and its operator class.
+fn index_expr(q: Quantization, dims: usize) -> (String, &'static str) {
+    match q {
+        Quantization::None => ("embedding".into(), "vector_cosine_ops"),
+        Quantization::Half => (format!("(embedding::halfvec({dims}))"), "halfvec_cosine_ops"),
+        Quantization::Binary => (format!("(binary_quantize(embedding)::bit({dims}))"), "bit_hamming_ops"),
+    }
+}
+
+/// The distance a search orders by to use an index in this form, for the query vector `v` (a
+/// parameter placeholder).
+pub(super) fn order_expr(q: Quantization, dims: usize, v: &str) -> String {
+    match q {
+        Quantization::None => format!("embedding <=> {v}"),
+        Quantization::Half => format!("embedding::halfvec({dims}) <=> {v}::halfvec({dims})"),
+        Quantization::Binary => {
+            format!("binary_quantize(embedding)::bit({dims}) <~> binary_quantize({v})::bit({dims})")
+        }
+    }
+}
+
 impl PgBackend {
+    /// The quantization of the table's vector index, read again from the catalog when the
+    /// cached form is older than a minute (a failed read keeps the cached one).
+    pub(super) async fn index_quantization(&self) -> Quantization {
+        let (q, stale) = self.index_form.get();
+        if !stale {
+            return q;
+        }
+        let read = async { self.index_info(&*self.checkout().await?).await };
+        match read.await {
+            Ok(info) => {
+                let q = info.map_or(Quantization::None, |i| i.quantization);
+                self.index_form.set(q);
+                q
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not re-read the vector index's form; keeping the cached one");
+                q
+            }
+        }
+    }
+
     /// The vector index on the table, if any (any hnsw/ivfflat index on it counts).
-    async fn index_info(&self, conn: &Client) -> Result<Option<IndexInfo>> {
+    pub(super) async fn index_info(&self, conn: &Client) -> Result<Option<IndexInfo>> {
         let row = conn
             .query_opt(
-                "SELECT c.relname::text, am.amname::text, coalesce(c.reloptions, '{}')::text[], pg_relation_size(c.oid) \
+                "SELECT c.relname::text, am.amname::text, coalesce(c.reloptions, '{}')::text[], pg_relation_size(c.oid), \
+                 opc.opcname::text \
                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam \
+                 JOIN pg_opclass opc ON opc.oid = i.indclass[0] \
                  WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat') \
                  ORDER BY i.indisvalid DESC, c.relname LIMIT 1",
                 &[&self.sql.table],
@@ -27,6 +99,11 @@ impl PgBackend {
         let Some(r) = row else { return Ok(None) };
         let am: String = r.try_get(1)?;
         let opts: Vec<String> = r.try_get(2)?;
+        let quantization = match r.try_get::<_, String>(4)?.as_str() {
+            "halfvec_cosine_ops" => Quantization::Half,
+            "bit_hamming_ops" => Quantization::Binary,
+            _ => Quantization::None,
+        };
         let opt = |name: &str, default: u32| {
             opts.iter()
                 .find_map(|o| o.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok()))
@@ -37,7 +114,7 @@ impl PgBackend {
         } else {
             IndexKind::IvfFlat { lists: Some(opt("lists", 100)) }
         };
-        Ok(Some(IndexInfo { name: r.try_get(0)?, kind, bytes: r.try_get::<_, i64>(3)?.max(0) as u64 }))
+        Ok(Some(IndexInfo { name: r.try_get(0)?, kind, quantization, bytes: r.try_get::<_, i64>(3)?.max(0) as u64 }))
     }
 
     pub(crate) async fn stats_impl(&self) -> Result<StorageStats> {
@@ -70,6 +147,22 @@ impl PgBackend {
     }
 
     pub(crate) async fn create_index_impl(&self, spec: &IndexSpec) -> Result<IndexInfo> {
+        let q = spec.quantization;
+        if self.dims > q.max_dimensions() {
+            return Err(Error::invalid(
+                "quantization",
+                format!(
+                    "an index with quantization {q} holds up to {} dimensions and this table's vectors have {}{}",
+                    q.max_dimensions(),
+                    self.dims,
+                    if self.dims <= Quantization::Binary.max_dimensions() {
+                        "; quantization half (up to 4000) or binary (up to 64000) index more"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
         let conn = self.checkout().await?;
         let t = &self.sql.table;
         let (method, with) = match spec.kind {
@@ -89,20 +182,32 @@ impl PgBackend {
         // an invalid one behind, which this also clears).
         if let Some(old) = self.index_info(&conn).await? {
             conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.table.in_schema(&old.name))).await?;
+            self.index_form.set(Quantization::None);
         }
         let concurrently = if spec.concurrently { "CONCURRENTLY " } else { "" };
         // Separate statements: several in one simple query form an implicit transaction, where
         // CONCURRENTLY is not allowed.
         conn.batch_execute(BUILD_SETTINGS).await?;
+        let (expr, ops) = index_expr(q, self.dims);
         let built = conn
             .batch_execute(&format!(
-                "CREATE INDEX {concurrently}{name} ON {t} USING {method} (embedding vector_cosine_ops) WITH ({with})",
+                "CREATE INDEX {concurrently}{name} ON {t} USING {method} ({expr} {ops}) WITH ({with})",
                 name = self.table.sibling(INDEX_SUFFIX)
             ))
             .await;
         conn.batch_execute(RESET_SETTINGS).await?;
-        built?;
-        self.index_info(&conn).await?.ok_or_else(|| Error::storage("index was created but cannot be found"))
+        let info = match built {
+            Ok(()) => self.index_info(&conn).await?,
+            Err(e) => {
+                // Whatever is left (an invalid concurrent build, or nothing) decides the form.
+                self.index_form
+                    .set(self.index_info(&conn).await.ok().flatten().map_or(Quantization::None, |i| i.quantization));
+                return Err(e.into());
+            }
+        };
+        let info = info.ok_or_else(|| Error::storage("index was created but cannot be found"))?;
+        self.index_form.set(info.quantization);
+        Ok(info)
     }
 
     pub(crate) async fn drop_index_impl(&self) -> Result<bool> {
@@ -111,6 +216,7 @@ impl PgBackend {
             None => Ok(false),
             Some(old) => {
                 conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.table.in_schema(&old.name))).await?;
+                self.index_form.set(Quantization::None);
                 Ok(true)
             }
         }

@@ -56,6 +56,10 @@ pub(crate) struct PgBackend {
     rum: Option<String>,
     /// The table's text statistics for BM25 (`pg_stats`), refreshed once a minute.
     text_stats: Arc<text_stats::StatsCache>,
+    /// The vectors' dimension count.
+    dims: usize,
+    /// The quantization of the table's vector index, re-read once a minute.
+    index_form: admin::IndexForm,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -157,7 +161,7 @@ impl PgBackend {
                 "pgvector older than 0.8: filtered approximate searches may return fewer than k rows"
             );
         }
-        Ok(PgBackend {
+        let backend = PgBackend {
             pool,
             sql: read::Statements::new(&table),
             table,
@@ -169,7 +173,14 @@ impl PgBackend {
             text_config: info.text_config,
             rum: info.rum_schema.as_deref().map(ident::quote_ident),
             text_stats: text_stats::StatsCache::new(stats),
-        })
+            dims,
+            index_form: admin::IndexForm::new(crate::backend::Quantization::None),
+        };
+        let index = backend.index_info(&*backend.checkout().await?).await?;
+        if let Some(i) = index {
+            backend.index_form.set(i.quantization);
+        }
+        Ok(backend)
     }
 
     /// A pooled connection; [`Error::Unavailable`] at once when the server refuses connections.

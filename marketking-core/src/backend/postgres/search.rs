@@ -46,7 +46,7 @@ use super::schema::split_words;
 #[cfg(doc)]
 use super::text_stats::{TextStats, PRUNE_MIN_ROWS};
 use super::{with_retry, PgBackend};
-use crate::backend::{finish_hits, SearchQuery};
+use crate::backend::{finish_hits, Quantization, SearchQuery};
 use crate::document::{SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
 use crate::error::{Error, Result};
 use crate::search_mode::{LegScore, BM25_B, BM25_K1, TITLE_WEIGHT};
@@ -259,6 +259,14 @@ impl PgBackend {
         let text = query.text.map(str::to_string);
         let filter = opts.filter.as_ref().map(super::filter_sql::SqlFilter::compile).transpose()?;
         let metadata = opts.metadata.as_ref().map(tokio_postgres::types::Json);
+        // A quantized index gives `oversample` candidates per result, ranked by its own
+        // distance; the nearest of them by exact cosine distance are kept.
+        let quant = if vector.is_some() { self.index_quantization().await } else { Quantization::None };
+        let vector_rows = if text.is_some() { candidates } else { limit };
+        let scanned = match quant {
+            Quantization::None => vector_rows,
+            q => vector_rows.saturating_mul(i64::from(opts.oversample.unwrap_or_else(|| q.default_oversample()))),
+        };
         let mut p = Params { values: Vec::new() };
         let k = p.push(&limit, Type::INT8);
         let mut filters: Vec<String> = Vec::new();
@@ -307,12 +315,30 @@ impl PgBackend {
             }
             .ctes()
         });
+        // `SELECT id, distance`: the `n` nearest rows (exact cosine distance) for `v`.
+        let nearest = |v: &str, n: &str, pool: Option<&str>| match pool {
+            None => format!(
+                "SELECT id, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {n}"
+            ),
+            Some(pool) => format!(
+                "SELECT id, embedding <=> {v} AS distance FROM \
+                 (SELECT id, embedding FROM {t} {where_filters} ORDER BY {order} LIMIT {pool}) q \
+                 ORDER BY distance, id LIMIT {n}",
+                order = super::admin::order_expr(quant, self.dims, v)
+            ),
+        };
         let sql = match (&vector, &leg) {
             // ORDER BY the same expression we select, so exact scans compute each distance once
             // and the planner can use the cosine index: `ORDER BY embedding <=> $v LIMIT k`.
-            (Some(v), None) => {
+            (Some(v), None) if quant == Quantization::None => {
                 let v = p.push(v, self.vector_type.clone());
                 format!("SELECT {COLS}{emb}, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {k}")
+            }
+            (Some(v), None) => {
+                let v = p.push(v, self.vector_type.clone());
+                let pool = p.push(&scanned, Type::INT8);
+                let near = nearest(&v, &k, Some(&pool));
+                format!("SELECT {COLS}{emb}, n.distance FROM ({near}) n JOIN {t} USING (id) ORDER BY n.distance, id")
             }
             (None, Some(leg)) => {
                 format!("WITH {leg} SELECT {COLS}{emb}, x.score FROM x JOIN {t} USING (id) ORDER BY x.score DESC, id")
@@ -320,12 +346,13 @@ impl PgBackend {
             (Some(v), Some(leg)) => {
                 let v = p.push(v, self.vector_type.clone());
                 let c = &leg_limit;
+                let pool = (quant != Quantization::None).then(|| p.push(&scanned, Type::INT8));
+                let near = nearest(&v, c, pool.as_deref());
                 let (wv, wt, rk) = (p.push(&wv, Type::FLOAT8), p.push(&wt, Type::FLOAT8), p.push(&rrf_k, Type::FLOAT8));
                 format!(
                     "WITH {leg}, \
                      v AS (SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM \
-                           (SELECT id, embedding <=> {v} AS distance FROM {t} {where_filters} \
-                            ORDER BY embedding <=> {v} LIMIT {c}) s), \
+                           ({near}) s), \
                      f AS (SELECT coalesce(v.id, x.id) AS id, \
                            coalesce({wv} / ({rk} + v.rank), 0) + coalesce({wt} / ({rk} + x.rank), 0) AS fused, \
                            v.rank AS vrank, x.rank AS trank, x.score AS tscore \
@@ -345,8 +372,8 @@ impl PgBackend {
             if self.iterative_scans && (opts.has_filters() || exclude.is_some()) { "relaxed_order" } else { "off" };
         // The store fills in its defaults before calling; these only name the fallback.
         let mut ef = opts.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
-        if vector.is_some() && text.is_some() {
-            ef = ef.max(u32::try_from(candidates).unwrap_or(u32::MAX)).min(*crate::document::EF_SEARCH_RANGE.end());
+        if vector.is_some() && (text.is_some() || quant != Quantization::None) {
+            ef = ef.max(u32::try_from(scanned).unwrap_or(u32::MAX)).min(*crate::document::EF_SEARCH_RANGE.end());
         }
         // No JIT: the text leg's statement carries the plan of a count over the table (run only
         // when the table has no statistics), whose estimated cost at 100k rows crossed
