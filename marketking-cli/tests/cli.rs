@@ -494,6 +494,18 @@ mod pg {
         // Searching still works through the index.
         let hits = json_of(&s.ok(&["search", "red lamp", "-k", "3", "--json"]));
         assert_eq!(hits["hits"].as_array().unwrap().len(), 3);
+        let out = s.ok(&["index", "create", "--quantization", "binary"]);
+        assert!(out.contains("hnsw (m=16, ef_construction=64), quantization binary"), "{out}");
+        let stats = json_of(&s.ok(&["stats", "--json"]));
+        assert_eq!(stats["storage"]["index"]["quantization"], "binary");
+        let plan = s.ok(&["search", "red lamp", "--mode", "vector", "--oversample", "8", "--explain"]);
+        // (30 rows: the planner scans them; the quantized order and the exact re-rank are there.)
+        assert!(plan.contains("binary_quantize") && plan.contains("<~>") && plan.contains("<=>"), "{plan}");
+        let hits = json_of(&s.ok(&["search", "red lamp", "-k", "3", "--oversample", "8", "--json"]));
+        assert_eq!(hits["hits"].as_array().unwrap().len(), 3);
+        let line = fails(&s.run(&["search", "red lamp", "--oversample", "0"]));
+        assert!(line.contains("oversample"), "{line}");
+        assert_eq!(s.run(&["index", "create", "--quantization", "quarter"]).status.code(), Some(2));
         assert_eq!(s.ok(&["index", "drop"]).trim(), "dropped the vector index");
         assert_eq!(s.ok(&["index", "drop"]).trim(), "there was no vector index");
         let line = fails(&s.run(&["index", "rebuild"]));

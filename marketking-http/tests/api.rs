@@ -865,6 +865,16 @@ async fn every_store_operation_is_a_route_and_answers() {
     let index = t.send(json("POST", "/v1/index", json!({"kind": "hnsw", "m": 8}))).await;
     assert_eq!(index.status, StatusCode::OK, "{}", index.text());
     assert_eq!(t.send(json("POST", "/v1/index/rebuild", json!({}))).await.status, StatusCode::OK);
+    let index = t.send(json("POST", "/v1/index", json!({"kind": "hnsw", "quantization": "half"}))).await;
+    assert_eq!(index.json()["quantization"], "half", "{}", index.text());
+    let hits = t.send(json("POST", "/v1/search", json!({"vector": with["embedding"], "k": 1, "oversample": 3}))).await;
+    assert_eq!(hits.json()["hits"][0]["document"]["id"], id, "{}", hits.text());
+    let bad = t.send(json("POST", "/v1/search", json!({"query": "rocky shoes", "oversample": 0}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text());
+    assert_eq!(bad.json()["error"]["field"], "oversample", "{}", bad.text());
+    let bad = t.send(json("POST", "/v1/index", json!({"kind": "hnsw", "quantization": "quarter"}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text());
+    assert!(bad.text().contains("quantization"), "{}", bad.text());
     assert_eq!(t.send(delete("/v1/index")).await.json()["dropped"], true);
     assert_eq!(t.send(raw("POST", "/v1/analyze", None, "")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(t.send(get("/readyz")).await.status, StatusCode::OK);

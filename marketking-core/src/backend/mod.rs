@@ -89,7 +89,7 @@ impl IndexKind {
 /// vectors either way; a quantized index ranks candidates by its smaller copy and the search
 /// re-ranks them by exact cosine distance in the same statement.
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Quantization {
@@ -123,6 +123,27 @@ impl Quantization {
         match self {
             Quantization::Binary => 4,
             _ => 1,
+        }
+    }
+}
+
+/// By hand, so a wrong value's error names the field (serde's own names only the variant).
+impl<'de> Deserialize<'de> for Quantization {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Quantization::None),
+            "half" => Ok(Quantization::Half),
+            "binary" => Ok(Quantization::Binary),
+            other => Err(Error::invalid("quantization", format!("must be none, half or binary, got {other:?}"))),
         }
     }
 }
