@@ -42,6 +42,12 @@ struct Args {
     /// Exact search only: build no HNSW index.
     #[arg(long)]
     no_hnsw: bool,
+    /// What the HNSW index stores of each vector: none, half or binary (re-ranked exactly).
+    #[arg(long, default_value = "none")]
+    quantization: marketking_core::Quantization,
+    /// Candidates per result taken from a quantized index (default the SDK's: 4 for binary).
+    #[arg(long)]
+    oversample: Option<u32>,
     /// Use only the first N queries (the file's order is a seeded random sample).
     #[arg(long, value_name = "N")]
     queries: Option<usize>,
@@ -328,18 +334,23 @@ async fn measure_backend(
     let mut rows: Vec<Row> = Vec::new();
     let mut exact: HashMap<Mode, Vec<Vec<String>>> = HashMap::new();
     let probe = store.embedder().embed_one(&data.queries[0].query).await?;
+    let hnsw_label = match (args.quantization, args.oversample) {
+        (marketking_core::Quantization::None, _) => "hnsw".to_string(),
+        (q, Some(o)) => format!("hnsw {q} x{o}"),
+        (q, None) => format!("hnsw {q} x{}", q.default_oversample()),
+    };
     for setting in settings {
         let (index, ef_search) = match setting {
             IndexSetting::Exact => ("exact", None),
-            IndexSetting::Hnsw { ef_search } => ("hnsw", Some(ef_search)),
+            IndexSetting::Hnsw { ef_search } => (hnsw_label.as_str(), Some(ef_search)),
         };
         if matches!(setting, IndexSetting::Hnsw { .. }) && hnsw_build_seconds.is_none() {
             let t = Instant::now();
-            store.create_index(IndexSpec::default()).await?;
+            store.create_index(IndexSpec { quantization: args.quantization, ..Default::default() }).await?;
             hnsw_build_seconds = Some(t.elapsed().as_secs_f64());
             store.analyze().await?;
         }
-        let mut base = SearchOptions { ef_search, ..SearchOptions::top(args.k) };
+        let mut base = SearchOptions { ef_search, oversample: args.oversample, ..SearchOptions::top(args.k) };
         if let Some(k) = args.rrf_k {
             base.fusion.rrf_k = k;
         }
