@@ -374,6 +374,10 @@ pub struct SearchOptions {
     /// (4 for binary). No effect without a quantized index (PostgreSQL).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oversample: Option<u32>,
+    /// Search exactly (every stored vector compared), bypassing any vector index: the ground
+    /// truth an approximate index is measured against. Slower on large tables.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
     /// Return each hit's embedding too.
     pub include_embedding: bool,
     /// Ranking of a text search; `None` = hybrid. Vector and similar searches are vector-only.
@@ -397,6 +401,7 @@ impl Default for SearchOptions {
             ef_search: None,
             probes: None,
             oversample: None,
+            exact: false,
             include_embedding: false,
             mode: None,
             fusion: Fusion::default(),
@@ -474,6 +479,12 @@ impl SearchOptions {
     /// Sets the candidates per result taken from a quantized index (1..=100).
     pub fn oversample(mut self, oversample: u32) -> Self {
         self.oversample = Some(oversample);
+        self
+    }
+
+    /// Searches exactly, bypassing any vector index (see [`exact`](Self::exact)).
+    pub fn exact(mut self, yes: bool) -> Self {
+        self.exact = yes;
         self
     }
 

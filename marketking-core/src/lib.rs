@@ -62,8 +62,8 @@ mod vector;
 /// `#[marketking_core::async_trait]` on the `impl`.
 pub use async_trait::async_trait;
 pub use backend::{
-    IndexInfo, IndexKind, IndexSpec, PoolStats, Quantization, SourceCount, StorageStats, DEFAULT_HNSW_EF_CONSTRUCTION,
-    DEFAULT_HNSW_M,
+    IndexInfo, IndexKind, IndexSpec, PoolStats, Quantization, SourceCount, StorageStats, TunedSettings,
+    DEFAULT_HNSW_EF_CONSTRUCTION, DEFAULT_HNSW_M,
 };
 #[cfg(feature = "redis")]
 pub use cache::RedisCache;
@@ -92,8 +92,9 @@ pub use gate::CommitGate;
 pub use search_mode::{Fusion, LegScore, Mmr, SearchMode};
 pub use similarity::cosine_similarity;
 pub use store::{
-    EmbedderStats, ListOptions, Stats, StorageConfig, VectorStore, VectorStoreBuilder, DEFAULT_DB_PATH,
-    DEFAULT_PAGE_SIZE, DEFAULT_POOL_SIZE, DEFAULT_TABLE, DEFAULT_TEXT_CONFIG, MAX_PAGE_SIZE,
+    EmbedderStats, ListOptions, Stats, StorageConfig, TuneKnob, TuneOptions, TuneReport, TuneStep, VectorStore,
+    VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_PAGE_SIZE, DEFAULT_POOL_SIZE, DEFAULT_TABLE, DEFAULT_TEXT_CONFIG,
+    MAX_PAGE_SIZE, MAX_TUNE_QUERIES,
 };
 
 #[doc = include_str!("../../README.md")]

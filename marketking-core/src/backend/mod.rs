@@ -170,9 +170,35 @@ pub struct IndexSpec {
     pub quantization: Quantization,
 }
 
+/// Search settings measured for one index by
+/// [`VectorStore::tune_recall`](crate::VectorStore::tune_recall) and kept with it (PostgreSQL:
+/// in the index's comment, so they go when the index is dropped or replaced). Searches use them
+/// unless the call or the store's configuration sets the value.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TunedSettings {
+    /// HNSW `ef_search` that reached the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef_search: Option<u32>,
+    /// IVFFlat `probes` that reached the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<u32>,
+    /// Candidates per result of a binary-quantized index that reached the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversample: Option<u32>,
+    /// The recall@k aimed at.
+    pub target: f64,
+    /// The recall@k measured with these settings against exact search.
+    pub recall: f64,
+    /// The `k` of recall@k.
+    pub k: usize,
+    /// How many stored documents were used as queries.
+    pub queries: usize,
+}
+
 /// The index a table has.
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexInfo {
     /// Index name.
     pub name: String,
@@ -183,6 +209,9 @@ pub struct IndexInfo {
     pub quantization: Quantization,
     /// Size on disk in bytes.
     pub bytes: u64,
+    /// The search settings tuned for this index, if it was tuned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<TunedSettings>,
 }
 
 /// Document count for one source.
@@ -304,6 +333,17 @@ pub(crate) trait Backend: Send + Sync + Debug {
 
     /// Refreshes planner statistics (after bulk loads).
     async fn analyze(&self) -> Result<()>;
+
+    /// Up to `n` stored documents' ids and vectors, spread over the table and the same on
+    /// every call for the same rows (the queries of [`tune_recall`](crate::VectorStore::tune_recall)).
+    async fn sample_vectors(&self, _n: usize) -> Result<Vec<(i64, Vec<f32>)>> {
+        Err(Error::Unsupported { operation: format!("sampling stored vectors on the {} store", self.kind()) })
+    }
+
+    /// Keeps `tuned` with the vector index (or clears it); error when there is no index.
+    async fn set_tuned(&self, _tuned: Option<&TunedSettings>) -> Result<IndexInfo> {
+        Err(Error::Unsupported { operation: format!("keeping tuned settings on the {} store", self.kind()) })
+    }
 
     /// Checks the storage is reachable and migrated.
     async fn ping(&self) -> Result<()>;

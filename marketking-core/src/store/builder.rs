@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::{Cache, MemoryCache};
-use crate::document::{out_of_range, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, PROBES_RANGE};
+use crate::document::{out_of_range, EF_SEARCH_RANGE, PROBES_RANGE};
 
 /// Text search configuration of new tables and files.
 pub const DEFAULT_TEXT_CONFIG: &str = "english";
@@ -87,8 +87,10 @@ pub(crate) struct Config {
     pub(crate) local_model: Option<PathBuf>,
     /// The setting errors about `local_model` name: the variable when it came from there.
     pub(crate) local_model_field: &'static str,
-    pub(crate) ef_search: u32,
-    pub(crate) probes: u32,
+    /// Set by the builder or the environment; `None` leaves it to the index's tuning, then
+    /// [`DEFAULT_EF_SEARCH`](crate::DEFAULT_EF_SEARCH).
+    pub(crate) ef_search: Option<u32>,
+    pub(crate) probes: Option<u32>,
     pub(crate) result_ttl: Duration,
     pub(crate) cache_results: bool,
 }
@@ -115,8 +117,8 @@ impl Default for Config {
             discover_local: false,
             local_model: None,
             local_model_field: "local_model",
-            ef_search: DEFAULT_EF_SEARCH,
-            probes: DEFAULT_PROBES,
+            ef_search: None,
+            probes: None,
             result_ttl: Duration::from_secs(300),
             cache_results: true,
         }
@@ -228,10 +230,10 @@ impl VectorStoreBuilder {
             c.pool_size = p;
         }
         if let Some(e) = env_parse("MARKETKING_EF_SEARCH")? {
-            c.ef_search = e;
+            c.ef_search = Some(e);
         }
         if let Some(p) = env_parse("MARKETKING_PROBES")? {
-            c.probes = p;
+            c.probes = Some(p);
         }
         if let Some(t) = env_parse::<u64>("MARKETKING_CACHE_TTL_SECS")? {
             c.result_ttl = Duration::from_secs(t);
@@ -360,15 +362,18 @@ impl VectorStoreBuilder {
         self
     }
 
-    /// Default HNSW `ef_search` (1..=1000, default 100).
+    /// Default HNSW `ef_search` (1..=1000). Unset, searches use the value the index was tuned
+    /// to ([`VectorStore::tune_recall`](crate::VectorStore::tune_recall)), else
+    /// [`DEFAULT_EF_SEARCH`](crate::DEFAULT_EF_SEARCH) (100).
     pub fn ef_search(mut self, ef: u32) -> Self {
-        self.config.ef_search = ef;
+        self.config.ef_search = Some(ef);
         self
     }
 
-    /// Default IVFFlat `probes` (1..=10000, default 10).
+    /// Default IVFFlat `probes` (1..=10000). Unset, searches use the tuned value, else
+    /// [`DEFAULT_PROBES`](crate::DEFAULT_PROBES) (10).
     pub fn probes(mut self, probes: u32) -> Self {
-        self.config.probes = probes;
+        self.config.probes = Some(probes);
         self
     }
 
@@ -402,10 +407,10 @@ impl VectorStoreBuilder {
         if c.pool_size == 0 || c.pool_size > 100 {
             return Err(Error::config("pool_size", format!("must be between 1 and 100, got {}", c.pool_size)));
         }
-        if let Some(reason) = out_of_range(c.ef_search, &EF_SEARCH_RANGE) {
+        if let Some(reason) = c.ef_search.and_then(|e| out_of_range(e, &EF_SEARCH_RANGE)) {
             return Err(Error::config("ef_search", reason));
         }
-        if let Some(reason) = out_of_range(c.probes, &PROBES_RANGE) {
+        if let Some(reason) = c.probes.and_then(|p| out_of_range(p, &PROBES_RANGE)) {
             return Err(Error::config("probes", reason));
         }
         if c.read_only && matches!(self.storage(), StorageConfig::Postgres { .. }) {

@@ -18,6 +18,7 @@ mod list;
 mod result_cache;
 mod search;
 mod select;
+mod tune;
 mod write;
 
 use builder::Config;
@@ -28,6 +29,7 @@ use counted::Counted;
 pub use counted::EmbedderStats;
 pub use list::{ListOptions, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use result_cache::ResultCache;
+pub use tune::{TuneKnob, TuneOptions, TuneReport, TuneStep, MAX_TUNE_QUERIES};
 
 /// Everything `stats` reports.
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -58,8 +60,9 @@ struct Inner {
     backend: Box<dyn Backend>,
     embedder: Counted,
     cache: Arc<ResultCache>,
-    ef_search: u32,
-    probes: u32,
+    /// Set by the builder or environment (else the index's tuning or the default applies).
+    ef_search: Option<u32>,
+    probes: Option<u32>,
     /// Opened with [`VectorStoreBuilder::read_only`]: every write is refused.
     read_only: bool,
 }
@@ -309,11 +312,12 @@ impl VectorStore {
         self.inner.cache.invalidate().await;
     }
 
-    /// The options with the store's default ef_search and probes filled in.
+    /// The options with the store's configured ef_search and probes filled in (the backend
+    /// fills what is still unset from the index's tuning, then the defaults).
     fn resolve(&self, opts: &SearchOptions) -> SearchOptions {
         let mut o = opts.clone();
-        o.ef_search.get_or_insert(self.inner.ef_search);
-        o.probes.get_or_insert(self.inner.probes);
+        o.ef_search = o.ef_search.or(self.inner.ef_search);
+        o.probes = o.probes.or(self.inner.probes);
         o
     }
 }

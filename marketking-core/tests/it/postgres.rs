@@ -329,3 +329,93 @@ async fn an_index_too_wide_for_its_form_is_refused_by_field() {
     assert_eq!(store.search("w 1", &SearchOptions::top(3)).await.unwrap().len(), 3);
     t.cleanup().await;
 }
+
+/// Recall@k of `store`'s default searches (`opts`) against exact search, with the stored
+/// documents `ids` as queries (each one's own row left out).
+async fn recall_of(store: &VectorStore, ids: &[i64], k: usize, opts: &SearchOptions) -> f64 {
+    let mut total = 0.0;
+    for &id in ids {
+        let v = store.get_with_embedding(id).await.unwrap().embedding.unwrap();
+        let top = |hits: Vec<marketking_core::SearchHit>| {
+            hits.into_iter().map(|h| h.document.id).filter(|&d| d != id).take(k).collect::<Vec<_>>()
+        };
+        let exact = top(store.search_by_vector(&v, &SearchOptions::top(k + 1).exact(true)).await.unwrap());
+        let got = top(store.search_by_vector(&v, &opts.clone().k(k + 1)).await.unwrap());
+        total += exact.iter().filter(|e| got.contains(e)).count() as f64 / exact.len() as f64;
+    }
+    total / ids.len() as f64
+}
+
+#[tokio::test]
+async fn tuning_finds_and_keeps_the_ef_search_that_reaches_the_target() {
+    use marketking_core::{TuneKnob, TuneOptions};
+    let t = PgTable::new();
+    let dims = 64;
+    let store = t.plain(dims).await;
+    // Uniform random directions (one cluster per vector) on a sparse graph: the default
+    // ef_search is known to fall short of 0.95 here.
+    let n = 5000;
+    let input: Vec<NewDocument> = random_vectors(n, dims, n, 11)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| NewDocument::new(format!("doc {i}"), "body").with_embedding(v))
+        .collect();
+    store.batch(input).await.unwrap();
+
+    // Without an index there is nothing to tune.
+    let e = store.tune_recall(&TuneOptions::target(0.95)).await.unwrap_err();
+    assert!(matches!(&e, Error::InvalidInput { field, .. } if field == "index"), "{e:?}");
+    for (opts, field) in [
+        (TuneOptions::target(1.5), "target"),
+        (TuneOptions::target(f64::NAN), "target"),
+        (TuneOptions::target(0.9).queries(0), "queries"),
+        (TuneOptions::target(0.9).k(0), "k"),
+    ] {
+        let e = store.tune_recall(&opts).await.unwrap_err();
+        assert!(matches!(&e, Error::InvalidInput { field: f, .. } if f == field), "{field}: {e:?}");
+    }
+
+    store.create_index(IndexSpec { kind: IndexKind::hnsw(Some(4), Some(8)), ..Default::default() }).await.unwrap();
+    let q = store.get_with_embedding(1).await.unwrap().embedding.unwrap();
+    let plan = store.explain_search(&q, &SearchOptions::top(10).exact(true)).await.unwrap();
+    assert!(!plan.contains("embedding_idx"), "an exact search reads no vector index:\n{plan}");
+    let plan = store.explain_search(&q, &SearchOptions::top(10)).await.unwrap();
+    assert!(plan.contains("embedding_idx"), "a default search uses the index:\n{plan}");
+
+    let dry = store.tune_recall(&TuneOptions::target(0.95).queries(100).dry_run(true)).await.unwrap();
+    assert_eq!(dry.knob, TuneKnob::EfSearch);
+    assert_eq!(dry.before.value, marketking_core::DEFAULT_EF_SEARCH);
+    assert!(dry.before.recall < 0.95, "the default must miss the target for this test to mean anything: {dry:#?}");
+    assert!(!dry.applied && dry.index.tuned.is_none(), "a dry run keeps nothing: {dry:#?}");
+    assert!(store.stats().await.unwrap().storage.index.unwrap().tuned.is_none());
+
+    let report = store.tune_recall(&TuneOptions::target(0.95).queries(100)).await.unwrap();
+    let chosen = report.chosen.expect("a value reaching 0.95");
+    assert!(report.applied);
+    assert!(chosen.value > marketking_core::DEFAULT_EF_SEARCH && chosen.recall >= 0.95, "{report:#?}");
+    assert!(report.steps.windows(2).all(|w| w[0].value < w[1].value), "steps ascend: {report:#?}");
+    // The smallest: every value measured below the chosen one falls short.
+    assert!(report.steps.iter().filter(|s| s.value < chosen.value).all(|s| s.recall < 0.95), "{report:#?}");
+    assert_eq!(report.query_ids, dry.query_ids, "the same stored documents serve as queries");
+    assert_eq!(report.query_ids.len(), 100);
+    let tuned = report.index.tuned.unwrap();
+    assert_eq!((tuned.ef_search, tuned.target, tuned.k), (Some(chosen.value), 0.95, 10));
+
+    // Another store on the table uses the kept value: its default searches now reach the
+    // target on the same queries, while the old default still misses it.
+    let other = t.plain(dims).await;
+    assert_eq!(other.stats().await.unwrap().storage.index.unwrap().tuned, Some(tuned));
+    let now = recall_of(&other, &report.query_ids, 10, &SearchOptions::default()).await;
+    assert!(now >= 0.95, "recall with the kept ef_search: {now}");
+    let old = recall_of(&other, &report.query_ids, 10, &SearchOptions::default().ef_search(100)).await;
+    assert!(old < 0.95, "recall at ef_search 100: {old}");
+
+    // Tuning goes with the index: a replacement starts untuned, and clearing forgets it.
+    let info =
+        store.create_index(IndexSpec { kind: IndexKind::hnsw(Some(4), Some(8)), ..Default::default() }).await.unwrap();
+    assert!(info.tuned.is_none());
+    store.tune_recall(&TuneOptions::target(0.9).queries(20)).await.unwrap();
+    assert!(store.clear_tuning().await.unwrap().tuned.is_none());
+    assert!(other.stats().await.unwrap().storage.index.unwrap().tuned.is_none());
+    t.cleanup().await;
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::{with_retry, PgBackend};
-use crate::backend::{IndexInfo, IndexKind, IndexSpec, Quantization, SourceCount, StorageStats};
+use crate::backend::{IndexInfo, IndexKind, IndexSpec, Quantization, SourceCount, StorageStats, TunedSettings};
 use crate::error::{Error, Result};
 
 const INDEX_SUFFIX: &str = "embedding_idx";
@@ -19,26 +19,42 @@ const RESET_SETTINGS: &str = "RESET maintenance_work_mem; RESET max_parallel_mai
 /// another process builds or drops is used (or no longer expected) here within this time.
 const INDEX_FORM_TTL: Duration = Duration::from_secs(60);
 
-/// The quantization of the table's vector index as last read from the catalog: a search's
-/// vector leg must order by the index's own expression for the planner to use it.
+/// The table's vector index as last read from the catalog: its quantization (a search's vector
+/// leg must order by the index's own expression for the planner to use it) and its tuned
+/// search settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Form {
+    pub(crate) quantization: Quantization,
+    pub(crate) tuned: Option<TunedSettings>,
+}
+
+impl Form {
+    fn of(info: Option<&IndexInfo>) -> Self {
+        info.map_or_else(Form::default, |i| Form { quantization: i.quantization, tuned: i.tuned })
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct IndexForm(Mutex<(Quantization, Instant)>);
+pub(crate) struct IndexForm(Mutex<(Form, Instant)>);
 
 impl IndexForm {
-    pub(crate) fn new(q: Quantization) -> Self {
-        IndexForm(Mutex::new((q, Instant::now())))
+    pub(crate) fn new() -> Self {
+        IndexForm(Mutex::new((Form::default(), Instant::now())))
     }
 
-    pub(super) fn set(&self, q: Quantization) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (q, Instant::now());
+    pub(super) fn set(&self, info: Option<&IndexInfo>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (Form::of(info), Instant::now());
     }
 
     /// The form, and whether it is older than [`INDEX_FORM_TTL`].
-    fn get(&self) -> (Quantization, bool) {
-        let (q, at) = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (q, at.elapsed() > INDEX_FORM_TTL)
+    fn get(&self) -> (Form, bool) {
+        let (f, at) = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (f, at.elapsed() > INDEX_FORM_TTL)
     }
 }
+
+/// What an index's comment starts with when it holds tuned settings (JSON follows).
+const TUNED_PREFIX: &str = "marketking tuned: ";
 
 /// The expression an index in this form is built over, and its operator class.
 fn index_expr(q: Quantization, dims: usize) -> (String, &'static str) {
@@ -62,25 +78,71 @@ pub(super) fn order_expr(q: Quantization, dims: usize, v: &str) -> String {
 }
 
 impl PgBackend {
-    /// The quantization of the table's vector index, read again from the catalog when the
-    /// cached form is older than a minute (a failed read keeps the cached one).
-    pub(super) async fn index_quantization(&self) -> Quantization {
-        let (q, stale) = self.index_form.get();
+    /// The table's vector index form, read again from the catalog when the cached one is older
+    /// than a minute (a failed read keeps the cached one).
+    pub(super) async fn index_form(&self) -> Form {
+        let (f, stale) = self.index_form.get();
         if !stale {
-            return q;
+            return f;
         }
         let read = async { self.index_info(&*self.checkout().await?).await };
         match read.await {
             Ok(info) => {
-                let q = info.map_or(Quantization::None, |i| i.quantization);
-                self.index_form.set(q);
-                q
+                self.index_form.set(info.as_ref());
+                Form::of(info.as_ref())
             }
             Err(e) => {
                 tracing::debug!(error = %e, "could not re-read the vector index's form; keeping the cached one");
-                q
+                f
             }
         }
+    }
+
+    /// Writes `tuned` into the vector index's comment (or clears it), so every store on this
+    /// table uses it and it goes with the index.
+    pub(crate) async fn set_tuned_impl(&self, tuned: Option<&TunedSettings>) -> Result<IndexInfo> {
+        let conn = self.checkout().await?;
+        let Some(old) = self.index_info(&conn).await? else {
+            return Err(Error::invalid(
+                "index",
+                "there is no vector index to keep tuned settings with; create one first",
+            ));
+        };
+        let comment = tuned
+            .map(|t| serde_json::to_string(t).map(|j| format!("{TUNED_PREFIX}{j}")))
+            .transpose()
+            .map_err(|e| Error::storage(format!("tuned settings do not serialize: {e}")))?;
+        // COMMENT takes no parameters: the server quotes the name and the text.
+        let name = self.table.in_schema(&old.name);
+        let sql: String = conn
+            .query_one("SELECT format('COMMENT ON INDEX %s IS %L', $1::text, $2::text)", &[&name, &comment])
+            .await?
+            .try_get(0)?;
+        conn.batch_execute(&sql).await?;
+        let info = self.index_info(&conn).await?.ok_or_else(|| Error::storage("index disappeared while tuning"))?;
+        self.index_form.set(Some(&info));
+        Ok(info)
+    }
+
+    /// Up to `n` ids and vectors, spread over the table by a hash of the id (the same rows on
+    /// every call while the table does not change).
+    pub(crate) async fn sample_vectors_impl(&self, n: usize) -> Result<Vec<(i64, Vec<f32>)>> {
+        let t = &self.sql.table;
+        let n = n as i64;
+        with_retry!(self, |conn| {
+            let rows = conn
+                .query(
+                    &format!(
+                        "SELECT id, embedding FROM {t} WHERE id IN \
+                         (SELECT id FROM {t} ORDER BY hashint8extended(id, 20261205), id LIMIT $1) ORDER BY id"
+                    ),
+                    &[&n],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get::<_, i64>(0)?, r.try_get::<_, pgvector::Vector>(1)?.to_vec())))
+                .collect::<Result<Vec<_>>>()
+        })
     }
 
     /// The vector index on the table, if any (any hnsw/ivfflat index on it counts).
@@ -88,7 +150,7 @@ impl PgBackend {
         let row = conn
             .query_opt(
                 "SELECT c.relname::text, am.amname::text, coalesce(c.reloptions, '{}')::text[], pg_relation_size(c.oid), \
-                 opc.opcname::text \
+                 opc.opcname::text, obj_description(c.oid, 'pg_class') \
                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam \
                  JOIN pg_opclass opc ON opc.oid = i.indclass[0] \
                  WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat') \
@@ -114,7 +176,17 @@ impl PgBackend {
         } else {
             IndexKind::IvfFlat { lists: Some(opt("lists", 100)) }
         };
-        Ok(Some(IndexInfo { name: r.try_get(0)?, kind, quantization, bytes: r.try_get::<_, i64>(3)?.max(0) as u64 }))
+        // A comment someone else wrote, or one that does not parse, is no tuning.
+        let tuned = r
+            .try_get::<_, Option<String>>(5)?
+            .and_then(|c| c.strip_prefix(TUNED_PREFIX).and_then(|j| serde_json::from_str(j).ok()));
+        Ok(Some(IndexInfo {
+            name: r.try_get(0)?,
+            kind,
+            quantization,
+            bytes: r.try_get::<_, i64>(3)?.max(0) as u64,
+            tuned,
+        }))
     }
 
     pub(crate) async fn stats_impl(&self) -> Result<StorageStats> {
@@ -182,7 +254,7 @@ impl PgBackend {
         // an invalid one behind, which this also clears).
         if let Some(old) = self.index_info(&conn).await? {
             conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.table.in_schema(&old.name))).await?;
-            self.index_form.set(Quantization::None);
+            self.index_form.set(None);
         }
         let concurrently = if spec.concurrently { "CONCURRENTLY " } else { "" };
         // Separate statements: several in one simple query form an implicit transaction, where
@@ -200,13 +272,12 @@ impl PgBackend {
             Ok(()) => self.index_info(&conn).await?,
             Err(e) => {
                 // Whatever is left (an invalid concurrent build, or nothing) decides the form.
-                self.index_form
-                    .set(self.index_info(&conn).await.ok().flatten().map_or(Quantization::None, |i| i.quantization));
+                self.index_form.set(self.index_info(&conn).await.ok().flatten().as_ref());
                 return Err(e.into());
             }
         };
         let info = info.ok_or_else(|| Error::storage("index was created but cannot be found"))?;
-        self.index_form.set(info.quantization);
+        self.index_form.set(Some(&info));
         Ok(info)
     }
 
@@ -216,7 +287,7 @@ impl PgBackend {
             None => Ok(false),
             Some(old) => {
                 conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", self.table.in_schema(&old.name))).await?;
-                self.index_form.set(Quantization::None);
+                self.index_form.set(None);
                 Ok(true)
             }
         }

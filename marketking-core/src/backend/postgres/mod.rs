@@ -174,12 +174,10 @@ impl PgBackend {
             rum: info.rum_schema.as_deref().map(ident::quote_ident),
             text_stats: text_stats::StatsCache::new(stats),
             dims,
-            index_form: admin::IndexForm::new(crate::backend::Quantization::None),
+            index_form: admin::IndexForm::new(),
         };
         let index = backend.index_info(&*backend.checkout().await?).await?;
-        if let Some(i) = index {
-            backend.index_form.set(i.quantization);
-        }
+        backend.index_form.set(index.as_ref());
         Ok(backend)
     }
 
@@ -308,6 +306,14 @@ impl Backend for PgBackend {
         // The text leg's statistics come from what ANALYZE just wrote.
         self.text_stats.set(text_stats::read(&conn, &self.table).await?);
         Ok(())
+    }
+
+    async fn sample_vectors(&self, n: usize) -> Result<Vec<(i64, Vec<f32>)>> {
+        self.sample_vectors_impl(n).await
+    }
+
+    async fn set_tuned(&self, tuned: Option<&crate::backend::TunedSettings>) -> Result<IndexInfo> {
+        self.set_tuned_impl(tuned).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -41,6 +41,7 @@ use pgvector::Vector;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
+use super::admin::Form;
 use super::read::{row_to_document, COLS};
 use super::schema::split_words;
 #[cfg(doc)]
@@ -261,11 +262,18 @@ impl PgBackend {
         let metadata = opts.metadata.as_ref().map(tokio_postgres::types::Json);
         // A quantized index gives `oversample` candidates per result, ranked by its own
         // distance; the nearest of them by exact cosine distance are kept.
-        let quant = if vector.is_some() { self.index_quantization().await } else { Quantization::None };
+        // Settings left unset by the call and the store come from the index's tuning, if any.
+        // An exact search reads no index.
+        let form = if vector.is_some() && !opts.exact { self.index_form().await } else { Form::default() };
+        let quant = form.quantization;
+        let (tuned_ef, tuned_probes, tuned_oversample) =
+            form.tuned.map_or((None, None, None), |t| (t.ef_search, t.probes, t.oversample));
         let vector_rows = if text.is_some() { candidates } else { limit };
         let scanned = match quant {
             Quantization::None => vector_rows,
-            q => vector_rows.saturating_mul(i64::from(opts.oversample.unwrap_or_else(|| q.default_oversample()))),
+            q => vector_rows.saturating_mul(i64::from(
+                opts.oversample.or(tuned_oversample).unwrap_or_else(|| q.default_oversample()),
+            )),
         };
         let mut p = Params { values: Vec::new() };
         let k = p.push(&limit, Type::INT8);
@@ -316,7 +324,14 @@ impl PgBackend {
             .ctes()
         });
         // `SELECT id, distance`: the `n` nearest rows (exact cosine distance) for `v`.
-        let nearest = |v: &str, n: &str, pool: Option<&str>| match pool {
+        let nearest = |v: &str, n: &str, pool: Option<&str>| {
+            match pool {
+            // OFFSET 0 keeps the planner from pushing the ORDER BY into the subquery, where the
+            // vector index would serve it: this is a scan of every (filtered) row.
+            None if opts.exact => format!(
+                "SELECT id, distance FROM (SELECT id, embedding <=> {v} AS distance FROM {t} {where_filters} OFFSET 0) e \
+                 ORDER BY distance, id LIMIT {n}"
+            ),
             None => format!(
                 "SELECT id, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {n}"
             ),
@@ -326,18 +341,19 @@ impl PgBackend {
                  ORDER BY distance, id LIMIT {n}",
                 order = super::admin::order_expr(quant, self.dims, v)
             ),
+        }
         };
         let sql = match (&vector, &leg) {
             // ORDER BY the same expression we select, so exact scans compute each distance once
             // and the planner can use the cosine index: `ORDER BY embedding <=> $v LIMIT k`.
-            (Some(v), None) if quant == Quantization::None => {
+            (Some(v), None) if quant == Quantization::None && !opts.exact => {
                 let v = p.push(v, self.vector_type.clone());
                 format!("SELECT {COLS}{emb}, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {k}")
             }
             (Some(v), None) => {
                 let v = p.push(v, self.vector_type.clone());
-                let pool = p.push(&scanned, Type::INT8);
-                let near = nearest(&v, &k, Some(&pool));
+                let pool = (quant != Quantization::None).then(|| p.push(&scanned, Type::INT8));
+                let near = nearest(&v, &k, pool.as_deref());
                 format!("SELECT {COLS}{emb}, n.distance FROM ({near}) n JOIN {t} USING (id) ORDER BY n.distance, id")
             }
             (None, Some(leg)) => {
@@ -371,7 +387,7 @@ impl PgBackend {
         let iterative =
             if self.iterative_scans && (opts.has_filters() || exclude.is_some()) { "relaxed_order" } else { "off" };
         // The store fills in its defaults before calling; these only name the fallback.
-        let mut ef = opts.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
+        let mut ef = opts.ef_search.or(tuned_ef).unwrap_or(DEFAULT_EF_SEARCH);
         if vector.is_some() && (text.is_some() || quant != Quantization::None) {
             ef = ef.max(u32::try_from(scanned).unwrap_or(u32::MAX)).min(*crate::document::EF_SEARCH_RANGE.end());
         }
@@ -380,7 +396,7 @@ impl PgBackend {
         // `jit_above_cost`, and compiling the plan took ~200 ms of a search that runs in ~10.
         let mut settings = format!(
             "SET jit = off; SET hnsw.ef_search = {ef}; SET ivfflat.probes = {};",
-            opts.probes.unwrap_or(DEFAULT_PROBES)
+            opts.probes.or(tuned_probes).unwrap_or(DEFAULT_PROBES)
         );
         if self.iterative_scans {
             settings.push_str(&format!(
