@@ -108,6 +108,10 @@ pub(crate) enum Command {
     /// Manage the vector index (PostgreSQL only).
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Find the smallest index search setting (ef_search, probes or oversample) that reaches a
+    /// recall target against exact search on the store's own documents, and keep it with the
+    /// index.
+    Tune(TuneArgs),
     /// Create or upgrade the table (opening the store migrates it).
     Migrate,
     /// Refresh the planner's and the full-text ranking's statistics (ANALYZE).
@@ -364,6 +368,28 @@ pub(crate) struct CountArgs {
     #[arg(long, value_name = "JSON")]
     pub(crate) filter: Option<String>,
     /// Print JSON (`{"count": N}`).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TuneArgs {
+    /// The recall@k to reach against exact search, in (0, 1].
+    #[arg(long, default_value_t = 0.95)]
+    pub(crate) target: f64,
+    /// The k of recall@k.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub(crate) k: usize,
+    /// How many stored documents serve as queries (1..=10000).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) queries: usize,
+    /// Measure and report only; keep nothing with the index.
+    #[arg(long, conflicts_with = "clear")]
+    pub(crate) dry_run: bool,
+    /// Forget the tuned setting kept with the index (searches use the defaults again).
+    #[arg(long)]
+    pub(crate) clear: bool,
+    /// Print JSON (the whole report).
     #[arg(long)]
     pub(crate) json: bool,
 }

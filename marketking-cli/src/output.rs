@@ -104,13 +104,31 @@ pub(crate) fn print_stats(out: &mut impl Write, s: &Stats) -> std::io::Result<()
     writeln!(out, "documents:  {}", st.documents)?;
     writeln!(out, "size:       {}", human_bytes(st.table_bytes))?;
     match &st.index {
-        Some(ix) => writeln!(
-            out,
-            "index:      {} {} ({})",
-            ix.name,
-            serde_json::to_string(&ix.kind).unwrap_or_default(),
-            human_bytes(ix.bytes)
-        )?,
+        Some(ix) => {
+            let quantization = match ix.quantization {
+                marketking_core::Quantization::None => String::new(),
+                q => format!(" quantization {q}"),
+            };
+            writeln!(
+                out,
+                "index:      {} {}{quantization} ({})",
+                ix.name,
+                serde_json::to_string(&ix.kind).unwrap_or_default(),
+                human_bytes(ix.bytes)
+            )?;
+            if let Some(t) = &ix.tuned {
+                let setting = [("ef_search", t.ef_search), ("probes", t.probes), ("oversample", t.oversample)]
+                    .into_iter()
+                    .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                writeln!(
+                    out,
+                    "tuned:      {setting} (recall@{} {:.3} against exact search, target {})",
+                    t.k, t.recall, t.target
+                )?;
+            }
+        }
         None => writeln!(out, "index:      none (exact search)")?,
     }
     writeln!(out, "model:      {} ({} dimensions)", s.model, s.dimensions)?;

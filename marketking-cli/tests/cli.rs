@@ -304,6 +304,61 @@ mod offline {
 mod pg {
     use super::*;
 
+    /// `marketking tune --target 0.95` on a generated store whose default ef_search is known to
+    /// miss the target (uniform random directions, a sparse HNSW graph): it keeps a value that
+    /// meets it, and a later process searching with the kept value measures the target reached.
+    #[test]
+    fn tune_keeps_an_ef_search_that_reaches_the_target() {
+        let s = Store::pg();
+        let with_vectors = |args: &[&str]| {
+            let mut c = s.cmd(args);
+            c.env("MARKETKING_EMBEDDER", "none")
+                .env("MARKETKING_EMBEDDING_MODEL", "random-64")
+                .env("MARKETKING_EMBEDDING_DIMENSIONS", "64");
+            run(c, None)
+        };
+        // A small xorshift generator: the same 5,000 unit-free random vectors on every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        let mut file = String::new();
+        for i in 0..5000 {
+            let v: Vec<f64> = (0..64).map(|_| next()).collect();
+            file.push_str(&json!({"title": format!("doc {i}"), "content": "body", "embedding": v}).to_string());
+            file.push('\n');
+        }
+        let path = tmp_file("random.jsonl", file.as_bytes());
+        ok(&with_vectors(&["--quiet", "import", path.to_str().unwrap()]));
+        // No index yet: nothing to tune, said by field.
+        let line = fails(&with_vectors(&["tune"]));
+        assert!(line.contains("index"), "{line}");
+        ok(&with_vectors(&["index", "create", "--m", "4", "--ef-construction", "8"]));
+
+        let dry = json_of(&ok(&with_vectors(&["tune", "--target", "0.95", "--queries", "100", "--dry-run", "--json"])));
+        assert_eq!(dry["before"]["value"], 100);
+        assert!(dry["before"]["recall"].as_f64().unwrap() < 0.95, "the default must miss the target: {dry}");
+        assert_eq!(dry["applied"], false);
+
+        let text = ok(&with_vectors(&["tune", "--target", "0.95", "--queries", "100"]));
+        assert!(text.contains("<- chosen") && text.contains("kept with the index"), "{text}");
+        let stats = json_of(&ok(&with_vectors(&["stats", "--json"])));
+        let kept = stats["storage"]["index"]["tuned"]["ef_search"].as_u64().expect("a kept ef_search");
+        assert!(kept > 100, "{stats}");
+
+        // A new process measures with what searches now use: the kept value, at the target.
+        let again =
+            json_of(&ok(&with_vectors(&["tune", "--target", "0.95", "--queries", "100", "--dry-run", "--json"])));
+        assert_eq!(again["before"]["value"], kept);
+        assert!(again["before"]["recall"].as_f64().unwrap() >= 0.95, "{again}");
+        // Out-of-range options are refused by name.
+        let line = fails(&with_vectors(&["tune", "--target", "1.5"]));
+        assert!(line.contains("target"), "{line}");
+    }
+
     /// `search --json` prints exactly what the HTTP service answers to the same search on the
     /// same store: one result type, one shape.
     #[test]
@@ -907,6 +962,8 @@ mod every_store_operation {
         ("drop_index", "index drop"),
         ("rebuild_index", "index rebuild"),
         ("analyze", "analyze"),
+        ("tune_recall", "tune"),
+        ("clear_tuning", "tune --clear"),
         ("ping", "ping"),
         ("ping_cache", "ping"),
     ];
@@ -992,6 +1049,9 @@ mod every_store_operation {
         s.ok(&["similar", id, "-k", "1"]);
         s.ok(&["index", "create", "--m", "8"]);
         s.ok(&["index", "rebuild"]);
+        let tuned = json_of(&s.ok(&["tune", "--target", "0.5", "--queries", "3", "--json"]));
+        assert_eq!(tuned["applied"], true, "{tuned}");
+        assert!(s.ok(&["tune", "--clear"]).starts_with("cleared the tuned settings"));
         s.ok(&["index", "drop"]);
         assert_eq!(s.ok(&["analyze"]).trim(), "analyzed");
         assert!(s.ok(&["ping"]).starts_with("ok: postgres"));

@@ -773,6 +773,8 @@ async fn every_store_operation_is_a_route_and_answers() {
         ("drop_index", "delete", "/v1/index"),
         ("rebuild_index", "post", "/v1/index/rebuild"),
         ("analyze", "post", "/v1/analyze"),
+        ("tune_recall", "post", "/v1/index/tune"),
+        ("clear_tuning", "delete", "/v1/index/tune"),
         ("ping", "get", "/readyz"),
         ("ping_cache", "get", "/readyz"),
     ];
@@ -872,10 +874,20 @@ async fn every_store_operation_is_a_route_and_answers() {
     let bad = t.send(json("POST", "/v1/search", json!({"query": "rocky shoes", "oversample": 0}))).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text());
     assert_eq!(bad.json()["error"]["field"], "oversample", "{}", bad.text());
+    let tuned = t.send(json("POST", "/v1/index/tune", json!({"target": 0.5, "queries": 3}))).await;
+    assert_eq!(tuned.status, StatusCode::OK, "{}", tuned.text());
+    assert_eq!(tuned.json()["applied"], true, "{}", tuned.text());
+    assert!(tuned.json()["index"]["tuned"]["ef_search"].is_u64(), "{}", tuned.text());
+    let bad = t.send(json("POST", "/v1/index/tune", json!({"target": 2}))).await;
+    assert_eq!(bad.json()["error"]["field"], "target", "{}", bad.text());
+    let cleared = t.send(delete("/v1/index/tune")).await;
+    assert!(cleared.json().get("tuned").is_none(), "{}", cleared.text());
     let bad = t.send(json("POST", "/v1/index", json!({"kind": "hnsw", "quantization": "quarter"}))).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text());
     assert!(bad.text().contains("quantization"), "{}", bad.text());
     assert_eq!(t.send(delete("/v1/index")).await.json()["dropped"], true);
+    let none = t.send(json("POST", "/v1/index/tune", json!({}))).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND, "{}", none.text());
     assert_eq!(t.send(raw("POST", "/v1/analyze", None, "")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(t.send(get("/readyz")).await.status, StatusCode::OK);
     assert_eq!(t.send(get("/v1/stats")).await.status, StatusCode::OK);

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use marketking_core::{IndexInfo, IndexKind, IndexSpec, Quantization, VectorStore};
+use marketking_core::{IndexInfo, IndexKind, IndexSpec, Quantization, TuneOptions, VectorStore};
 
-use crate::args::{IndexCommand, IndexKindArg};
+use crate::args::{IndexCommand, IndexKindArg, TuneArgs};
 use crate::output::{human_bytes, print_json, print_stats};
 
 pub(super) async fn stats(store: &VectorStore, out: &mut impl Write, json: bool) -> anyhow::Result<ExitCode> {
@@ -84,6 +84,62 @@ pub(super) async fn index(store: &VectorStore, out: &mut impl Write, cmd: IndexC
             let info = store.rebuild_index(concurrently).await?;
             writeln!(out, "rebuilt index {}", describe(&info))?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `marketking tune`: measures, prints every step, keeps the chosen value (unless `--dry-run`);
+/// exit 1 when no value reaches the target.
+pub(super) async fn tune(store: &VectorStore, out: &mut impl Write, a: TuneArgs) -> anyhow::Result<ExitCode> {
+    if a.clear {
+        let info = store.clear_tuning().await?;
+        if a.json {
+            print_json(out, &info)?;
+        } else {
+            writeln!(out, "cleared the tuned settings of {}", describe(&info))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = TuneOptions::target(a.target).k(a.k).queries(a.queries).dry_run(a.dry_run);
+    let report = store.tune_recall(&opts).await?;
+    if a.json {
+        print_json(out, &report)?;
+    } else {
+        let knob = report.knob;
+        writeln!(out, "index {}", describe(&report.index))?;
+        writeln!(
+            out,
+            "{} stored documents as queries, recall@{} against exact search:",
+            report.query_ids.len(),
+            report.k
+        )?;
+        let recall = format!("recall@{}", report.k);
+        writeln!(out, "  {knob:>10}  {recall:>10}  {:>7}", "p50 ms")?;
+        for s in &report.steps {
+            let mark = if report.chosen.is_some_and(|c| c.value == s.value) { "  <- chosen" } else { "" };
+            writeln!(out, "  {:>10}  {:>10.3}  {:>7.2}{mark}", s.value, s.recall, s.p50_ms)?;
+        }
+        writeln!(out, "before: {knob} {} gave recall@{} {:.3}", report.before.value, report.k, report.before.recall)?;
+        if let Some(c) = report.chosen {
+            let what = if report.applied { "kept with the index" } else { "dry run: nothing kept" };
+            writeln!(out, "chosen: {knob} {} gives recall@{} {:.3} ({what})", c.value, report.k, c.recall)?;
+            if report.applied && report.overridden_by_config {
+                writeln!(
+                    out,
+                    "note: this process sets {knob} itself (MARKETKING_EF_SEARCH / MARKETKING_PROBES), which wins over the kept value"
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    if report.chosen.is_none() {
+        let best = report.steps.iter().map(|s| s.recall).fold(0.0, f64::max);
+        bail!(
+            "no {} reaches recall@{} {} on this index (best {best:.3}): rebuild it with more links (--m, --ef-construction) or without quantization",
+            report.knob,
+            report.k,
+            report.target
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

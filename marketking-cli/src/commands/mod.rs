@@ -67,6 +67,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Count(a) => docs::count(&store, &mut out, a).await?,
         Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
         Command::Index(c) => admin::index(&store, &mut out, c).await?,
+        Command::Tune(a) => admin::tune(&store, &mut out, a).await?,
         Command::Migrate => admin::migrate(&store, &mut out).await?,
         Command::Analyze => admin::analyze(&store, &mut out, global.quiet).await?,
         Command::Ping => admin::ping(&store, &mut out).await?,

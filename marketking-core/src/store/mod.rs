@@ -19,6 +19,7 @@ mod result_cache;
 mod search;
 mod select;
 mod tune;
+mod tune_options;
 mod write;
 
 use builder::Config;
@@ -29,7 +30,7 @@ use counted::Counted;
 pub use counted::EmbedderStats;
 pub use list::{ListOptions, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use result_cache::ResultCache;
-pub use tune::{TuneKnob, TuneOptions, TuneReport, TuneStep, MAX_TUNE_QUERIES};
+pub use tune_options::{TuneKnob, TuneOptions, TuneReport, TuneStep, MAX_TUNE_QUERIES};
 
 /// Everything `stats` reports.
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]

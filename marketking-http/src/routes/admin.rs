@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use marketking_core::{IndexInfo, IndexKind, IndexSpec, Quantization};
+use marketking_core::{IndexInfo, IndexKind, IndexSpec, Quantization, TuneOptions, TuneReport};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -119,13 +119,69 @@ pub async fn rebuild_index(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<RebuildBody>,
 ) -> Result<Json<IndexInfo>, AppError> {
-    match s.store.rebuild_index(b.concurrently).await {
-        // No index is a missing resource here, not bad input.
+    Ok(Json(no_index_is_404(s.store.rebuild_index(b.concurrently).await)?))
+}
+
+/// What to tune for: every field optional.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"target": 0.95, "k": 10, "queries": 200}))]
+pub struct TuneBody {
+    /// The recall@k to reach against exact search, in (0, 1] (default 0.95).
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub target: Option<f64>,
+    /// The k of recall@k, 1..=999 (default 10).
+    #[serde(default, deserialize_with = "super::dto::integral")]
+    #[schema(minimum = 1, maximum = 999)]
+    pub k: Option<usize>,
+    /// How many stored documents serve as queries, 1..=10000 (default 200).
+    #[serde(default, deserialize_with = "super::dto::integral")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub queries: Option<usize>,
+    /// Measure and report only; keep nothing with the index.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// "There is no index" is a missing resource on these routes, not bad input.
+fn no_index_is_404<T>(r: marketking_core::Result<T>) -> Result<T, AppError> {
+    match r {
         Err(marketking_core::Error::InvalidInput { field, reason }) if field == "index" => {
             Err(AppError::Rejected { status: StatusCode::NOT_FOUND, code: "not_found", message: reason })
         }
-        other => Ok(Json(other?)),
+        other => Ok(other?),
     }
+}
+
+/// Measures recall@k of the vector index against exact search on the store's own documents and
+/// keeps the smallest search setting (ef_search, probes or oversample) that reaches the target
+/// with the index, where every search that does not set it uses it. Runs outside the request
+/// timeout (it runs a few thousand searches).
+#[utoipa::path(post, path = "/v1/index/tune", tag = "admin", operation_id = "index_tune",
+    request_body = TuneBody,
+    responses((status = 200, description = "What was measured and kept", body = TuneReport),
+              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 404, description = "There is no index to tune", body = ErrorBody),
+              (status = 422, description = "Invalid parameters", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn tune(State(s): State<AppState>, ApiJson(b): ApiJson<TuneBody>) -> Result<Json<TuneReport>, AppError> {
+    let d = TuneOptions::default();
+    let opts = TuneOptions::target(b.target.unwrap_or(d.target))
+        .k(b.k.unwrap_or(d.k))
+        .queries(b.queries.unwrap_or(d.queries))
+        .dry_run(b.dry_run);
+    Ok(Json(no_index_is_404(s.store.tune_recall(&opts).await)?))
+}
+
+/// Forgets the tuned settings kept with the vector index.
+#[utoipa::path(delete, path = "/v1/index/tune", tag = "admin", operation_id = "index_untune",
+    responses((status = 200, description = "The index, untuned", body = IndexInfo),
+              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 404, description = "There is no index", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn clear_tuning(State(s): State<AppState>) -> Result<Json<IndexInfo>, AppError> {
+    Ok(Json(no_index_is_404(s.store.clear_tuning().await)?))
 }
 
 /// Refreshes the planner's (and the full-text ranking's) statistics: `ANALYZE`.

@@ -27,7 +27,7 @@ pub mod transfer;
         documents::upsert, documents::get_by_key, documents::delete_by_key, documents::count, documents::count_get,
         documents::delete_by_filter, transfer::export, transfer::import,
         search::search, search::search_get, search::similar, admin::explain, system::stats,
-        admin::create_index, admin::drop_index, admin::rebuild_index, admin::analyze,
+        admin::create_index, admin::drop_index, admin::rebuild_index, admin::tune, admin::clear_tuning, admin::analyze,
         system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -105,6 +105,9 @@ pub(crate) fn v1(state: &AppState) -> Router<AppState> {
 pub(crate) fn v1_streaming(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/import", post(transfer::import))
+        // Tuning runs thousands of searches (the exact ones scan the table): it may take longer
+        // than a request may, and cutting it off only loses the measurement.
+        .route("/v1/index/tune", post(admin::tune).delete(admin::clear_tuning))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), crate::auth::guard))
 }
