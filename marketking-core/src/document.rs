@@ -189,6 +189,104 @@ impl NewDocument {
     }
 }
 
+/// A new document borrowed from the caller's own buffers, for
+/// [`VectorStore::insert_new`](crate::VectorStore::insert_new): nothing is copied on the way to
+/// the database (PostgreSQL), the vector included. It always brings its embedding.
+///
+/// ```
+/// use marketking_core::{metadata, DocumentRef};
+/// let vector = vec![0.1_f32; 4];
+/// let meta = metadata!({"lang": "en"});
+/// let row = DocumentRef::new("Title", "Body", &vector).key("doc-1").source("feed").metadata(&meta);
+/// assert_eq!(row.embedding.len(), 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct DocumentRef<'a> {
+    /// Title, at most 255 characters.
+    pub title: &'a str,
+    /// Content, non-empty.
+    pub content: &'a str,
+    /// The embedding: exactly the store's dimensions, finite, not all zero.
+    pub embedding: &'a [f32],
+    /// Where the document came from.
+    pub source: Option<&'a str>,
+    /// A JSON object (none: `{}`).
+    pub metadata: Option<&'a Metadata>,
+    /// Caller key: must not be stored yet (a stored one is a [`Error::Conflict`]).
+    pub key: Option<&'a str>,
+    /// The id to store it under (must be free); the store assigns one when unset.
+    pub id: Option<i64>,
+}
+
+impl<'a> DocumentRef<'a> {
+    /// A row with a title, content and embedding.
+    pub fn new(title: &'a str, content: &'a str, embedding: &'a [f32]) -> Self {
+        DocumentRef { title, content, embedding, source: None, metadata: None, key: None, id: None }
+    }
+
+    /// Sets the source.
+    pub fn source(mut self, source: &'a str) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Sets the metadata object.
+    pub fn metadata(mut self, metadata: &'a Metadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Sets the caller key (asserted new).
+    pub fn key(mut self, key: &'a str) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sets the id (asserted free).
+    pub fn id(mut self, id: i64) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Checks every field, as [`NewDocument::validate`] does.
+    pub fn validate(&self, dimensions: usize) -> Result<()> {
+        validate_title(self.title)?;
+        validate_content(self.content)?;
+        if let Some(source) = self.source {
+            validate_source(source)?;
+        }
+        if let Some(m) = self.metadata {
+            validate_metadata_object("metadata", m)?;
+        }
+        if let Some(key) = self.key {
+            validate_key(key)?;
+        }
+        validate_vector("embedding", self.embedding, dimensions)?;
+        if let Some(id) = self.id {
+            if id < 1 {
+                return Err(Error::invalid("id", format!("must be a positive integer, got {id}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// An owned copy (the embedded store's write path owns its rows).
+    pub(crate) fn to_owned_document(self) -> NewDocument {
+        NewDocument {
+            title: self.title.to_string(),
+            content: self.content.to_string(),
+            source: self.source.map(str::to_string),
+            metadata: self.metadata.cloned().unwrap_or_default(),
+            key: self.key.map(str::to_string),
+            embedding: Some(self.embedding.to_vec()),
+            id: self.id,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+}
+
 pub(crate) fn embedding_text(title: &str, content: &str) -> String {
     let mut s = String::with_capacity(title.len() + content.len() + 2);
     s.push_str(title);
@@ -221,6 +319,24 @@ pub struct Document {
     /// The embedding, only when asked for (it is large).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
+}
+
+impl Document {
+    /// A stand-in carrying only `id`, for the hits of an ids-only search inside the crate
+    /// (never returned to a caller: the store turns those hits into [`ScoredId`]s).
+    pub(crate) fn id_only(id: i64) -> Self {
+        Document {
+            id,
+            title: String::new(),
+            content: String::new(),
+            source: None,
+            metadata: Value::Null,
+            key: None,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            embedding: None,
+        }
+    }
 }
 
 /// A change to a stored document: the fields it sets change, the others stay.
@@ -637,6 +753,30 @@ pub struct SearchHit {
     /// The full-text leg's rank and score (hybrid search; absent if only the vector leg found it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<LegScore>,
+}
+
+/// One search result without its document: [`VectorStore::search_ids`](crate::VectorStore::search_ids)
+/// and [`search_ids_by_vector`](crate::VectorStore::search_ids_by_vector), which read no document
+/// column (the cheapest search).
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoredId {
+    /// The document's id.
+    pub id: i64,
+    /// The mode's score, as [`SearchHit::score`].
+    pub score: f32,
+    /// Hybrid search: as [`SearchHit::vector`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<LegScore>,
+    /// Hybrid search: as [`SearchHit::text`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<LegScore>,
+}
+
+impl From<SearchHit> for ScoredId {
+    fn from(h: SearchHit) -> Self {
+        ScoredId { id: h.document.id, score: h.score, vector: h.vector, text: h.text }
+    }
 }
 
 /// Search results, best first: the one shape of results on the wire (the HTTP service's

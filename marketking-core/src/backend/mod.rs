@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
+use crate::document::{BatchReport, Document, DocumentPatch, DocumentRef, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
 use crate::plan::Existing;
 use crate::store::StorageConfig;
@@ -273,6 +273,11 @@ pub(crate) trait Backend: Send + Sync + Debug {
     /// [`CommitGate`](crate::CommitGate). `report.embedded` is left at 0 (the store counts).
     async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written>;
 
+    /// Inserts validated rows that bring their vectors and whose keys and ids the caller
+    /// asserts are new, in one transaction (all or nothing): no key lookup, no lock; a key or
+    /// id that is taken is an [`Error::Conflict`] and nothing is written.
+    async fn insert_new(&self, rows: &[DocumentRef<'_>]) -> Result<BatchReport>;
+
     /// One document by id.
     async fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>>;
 
@@ -405,12 +410,15 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) vector: Option<&'a [f32]>,
     /// The query text (full-text leg).
     pub(crate) text: Option<&'a str>,
+    /// Return ids and scores only: each hit's document is [`Document::id_only`], no document
+    /// column is read (the store turns the hits into [`ScoredId`](crate::ScoredId)s).
+    pub(crate) ids_only: bool,
 }
 
 impl<'a> SearchQuery<'a> {
     /// A vector-only search.
     pub(crate) fn vector(v: &'a [f32]) -> Self {
-        SearchQuery { vector: Some(v), text: None }
+        SearchQuery { vector: Some(v), text: None, ids_only: false }
     }
 }
 

@@ -7,7 +7,9 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::backend::{Backend, IndexInfo, IndexSpec, PoolStats, StorageStats};
 use crate::cache::{Cache, CacheStats};
-use crate::document::{validate_key, BatchReport, Document, DocumentPatch, NewDocument, SearchOptions, UpsertOutcome};
+use crate::document::{
+    validate_key, BatchReport, Document, DocumentPatch, DocumentRef, NewDocument, SearchOptions, UpsertOutcome,
+};
 use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};
 
@@ -171,6 +173,53 @@ impl VectorStore {
         let report = self.write_planned(docs).await?;
         self.invalidate().await;
         Ok(report)
+    }
+
+    /// The fast path for callers who bring vectors and know their documents are new: inserts
+    /// `rows` (borrowed, see [`DocumentRef`]) in one transaction, all or nothing, with no key
+    /// lookup, no lock and no embedder call. On PostgreSQL the rows go from the caller's
+    /// buffers into one binary COPY without being copied; the embedded store copies them once.
+    ///
+    /// Every row is validated before anything is written (errors name the row:
+    /// `documents[3].embedding`); a key or id given twice is an [`Error::InvalidInput`]; a key
+    /// or id already stored is an [`Error::Conflict`] and nothing is written. Use
+    /// [`batch`](Self::batch) for keys that may exist (upsert) or documents to embed.
+    ///
+    /// ```no_run
+    /// # async fn run(store: marketking_core::VectorStore, vectors: Vec<Vec<f32>>) -> marketking_core::Result<()> {
+    /// use marketking_core::DocumentRef;
+    /// let titles: Vec<String> = (0..vectors.len()).map(|i| format!("doc {i}")).collect();
+    /// let rows = titles.iter().zip(&vectors).map(|(t, v)| DocumentRef::new(t, "body", v));
+    /// let report = store.insert_new(rows).await?;
+    /// assert_eq!(report.created, vectors.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn insert_new<'a, I>(&self, rows: I) -> Result<BatchReport>
+    where
+        I: IntoIterator<Item = DocumentRef<'a>>,
+    {
+        self.writable("insert_new")?;
+        let rows: Vec<DocumentRef<'a>> = rows.into_iter().collect();
+        if rows.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        let dims = self.dimensions();
+        let mut keys = std::collections::HashMap::new();
+        let mut ids = std::collections::HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            r.validate(dims).map_err(|e| index_field(e, i))?;
+            if let Some(first) = r.key.and_then(|k| keys.insert(k, i)) {
+                return Err(index_field(Error::invalid("key", format!("is the key of documents[{first}] too")), i));
+            }
+            if let Some(first) = r.id.and_then(|id| ids.insert(id, i)) {
+                return Err(index_field(Error::invalid("id", format!("is the id of documents[{first}] too")), i));
+            }
+        }
+        let report = self.inner.backend.insert_new(&rows).await;
+        // A failed write may still have committed (a lost connection during COMMIT): the
+        // cached results are dropped either way.
+        self.invalidate().await;
+        report
     }
 
     /// Inserts or updates the document with `doc.key` (required). Unchanged title and content

@@ -4,7 +4,7 @@
 use super::result_cache::{Query, ResultKey};
 use super::VectorStore;
 use crate::backend::SearchQuery;
-use crate::document::{validate_vector, SearchHit, SearchOptions};
+use crate::document::{validate_vector, ScoredId, SearchHit, SearchOptions};
 use crate::embedder::embed_checked;
 use crate::embedder::Embedder as _;
 use crate::error::{Error, Result};
@@ -15,13 +15,37 @@ impl VectorStore {
     /// Documents best matching a text query, best first: hybrid (vector and full text fused)
     /// unless `opts.mode` says [`SearchMode::Vector`] or [`SearchMode::Text`].
     pub async fn search(&self, query: &str, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        self.text_search(query, opts, false).await
+    }
+
+    /// [`search`](Self::search) returning ids and scores only: no document column is read or
+    /// sent, the cheapest search for callers who keep the documents elsewhere.
+    pub async fn search_ids(&self, query: &str, opts: &SearchOptions) -> Result<Vec<ScoredId>> {
+        Ok(self.text_search(query, opts, true).await?.into_iter().map(ScoredId::from).collect())
+    }
+
+    /// Documents most similar to a vector, best first (vector ranking only).
+    pub async fn search_by_vector(&self, vector: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        self.vector_search(vector, opts, false).await
+    }
+
+    /// [`search_by_vector`](Self::search_by_vector) returning ids and scores only (PostgreSQL:
+    /// `SELECT id, embedding <=> $1 ... ORDER BY ... LIMIT k`, no document column read).
+    pub async fn search_ids_by_vector(&self, vector: &[f32], opts: &SearchOptions) -> Result<Vec<ScoredId>> {
+        Ok(self.vector_search(vector, opts, true).await?.into_iter().map(ScoredId::from).collect())
+    }
+
+    async fn text_search(&self, query: &str, opts: &SearchOptions, ids_only: bool) -> Result<Vec<SearchHit>> {
         opts.validate()?;
         if query.trim().is_empty() {
             return Err(Error::invalid("query", "must not be empty"));
         }
+        ids_only_fits(opts, ids_only)?;
         let opts = self.resolve(opts);
         let mode = opts.mode.unwrap_or(SearchMode::Hybrid);
-        let key = ResultKey { kind: b"q", query: Query::Bytes(query.as_bytes()), opts: &opts };
+        // Ids-only results are cached under their own kind: their hits carry no documents.
+        let kind: &[u8] = if ids_only { b"Q" } else { b"q" };
+        let key = ResultKey { kind, query: Query::Bytes(query.as_bytes()), opts: &opts };
         self.inner
             .cache
             .search(key, async {
@@ -34,19 +58,21 @@ impl VectorStore {
                 // words like any other control character.
                 let words = query.replace('\0', " ");
                 let text = (mode != SearchMode::Vector).then_some(words.as_str());
-                self.ranked(SearchQuery { vector: vector.as_deref(), text }, &opts, None).await
+                self.ranked(SearchQuery { vector: vector.as_deref(), text, ids_only }, &opts, None).await
             })
             .await
     }
 
-    /// Documents most similar to a vector, best first (vector ranking only).
-    pub async fn search_by_vector(&self, vector: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+    async fn vector_search(&self, vector: &[f32], opts: &SearchOptions, ids_only: bool) -> Result<Vec<SearchHit>> {
         opts.validate()?;
         vector_only(opts)?;
+        ids_only_fits(opts, ids_only)?;
         validate_vector("vector", vector, self.dimensions())?;
         let opts = self.resolve(opts);
-        let key = ResultKey { kind: b"v", query: Query::Vector(vector), opts: &opts };
-        self.inner.cache.search(key, self.ranked(SearchQuery::vector(vector), &opts, None)).await
+        let kind: &[u8] = if ids_only { b"V" } else { b"v" };
+        let key = ResultKey { kind, query: Query::Vector(vector), opts: &opts };
+        let query = SearchQuery { ids_only, ..SearchQuery::vector(vector) };
+        self.inner.cache.search(key, self.ranked(query, &opts, None)).await
     }
 
     /// Documents most similar to document `id`, excluding it (vector ranking only).
@@ -85,7 +111,7 @@ impl VectorStore {
         };
         let words = query.replace('\0', " ");
         let text = (mode != SearchMode::Vector).then_some(words.as_str());
-        self.inner.backend.explain(SearchQuery { vector: vector.as_deref(), text }, &opts).await
+        self.inner.backend.explain(SearchQuery { vector: vector.as_deref(), text, ids_only: false }, &opts).await
     }
 
     /// The backend's ranking, re-ranked by MMR when asked.
@@ -98,8 +124,9 @@ impl VectorStore {
         let Some(mmr) = opts.mmr else {
             return self.inner.backend.search(query, opts, exclude).await;
         };
+        // MMR compares the candidates' vectors: they are read even for an ids-only search.
         let wide = SearchOptions { k: mmr.fetch_k, include_embedding: true, ..opts.clone() };
-        let candidates = self.inner.backend.search(query, &wide, exclude).await?;
+        let candidates = self.inner.backend.search(SearchQuery { ids_only: false, ..query }, &wide, exclude).await?;
         let mut hits = mmr_select(candidates, mmr.lambda, opts.k);
         if !opts.include_embedding {
             hits.iter_mut().for_each(|h| h.document.embedding = None);
@@ -123,6 +150,14 @@ impl VectorStore {
             })
             .await
     }
+}
+
+/// An ids-only search returns no document, so it cannot return an embedding either.
+fn ids_only_fits(opts: &SearchOptions, ids_only: bool) -> Result<()> {
+    if ids_only && opts.include_embedding {
+        return Err(Error::invalid("include_embedding", "an ids-only search returns no documents, so no embeddings"));
+    }
+    Ok(())
 }
 
 /// Vector and similar-document searches rank by vector only.

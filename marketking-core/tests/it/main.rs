@@ -8,6 +8,7 @@ mod common;
 mod conformance;
 mod faults;
 mod filters;
+mod hot_paths;
 mod hybrid;
 mod postgres;
 mod transfer;

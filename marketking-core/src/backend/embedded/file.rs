@@ -118,6 +118,27 @@ impl Shared {
         Ok(out)
     }
 
+    /// Inserts rows whose keys the caller asserts are new ([`write`](Self::write) with every
+    /// action an insert), refusing a key that is stored already: without this check the
+    /// insert would fail on the unique index with a less helpful message.
+    pub(super) fn write_new(
+        &self,
+        docs: Vec<NewDocument>,
+        actions: Vec<Action>,
+        gate: Option<&CommitGate>,
+    ) -> Result<BatchReport> {
+        {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached("SELECT id FROM documents WHERE key = ?1")?;
+            for key in docs.iter().filter_map(|d| d.key.as_deref()) {
+                if let Some(id) = stmt.query_row([key], |r| r.get::<_, i64>(0)).optional()? {
+                    return Err(Error::Conflict { reason: format!("key {key:?} is already stored (document {id})") });
+                }
+            }
+        }
+        self.write(docs, actions, gate)
+    }
+
     /// Writes a planned, embedded batch in one transaction, then updates memory. `gate` is the
     /// caller's [`CommitGate`]: this runs on a blocking thread that goes on when the caller's
     /// future is dropped, so it must check itself whether the caller still wants the write.
@@ -314,6 +335,7 @@ impl Shared {
         text: Option<&str>,
         opts: &SearchOptions,
         exclude: Option<i64>,
+        ids_only: bool,
     ) -> Result<Vec<SearchHit>> {
         if let Some(v) = vector {
             if v.len() != self.dims {
@@ -366,10 +388,13 @@ impl Shared {
         let mut stmt = conn.prepare_cached(&select_sql(opts.include_embedding, "WHERE id = ?1"))?;
         let mut hits = Vec::with_capacity(ranked.len());
         for f in ranked {
-            // A row deleted between the scan and this read is skipped.
-            if let Some(document) =
-                stmt.query_row([f.id], |r| read_document(r, opts.include_embedding, self.dims)).optional()?
-            {
+            // A row deleted between the scan and this read is skipped. (An ids-only search reads
+            // no row: the scan ran on committed data.)
+            let document = match ids_only {
+                true => Some(Document::id_only(f.id)),
+                false => stmt.query_row([f.id], |r| read_document(r, opts.include_embedding, self.dims)).optional()?,
+            };
+            if let Some(document) = document {
                 let (vector_leg, text_leg) = if legs {
                     // Every hybrid hit has its cosine similarity, as on PostgreSQL.
                     let similarity = match (f.vector, &unit) {

@@ -44,7 +44,7 @@ use crate::backend::{Backend, IndexInfo, IndexSpec, SearchQuery, StorageStats, W
 use crate::document::{Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
 use crate::gate::CommitGate;
-use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Existing};
+use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Action, Existing};
 
 mod by_filter;
 mod file;
@@ -153,6 +153,19 @@ impl Backend for EmbeddedBackend {
         Ok(Written::Done(self.run(move |s| s.write(docs, actions, gate.as_ref())).await?))
     }
 
+    async fn insert_new(&self, rows: &[crate::document::DocumentRef<'_>]) -> Result<crate::document::BatchReport> {
+        // The write runs on a blocking thread, which needs the rows it writes: here they are
+        // copied (the memory index keeps its own unit-length copy of each vector anyway).
+        let docs: Vec<NewDocument> = rows.iter().map(|r| r.to_owned_document()).collect();
+        let _writer = self.writer.lock().await;
+        let gate = CommitGate::current();
+        self.run(move |s| {
+            let actions = vec![Action::Insert; docs.len()];
+            s.write_new(docs, actions, gate.as_ref())
+        })
+        .await
+    }
+
     async fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
         self.run(move |s| s.get(id, with_embedding)).await
     }
@@ -184,7 +197,8 @@ impl Backend for EmbeddedBackend {
         let vector = query.vector.map(<[f32]>::to_vec);
         let text = query.text.map(str::to_string);
         let opts = opts.clone();
-        self.run(move |s| s.search(vector.as_deref(), text.as_deref(), &opts, exclude)).await
+        let ids_only = query.ids_only;
+        self.run(move |s| s.search(vector.as_deref(), text.as_deref(), &opts, exclude, ids_only)).await
     }
 
     async fn count(&self, filter: &crate::filter::Filter) -> Result<u64> {

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::plan::Existing;
 
 mod admin;
+mod copy;
 mod filter_sql;
 mod ident;
 mod metadata_index;
@@ -231,6 +232,10 @@ impl Backend for PgBackend {
 
     async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written> {
         self.write_batch_impl(docs).await
+    }
+
+    async fn insert_new(&self, rows: &[crate::document::DocumentRef<'_>]) -> Result<crate::document::BatchReport> {
+        self.insert_new_impl(rows).await
     }
 
     async fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {

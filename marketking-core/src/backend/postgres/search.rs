@@ -48,7 +48,7 @@ use super::schema::split_words;
 use super::text_stats::{TextStats, PRUNE_MIN_ROWS};
 use super::{with_retry, PgBackend};
 use crate::backend::{finish_hits, Quantization, SearchQuery};
-use crate::document::{SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
+use crate::document::{Document, SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
 use crate::error::{Error, Result};
 use crate::search_mode::{LegScore, BM25_B, BM25_K1, TITLE_WEIGHT};
 
@@ -204,11 +204,19 @@ impl PgBackend {
         exclude: Option<i64>,
     ) -> Result<Vec<SearchHit>> {
         let rows = self.run_search(query, opts, exclude, false).await?;
-        let extra = if opts.include_embedding { 9 } else { 8 };
+        // The columns before the scores: the id alone, or every document column.
+        let extra = match (query.ids_only, opts.include_embedding) {
+            (true, _) => 1,
+            (false, true) => 9,
+            (false, false) => 8,
+        };
         let hits = rows
             .iter()
             .map(|r| {
-                let document = row_to_document(r, opts.include_embedding)?;
+                let document = match query.ids_only {
+                    true => Document::id_only(r.try_get(0)?),
+                    false => row_to_document(r, opts.include_embedding)?,
+                };
                 Ok(match (query.vector, query.text) {
                     (Some(_), Some(_)) => {
                         let rank = |i: usize| -> Result<Option<usize>> {
@@ -299,6 +307,9 @@ impl PgBackend {
         let and_filters: String = filters.iter().map(|f| format!(" AND {f}")).collect();
         let where_filters = if filters.is_empty() { String::new() } else { format!("WHERE {}", filters.join(" AND ")) };
         let emb = if opts.include_embedding { ", embedding" } else { "" };
+        // What each hit reads of its row: only the id for an ids-only search (the vector search
+        // is then the bare `SELECT id, embedding <=> $v ... LIMIT k`, no join back to the table).
+        let cols = if query.ids_only { "id".to_string() } else { format!("{COLS}{emb}") };
         let t = &self.sql.table;
         // The text leg's row limit: k, or the candidate count of a hybrid search.
         let leg_limit = if vector.is_some() && text.is_some() { p.push(&candidates, Type::INT8) } else { k.clone() };
@@ -348,17 +359,25 @@ impl PgBackend {
             // and the planner can use the cosine index: `ORDER BY embedding <=> $v LIMIT k`.
             (Some(v), None) if quant == Quantization::None && !opts.exact => {
                 let v = p.push(v, self.vector_type.clone());
-                format!("SELECT {COLS}{emb}, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {k}")
+                format!("SELECT {cols}, embedding <=> {v} AS distance FROM {t} {where_filters} ORDER BY embedding <=> {v} LIMIT {k}")
             }
             (Some(v), None) => {
                 let v = p.push(v, self.vector_type.clone());
                 let pool = (quant != Quantization::None).then(|| p.push(&scanned, Type::INT8));
                 let near = nearest(&v, &k, pool.as_deref());
-                format!("SELECT {COLS}{emb}, n.distance FROM ({near}) n JOIN {t} USING (id) ORDER BY n.distance, id")
+                match query.ids_only {
+                    true => format!("SELECT id, n.distance FROM ({near}) n ORDER BY n.distance, id"),
+                    false => {
+                        format!("SELECT {cols}, n.distance FROM ({near}) n JOIN {t} USING (id) ORDER BY n.distance, id")
+                    }
+                }
             }
-            (None, Some(leg)) => {
-                format!("WITH {leg} SELECT {COLS}{emb}, x.score FROM x JOIN {t} USING (id) ORDER BY x.score DESC, id")
-            }
+            (None, Some(leg)) => match query.ids_only {
+                true => format!("WITH {leg} SELECT id, x.score FROM x ORDER BY x.score DESC, id"),
+                false => {
+                    format!("WITH {leg} SELECT {cols}, x.score FROM x JOIN {t} USING (id) ORDER BY x.score DESC, id")
+                }
+            },
             (Some(v), Some(leg)) => {
                 let v = p.push(v, self.vector_type.clone());
                 let c = &leg_limit;
@@ -373,7 +392,7 @@ impl PgBackend {
                            coalesce({wv} / ({rk} + v.rank), 0) + coalesce({wt} / ({rk} + x.rank), 0) AS fused, \
                            v.rank AS vrank, x.rank AS trank, x.score AS tscore \
                            FROM v FULL OUTER JOIN x ON v.id = x.id ORDER BY fused DESC, id LIMIT {k}) \
-                     SELECT {COLS}{emb}, f.fused, f.vrank, 1 - (embedding <=> {v}) AS vscore, f.trank, f.tscore \
+                     SELECT {cols}, f.fused, f.vrank, 1 - (embedding <=> {v}) AS vscore, f.trank, f.tscore \
                      FROM f JOIN {t} USING (id) ORDER BY f.fused DESC, id"
                 )
             }

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 use pgvector::Vector;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Row;
 
+use super::copy::{CopyRows, Field};
 use super::{with_retry, PgBackend};
 use crate::backend::Written;
-use crate::document::{BatchReport, NewDocument};
+use crate::document::{BatchReport, DocumentRef, Metadata, NewDocument};
 use crate::error::{Error, Result};
 use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, stamps, Action, Existing};
 
@@ -40,6 +40,62 @@ impl PgBackend {
             let stmt = conn.statement(&sql, &[Type::TEXT_ARRAY]).await?;
             existing_rows(&conn.query(&stmt, &[&keys]).await?, with_vectors)
         })
+    }
+
+    /// `COPY` of new rows, every column the store writes.
+    fn copy_sql(&self) -> String {
+        format!(
+            "COPY {} (id, title, content, source, metadata, key, embedding, created_at, updated_at) \
+             FROM STDIN (FORMAT binary)",
+            self.sql.table
+        )
+    }
+
+    /// [`VectorStore::insert_new`](crate::VectorStore::insert_new): validated rows whose keys and
+    /// ids the caller asserts are new, in one transaction: one query for the ids, one binary
+    /// COPY from the caller's buffers. No lock, no lookup: a key or id that is taken fails the
+    /// COPY on the unique index ([`Error::Conflict`] naming it) and nothing is written.
+    pub(crate) async fn insert_new_impl(&self, rows: &[DocumentRef<'_>]) -> Result<BatchReport> {
+        let mut conn = self.checkout().await?;
+        let tx = conn.transaction().await?;
+        let need = rows.iter().filter(|r| r.id.is_none()).count();
+        // One round trip: the transaction's time (every row's created_at / updated_at, as the
+        // columns' defaults would give) and the ids the sequence hands out.
+        let ids_sql = "SELECT now(), ARRAY(SELECT nextval(pg_get_serial_sequence($1, 'id')) \
+                       FROM generate_series(1::bigint, $2::bigint))";
+        let head = tx.query_one(ids_sql, &[&self.sql.table, &(need as i64)]).await?;
+        let now: DateTime<Utc> = head.try_get(0)?;
+        let mut new_ids = head.try_get::<_, Vec<i64>>(1)?.into_iter();
+        let empty = Metadata::new();
+        let mut report = BatchReport { ids: Vec::with_capacity(rows.len()), ..Default::default() };
+        let mut given_max: Option<i64> = None;
+        let mut copy = CopyRows::start(&tx, &self.copy_sql()).await?;
+        for r in rows {
+            let id = match r.id {
+                Some(id) => {
+                    given_max = given_max.max(Some(id));
+                    id
+                }
+                None => new_ids.next().ok_or_else(|| Error::storage("the sequence gave too few ids"))?,
+            };
+            let meta = Json(r.metadata.unwrap_or(&empty));
+            copy.row(&insert_fields(&id, &r.title, &r.content, &r.source, &meta, &r.key, r.embedding, &now, &now))
+                .await?;
+            report.ids.push(id);
+        }
+        copy.finish().await?;
+        report.created = rows.len();
+        if let Some(max) = given_max {
+            tx.query_typed(
+                "SELECT setval(s::regclass, GREATEST($2, COALESCE(pg_sequence_last_value(s::regclass), 0))) \
+                 FROM pg_get_serial_sequence($1, 'id') AS s",
+                &[(&self.sql.table, Type::TEXT), (&max, Type::INT8)],
+            )
+            .await?;
+        }
+        crate::gate::commit_point()?;
+        tx.commit().await?;
+        Ok(report)
     }
 
     pub(crate) async fn write_batch_impl(&self, docs: Vec<NewDocument>) -> Result<Written> {
@@ -186,33 +242,23 @@ impl PgBackend {
 
         // 2. New rows: one binary COPY stream.
         if !rows.inserts.is_empty() {
-            let sink = tx
-                .copy_in(&format!(
-                    "COPY {t} (id, title, content, source, metadata, key, embedding, created_at, updated_at) \
-                     FROM STDIN (FORMAT binary)"
+            let mut copy = CopyRows::start(&tx, &self.copy_sql()).await?;
+            for (id, d, v) in &rows.inserts {
+                let (created, updated) = stamps(d, now);
+                copy.row(&insert_fields(
+                    id,
+                    &d.title,
+                    &d.content,
+                    &d.source,
+                    &Json(&d.metadata),
+                    &d.key,
+                    v.as_slice(),
+                    &created,
+                    &updated,
                 ))
                 .await?;
-            let types = [
-                Type::INT8,
-                Type::VARCHAR,
-                Type::TEXT,
-                Type::VARCHAR,
-                Type::JSONB,
-                Type::TEXT,
-                self.vector_type.clone(),
-                Type::TIMESTAMPTZ,
-                Type::TIMESTAMPTZ,
-            ];
-            let writer = BinaryCopyInWriter::new(sink, &types);
-            futures_util::pin_mut!(writer);
-            for (id, d, v) in &rows.inserts {
-                let meta = Json(&d.metadata);
-                let (created, updated) = stamps(d, now);
-                let row: [&(dyn ToSql + Sync); 9] =
-                    [id, &d.title, &d.content, &d.source, &meta, &d.key, v, &created, &updated];
-                writer.as_mut().write(&row).await?;
             }
-            writer.finish().await?;
+            copy.finish().await?;
         }
         // Restored ids bypass the sequence: move it past them, so later inserts cannot collide.
         if let Some(max) = given.iter().max() {
@@ -229,6 +275,32 @@ impl PgBackend {
         tx.commit().await?;
         Ok(Written::Done(report))
     }
+}
+
+/// The fields of one new row, in [`PgBackend::copy_sql`]'s column order.
+#[allow(clippy::too_many_arguments)]
+fn insert_fields<'a>(
+    id: &'a i64,
+    title: &'a (dyn ToSql + Sync),
+    content: &'a (dyn ToSql + Sync),
+    source: &'a (dyn ToSql + Sync),
+    metadata: &'a (dyn ToSql + Sync),
+    key: &'a (dyn ToSql + Sync),
+    embedding: &'a [f32],
+    created: &'a DateTime<Utc>,
+    updated: &'a DateTime<Utc>,
+) -> [Field<'a>; 9] {
+    [
+        Field::Value(id, &Type::INT8),
+        Field::Value(title, &Type::VARCHAR),
+        Field::Value(content, &Type::TEXT),
+        Field::Value(source, &Type::VARCHAR),
+        Field::Value(metadata, &Type::JSONB),
+        Field::Value(key, &Type::TEXT),
+        Field::Vector(embedding),
+        Field::Value(created, &Type::TIMESTAMPTZ),
+        Field::Value(updated, &Type::TIMESTAMPTZ),
+    ]
 }
 
 /// Rows read with [`PgBackend::existing_sql`], by key.
