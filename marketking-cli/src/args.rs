@@ -184,6 +184,10 @@ pub(crate) struct ImportArgs {
     /// assigned anew. Keys and times are always kept.
     #[arg(long)]
     pub(crate) keep_ids: bool,
+    /// Every line brings its embedding and a key (if any) that is not stored yet: each batch is
+    /// one binary COPY, with no key lookup (a stored key stops the import with a conflict).
+    #[arg(long)]
+    pub(crate) assume_new: bool,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +250,9 @@ pub(crate) struct SearchArgs {
     /// default 4 for a binary index).
     #[arg(long, value_name = "N")]
     pub(crate) oversample: Option<u32>,
+    /// Print only each hit's id and score (no document is read: the cheapest search).
+    #[arg(long)]
+    pub(crate) ids_only: bool,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,

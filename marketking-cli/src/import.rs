@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use marketking_core::jsonl::{self, LineError, LineOptions};
-use marketking_core::{NewDocument, VectorStore};
+use marketking_core::{DocumentRef, NewDocument, VectorStore};
 use serde_json::{Map, Value};
 
 use crate::args::Format;
@@ -52,6 +52,8 @@ pub(crate) struct ImportOptions {
     pub(crate) quiet: bool,
     /// Keep each line's id (`--keep-ids`; the store must be empty).
     pub(crate) keep_ids: bool,
+    /// Lines bring embeddings and new keys: [`VectorStore::insert_new`] per batch.
+    pub(crate) assume_new: bool,
 }
 
 /// Chooses the format: the flag, else the extension (`.csv` is CSV), else JSONL.
@@ -279,12 +281,19 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
         };
         summary.read += 1;
         match row {
+            Ok(doc) if opts.assume_new && doc.embedding.is_none() => {
+                pb.finish_and_clear();
+                bail!(
+                    "{name}:{line}: embedding: missing; --assume-new writes lines that bring their embeddings (import stopped; {} rows committed before this line's batch, nothing after)",
+                    summary.committed()
+                );
+            }
             Ok(doc) => {
                 // The core rejects a key twice in one batch: write what came before, so a later
                 // line with the same key updates the earlier one, whatever the batch size.
                 if let Some(k) = &doc.key {
                     if !batch_keys.insert(k.clone()) {
-                        commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+                        commit(store, &mut batch, batch_lines, &mut summary, &name, &pb, opts.assume_new).await?;
                         batch_keys.clear();
                         batch_keys.insert(k.clone());
                     }
@@ -310,7 +319,7 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
             }
         }
         if batch.len() >= opts.batch_size {
-            commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+            commit(store, &mut batch, batch_lines, &mut summary, &name, &pb, opts.assume_new).await?;
             batch_keys.clear();
         }
         pb.set_position(count.load(std::sync::atomic::Ordering::Relaxed));
@@ -319,7 +328,7 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
             pb.set_message(format!("{} docs, {:.0} docs/s", summary.read, summary.read as f64 / secs));
         }
     }
-    commit(store, &mut batch, batch_lines, &mut summary, &name, &pb).await?;
+    commit(store, &mut batch, batch_lines, &mut summary, &name, &pb, opts.assume_new).await?;
     drop(rx);
     let _ = reader.join();
     pb.finish_and_clear();
@@ -335,12 +344,30 @@ async fn commit(
     summary: &mut Summary,
     name: &str,
     pb: &ProgressBar,
+    assume_new: bool,
 ) -> anyhow::Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
     let docs = std::mem::take(batch);
-    match store.batch(docs).await {
+    let written = match assume_new {
+        // Every document has its embedding (checked as the lines were read).
+        true => {
+            let rows = docs.iter().filter_map(|d| {
+                let v = d.embedding.as_deref()?;
+                let mut r = DocumentRef::new(&d.title, &d.content, v).metadata(&d.metadata);
+                r.source = d.source.as_deref();
+                r.key = d.key.as_deref();
+                r.id = d.id;
+                r.created_at = d.created_at;
+                r.updated_at = d.updated_at;
+                Some(r)
+            });
+            store.insert_new(rows).await
+        }
+        false => store.batch(docs).await,
+    };
+    match written {
         Ok(report) => {
             summary.created += report.created as u64;
             summary.updated += report.updated as u64;

@@ -955,6 +955,9 @@ mod every_store_operation {
         ("stats", "stats"),
         ("search", "search"),
         ("search_by_vector", "search --vector"),
+        ("search_ids", "search --ids-only"),
+        ("search_ids_by_vector", "search --vector --ids-only"),
+        ("insert_new", "import --assume-new"),
         ("find_similar", "similar"),
         ("explain_search", "search --vector --explain"),
         ("explain_query", "search --explain"),
@@ -1046,6 +1049,11 @@ mod every_store_operation {
         assert!(s.ok(&["search", "shoes", "--explain"]).contains("Limit"), "a PostgreSQL plan");
         assert!(s.ok(&["search", "--vector", &vector, "--explain"]).contains("Limit"));
         assert!(s.ok(&["search", "rocky", "--top-k", "1"]).contains("Trail runners"));
+        let ids = json_of(&s.ok(&["search", "--vector", &vector, "-k", "1", "--ids-only", "--json"]));
+        assert_eq!(ids["hits"][0]["id"].to_string(), id, "{ids}");
+        assert!(ids["hits"][0].get("document").is_none(), "{ids}");
+        let line = s.ok(&["search", "rocky", "-k", "1", "--ids-only"]);
+        assert_eq!(line.split('\t').next(), Some(id), "{line}");
         s.ok(&["similar", id, "-k", "1"]);
         s.ok(&["index", "create", "--m", "8"]);
         s.ok(&["index", "rebuild"]);
@@ -1070,6 +1078,15 @@ mod every_store_operation {
         assert_eq!(restored.ok(&q), s.ok(&q));
         let line = fails(&restored.run(&["import", "--keep-ids", backup.to_str().unwrap()]));
         assert!(line.contains("--keep-ids restores ids into an empty store"), "{line}");
+        // The fast path restores the same store: one COPY per batch, keys asserted new.
+        let fast = Store::pg();
+        fast.ok(&["import", "--assume-new", "--keep-ids", backup.to_str().unwrap()]);
+        assert_eq!(fast.ok(&["export", "--with-embeddings"]), exported);
+        let line = fails(&fast.run(&["import", "--assume-new", backup.to_str().unwrap()]));
+        assert!(line.contains("already exists"), "a stored key is a conflict: {line}");
+        let plain = tmp_file("plain.jsonl", format!("{}\n", doc_line(9)).as_bytes());
+        let line = fails(&fast.run(&["import", "--assume-new", plain.to_str().unwrap()]));
+        assert!(line.contains(":1: embedding: missing"), "{line}");
 
         s.ok(&["delete", "--key", "sku-2"]);
         not_found(&s.run(&["get", "--key", "sku-2"]));

@@ -166,21 +166,7 @@ impl NewDocument {
                 return Err(Error::invalid("id", format!("must be a positive integer, got {id}")));
             }
         }
-        if let Some(t) = &self.created_at {
-            validate_timestamp("created_at", t)?;
-        }
-        if let Some(t) = &self.updated_at {
-            validate_timestamp("updated_at", t)?;
-        }
-        if let (Some(c), Some(u)) = (&self.created_at, &self.updated_at) {
-            if u < c {
-                return Err(Error::invalid(
-                    "updated_at",
-                    format!("must not be before created_at ({} < {})", u.to_rfc3339(), c.to_rfc3339()),
-                ));
-            }
-        }
-        Ok(())
+        validate_times(self.created_at.as_ref(), self.updated_at.as_ref())
     }
 
     /// The text the embedder sees: title and content.
@@ -217,12 +203,26 @@ pub struct DocumentRef<'a> {
     pub key: Option<&'a str>,
     /// The id to store it under (must be free); the store assigns one when unset.
     pub id: Option<i64>,
+    /// The creation time to store (restores); the time of the write when unset.
+    pub created_at: Option<DateTime<Utc>>,
+    /// The last-change time to store (restores); the time of the write when unset.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> DocumentRef<'a> {
     /// A row with a title, content and embedding.
     pub fn new(title: &'a str, content: &'a str, embedding: &'a [f32]) -> Self {
-        DocumentRef { title, content, embedding, source: None, metadata: None, key: None, id: None }
+        DocumentRef {
+            title,
+            content,
+            embedding,
+            source: None,
+            metadata: None,
+            key: None,
+            id: None,
+            created_at: None,
+            updated_at: None,
+        }
     }
 
     /// Sets the source.
@@ -249,6 +249,13 @@ impl<'a> DocumentRef<'a> {
         self
     }
 
+    /// Sets the stored creation and last-change times (a restore).
+    pub fn times(mut self, created_at: DateTime<Utc>, updated_at: DateTime<Utc>) -> Self {
+        self.created_at = Some(created_at);
+        self.updated_at = Some(updated_at);
+        self
+    }
+
     /// Checks every field, as [`NewDocument::validate`] does.
     pub fn validate(&self, dimensions: usize) -> Result<()> {
         validate_title(self.title)?;
@@ -268,7 +275,7 @@ impl<'a> DocumentRef<'a> {
                 return Err(Error::invalid("id", format!("must be a positive integer, got {id}")));
             }
         }
-        Ok(())
+        validate_times(self.created_at.as_ref(), self.updated_at.as_ref())
     }
 
     /// An owned copy (the embedded store's write path owns its rows).
@@ -281,10 +288,29 @@ impl<'a> DocumentRef<'a> {
             key: self.key.map(str::to_string),
             embedding: Some(self.embedding.to_vec()),
             id: self.id,
-            created_at: None,
-            updated_at: None,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
+}
+
+/// A restored creation / last-change time pair: each in range, and not changed before made.
+fn validate_times(created: Option<&DateTime<Utc>>, updated: Option<&DateTime<Utc>>) -> Result<()> {
+    if let Some(t) = created {
+        validate_timestamp("created_at", t)?;
+    }
+    if let Some(t) = updated {
+        validate_timestamp("updated_at", t)?;
+    }
+    if let (Some(c), Some(u)) = (created, updated) {
+        if u < c {
+            return Err(Error::invalid(
+                "updated_at",
+                format!("must not be before created_at ({} < {})", u.to_rfc3339(), c.to_rfc3339()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn embedding_text(title: &str, content: &str) -> String {

@@ -766,6 +766,9 @@ async fn every_store_operation_is_a_route_and_answers() {
         ("stats", "get", "/v1/stats"),
         ("search", "post", "/v1/search"),
         ("search_by_vector", "post", "/v1/search"),
+        ("search_ids", "post", "/v1/search/ids"),
+        ("search_ids_by_vector", "post", "/v1/search/ids"),
+        ("insert_new", "post", "/v1/documents/batch"),
         ("find_similar", "get", "/v1/documents/{id}/similar"),
         ("explain_search", "post", "/v1/search/explain"),
         ("explain_query", "post", "/v1/search/explain"),
@@ -856,6 +859,24 @@ async fn every_store_operation_is_a_route_and_answers() {
     assert_eq!(export.text().lines().count(), 4);
     let hits = t.send(json("POST", "/v1/search", json!({"vector": with["embedding"], "k": 1}))).await.json();
     assert_eq!(hits["hits"][0]["document"]["id"], id);
+    let ids = t.send(json("POST", "/v1/search/ids", json!({"vector": with["embedding"], "k": 1}))).await.json();
+    assert_eq!(ids["hits"][0]["id"], id, "{ids}");
+    assert_eq!(ids["hits"][0]["score"], hits["hits"][0]["score"], "{ids}");
+    let ids = t.send(json("POST", "/v1/search/ids", json!({"query": "rocky shoes", "k": 2}))).await.json();
+    assert_eq!(ids["hits"].as_array().unwrap().len(), 2, "{ids}");
+    let fast = json!({"assume_new": true, "documents": [{"title": "Lamp", "content": "Bright", "key": "sku-9", "embedding": with["embedding"]}]});
+    let r = t.send(json("POST", "/v1/documents/batch", fast.clone())).await;
+    assert_eq!(r.json()["created"], 1, "{}", r.text());
+    assert_eq!(t.send(json("POST", "/v1/documents/batch", fast)).await.status, StatusCode::CONFLICT);
+    let r = t
+        .send(json(
+            "POST",
+            "/v1/documents/batch",
+            json!({"assume_new": true, "documents": [{"title": "x", "content": "y"}]}),
+        ))
+        .await;
+    assert_eq!(r.json()["error"]["field"], "documents[0].embedding", "{}", r.text());
+    assert_eq!(t.send(delete("/v1/documents/by-key/sku-9")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(
         t.send(get(&format!("/v1/documents/{id}/similar?k=2"))).await.json()["hits"].as_array().unwrap().len(),
         2

@@ -48,6 +48,7 @@ pub(super) async fn import(
         skip_invalid: a.skip_invalid,
         quiet,
         keep_ids: a.keep_ids,
+        assume_new: a.assume_new,
     };
     let summary = run_import(store, &a.file, &opts).await?;
     if !quiet {

@@ -46,6 +46,24 @@ pub(super) async fn search(store: &VectorStore, out: &mut impl Write, a: SearchA
         writeln!(out, "{plan}")?;
         return Ok(ExitCode::SUCCESS);
     }
+    if a.ids_only {
+        let hits = match (&vector, &a.query) {
+            (Some(v), _) => {
+                opts.mode = None;
+                store.search_ids_by_vector(v, &opts).await?
+            }
+            (None, Some(q)) => store.search_ids(q, &opts).await?,
+            (None, None) => anyhow::bail!("give a query or --vector"),
+        };
+        if a.json {
+            print_json(out, &serde_json::json!({ "hits": hits }))?;
+        } else {
+            for h in &hits {
+                writeln!(out, "{}\t{:.4}", h.id, h.score)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let hits = match (&vector, &a.query) {
         (Some(v), _) => {
             // A vector search ranks by the vector only; the default hybrid mode is for text.

@@ -30,15 +30,35 @@ pub async fn create(
 /// Stores many documents in one transaction (all or nothing).
 #[utoipa::path(post, path = "/v1/documents/batch", tag = "documents", operation_id = "documents_batch", request_body = BatchBody,
     responses((status = 200, description = "Stored", body = BatchReport),
-              (status = 409, description = "Duplicate key in the batch", body = ErrorBody),
+              (status = 409, description = "Duplicate key in the batch, or (assume_new) a key or id already stored", body = ErrorBody),
               (status = 422, description = "Invalid input", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn batch(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<BatchBody>,
 ) -> Result<Json<BatchReport>, AppError> {
-    let docs = body.documents.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?;
-    Ok(Json(s.store.batch(docs).await?))
+    let docs: Vec<marketking_core::NewDocument> =
+        body.documents.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?;
+    if !body.assume_new {
+        return Ok(Json(s.store.batch(docs).await?));
+    }
+    let mut rows = Vec::with_capacity(docs.len());
+    for (i, d) in docs.iter().enumerate() {
+        let Some(v) = d.embedding.as_deref() else {
+            return Err(AppError::invalid(
+                &format!("documents[{i}].embedding"),
+                "is required with assume_new (the fast path writes precomputed vectors)",
+            ));
+        };
+        let mut r = marketking_core::DocumentRef::new(&d.title, &d.content, v).metadata(&d.metadata);
+        r.source = d.source.as_deref();
+        r.key = d.key.as_deref();
+        r.id = d.id;
+        r.created_at = d.created_at;
+        r.updated_at = d.updated_at;
+        rows.push(r);
+    }
+    Ok(Json(s.store.insert_new(rows).await?))
 }
 
 /// One document by id.

@@ -160,6 +160,11 @@ pub struct BatchBody {
     /// The documents; keyed ones upsert.
     #[serde(deserialize_with = "crate::object::vec_of_objects")]
     pub documents: Vec<NewDocumentBody>,
+    /// Every document brings its `embedding`, and its key and id (if any) are not stored yet:
+    /// written in one binary COPY with no key lookup (a stored key or id is a 409 and nothing is
+    /// written). For bulk loads of precomputed vectors.
+    #[serde(default)]
+    pub assume_new: bool,
 }
 
 /// The result of an upsert.

@@ -26,7 +26,7 @@ pub mod transfer;
         documents::create, documents::batch, documents::list, documents::get, documents::update, documents::delete,
         documents::upsert, documents::get_by_key, documents::delete_by_key, documents::count, documents::count_get,
         documents::delete_by_filter, transfer::export, transfer::import,
-        search::search, search::search_get, search::similar, admin::explain, system::stats,
+        search::search, search::search_get, search::search_ids, search::similar, admin::explain, system::stats,
         admin::create_index, admin::drop_index, admin::rebuild_index, admin::tune, admin::clear_tuning, admin::analyze,
         system::healthz, system::readyz, system::metrics,
     ),
@@ -90,6 +90,7 @@ pub(crate) fn v1(state: &AppState) -> Router<AppState> {
         .route("/export", get(transfer::export))
         .route("/documents/{id}/similar", get(search::similar))
         .route("/search", post(search::search).get(search::search_get))
+        .route("/search/ids", post(search::search_ids))
         .route("/search/explain", post(admin::explain))
         .route("/index", post(admin::create_index).delete(admin::drop_index))
         .route("/index/rebuild", post(admin::rebuild_index))

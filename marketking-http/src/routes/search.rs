@@ -29,6 +29,30 @@ pub async fn search(
     Ok(Json(hits.into()))
 }
 
+/// Ids and scores, best first.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct ScoredIds {
+    /// The hits, without documents.
+    pub hits: Vec<marketking_core::ScoredId>,
+}
+
+/// The search of `POST /v1/search` returning only ids and scores: no document column is read.
+#[utoipa::path(post, path = "/v1/search/ids", tag = "search", operation_id = "search_ids", request_body = SearchBody,
+    responses((status = 200, description = "Ids and scores, best first", body = ScoredIds),
+              (status = 422, description = "Invalid input", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search_ids(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<SearchBody>,
+) -> Result<Json<ScoredIds>, AppError> {
+    let hits = match search_options(b)? {
+        (opts, Some(q), None) => s.store.search_ids(&q, &opts).await?,
+        (opts, None, Some(v)) => s.store.search_ids_by_vector(&v, &opts).await?,
+        _ => return Err(AppError::invalid("query", "give exactly one of `query` and `vector`")),
+    };
+    Ok(Json(ScoredIds { hits }))
+}
+
 /// A search body's options, text query and query vector.
 pub(crate) type ParsedSearch = (SearchOptions, Option<String>, Option<Vec<f32>>);
 

@@ -79,8 +79,22 @@ impl PgBackend {
                 None => new_ids.next().ok_or_else(|| Error::storage("the sequence gave too few ids"))?,
             };
             let meta = Json(r.metadata.unwrap_or(&empty));
-            copy.row(&insert_fields(&id, &r.title, &r.content, &r.source, &meta, &r.key, r.embedding, &now, &now))
-                .await?;
+            // As `plan::stamps`: restored times, else the write's (a restored updated_at alone
+            // gets a created_at no later than it).
+            let updated = r.updated_at.unwrap_or(now);
+            let created = r.created_at.unwrap_or_else(|| updated.min(now));
+            copy.row(&insert_fields(
+                &id,
+                &r.title,
+                &r.content,
+                &r.source,
+                &meta,
+                &r.key,
+                r.embedding,
+                &created,
+                &updated,
+            ))
+            .await?;
             report.ids.push(id);
         }
         copy.finish().await?;
