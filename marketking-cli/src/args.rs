@@ -460,6 +460,16 @@ pub(crate) enum IndexCommand {
         /// Build without blocking writes (slower).
         #[arg(long)]
         concurrently: bool,
+        /// Memory for the build in MiB (PostgreSQL maintenance_work_mem, 16..=1048576; default
+        /// 1024). A build is much faster when the graph fits.
+        #[arg(long, value_name = "MIB")]
+        build_memory_mb: Option<u32>,
+        /// Parallel workers besides the leader (0..=64; default 1).
+        #[arg(long, value_name = "N")]
+        parallel_workers: Option<u32>,
+        /// Skip the ANALYZE after the build (run `marketking analyze` later).
+        #[arg(long)]
+        no_analyze: bool,
     },
     /// Drop the vector index.
     Drop,

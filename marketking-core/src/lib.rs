@@ -63,7 +63,7 @@ mod vector;
 pub use async_trait::async_trait;
 pub use backend::{
     IndexInfo, IndexKind, IndexSpec, PoolStats, Quantization, SourceCount, StorageStats, TunedSettings,
-    DEFAULT_HNSW_EF_CONSTRUCTION, DEFAULT_HNSW_M,
+    DEFAULT_BUILD_MEMORY_MB, DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_EF_CONSTRUCTION, DEFAULT_HNSW_M,
 };
 #[cfg(feature = "redis")]
 pub use cache::RedisCache;

@@ -57,10 +57,23 @@ fn index_kind(kind: IndexKindArg, m: Option<u32>, ef: Option<u32>, lists: Option
 pub(super) async fn index(store: &VectorStore, out: &mut impl Write, cmd: IndexCommand) -> anyhow::Result<ExitCode> {
     // Validate the flags before anything else, so usage errors are reported the same everywhere.
     let spec = match &cmd {
-        IndexCommand::Create { kind, m, ef_construction, lists, quantization, concurrently } => Some(IndexSpec {
+        IndexCommand::Create {
+            kind,
+            m,
+            ef_construction,
+            lists,
+            quantization,
+            concurrently,
+            build_memory_mb,
+            parallel_workers,
+            no_analyze,
+        } => Some(IndexSpec {
             kind: index_kind(*kind, *m, *ef_construction, *lists),
             concurrently: *concurrently,
             quantization: (*quantization).into(),
+            build_memory_mb: *build_memory_mb,
+            parallel_workers: *parallel_workers,
+            skip_analyze: *no_analyze,
         }),
         _ => None,
     };

@@ -315,12 +315,15 @@ impl VectorStore {
         self.inner.embedder.snapshot()
     }
 
-    /// Builds (or replaces) the vector index, then refreshes planner statistics.
+    /// Builds (or replaces) the vector index with the spec's build settings, then refreshes
+    /// planner statistics (unless `spec.skip_analyze`).
     pub async fn create_index(&self, spec: IndexSpec) -> Result<IndexInfo> {
         self.writable("create_index")?;
-        spec.kind.validate()?;
+        spec.validate()?;
         let info = self.inner.backend.create_index(&spec).await?;
-        self.inner.backend.analyze().await?;
+        if !spec.skip_analyze {
+            self.inner.backend.analyze().await?;
+        }
         self.invalidate().await;
         Ok(info)
     }

@@ -419,3 +419,31 @@ async fn tuning_finds_and_keeps_the_ef_search_that_reaches_the_target() {
     assert!(other.stats().await.unwrap().storage.index.unwrap().tuned.is_none());
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn index_build_settings_are_checked_by_field_and_used() {
+    let t = PgTable::new();
+    let store = t.plain(16).await;
+    let input: Vec<NewDocument> = random_vectors(500, 16, 5, 2)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| NewDocument::new(format!("doc {i}"), "body").with_embedding(v))
+        .collect();
+    store.batch(input).await.unwrap();
+    for (spec, field) in [
+        (IndexSpec { build_memory_mb: Some(8), ..Default::default() }, "build_memory_mb"),
+        (IndexSpec { parallel_workers: Some(65), ..Default::default() }, "parallel_workers"),
+    ] {
+        let e = store.create_index(spec).await.unwrap_err();
+        assert!(matches!(&e, Error::InvalidInput { field: f, .. } if f == field), "{field}: {e:?}");
+    }
+    assert!(store.stats().await.unwrap().storage.index.is_none(), "a refused spec builds nothing");
+    let spec =
+        IndexSpec { build_memory_mb: Some(64), parallel_workers: Some(0), skip_analyze: true, ..Default::default() };
+    let info = store.create_index(spec).await.unwrap();
+    assert!(matches!(info.kind, IndexKind::Hnsw { .. }));
+    store.analyze().await.unwrap();
+    let q = store.get_with_embedding(1).await.unwrap().embedding.unwrap();
+    assert_eq!(store.search_by_vector(&q, &SearchOptions::top(1)).await.unwrap()[0].document.id, 1);
+    t.cleanup().await;
+}

@@ -36,6 +36,18 @@ pub enum IndexBody {
         /// Build without blocking writes (slower).
         #[serde(default)]
         concurrently: bool,
+        /// Memory for the build in MiB, 16..=1048576 (PostgreSQL `maintenance_work_mem`;
+        /// default 1024).
+        #[serde(default, deserialize_with = "super::dto::integral")]
+        #[schema(minimum = 16, maximum = 1048576)]
+        build_memory_mb: Option<u32>,
+        /// Parallel workers besides the leader, 0..=64 (default 1).
+        #[serde(default, deserialize_with = "super::dto::integral")]
+        #[schema(minimum = 0, maximum = 64)]
+        parallel_workers: Option<u32>,
+        /// Run ANALYZE after the build (default true; `POST /v1/analyze` runs it later).
+        #[serde(default = "yes")]
+        analyze: bool,
     },
     /// IVFFlat lists: fast to build; build after loading data.
     Ivfflat {
@@ -49,7 +61,23 @@ pub enum IndexBody {
         /// Build without blocking writes (slower).
         #[serde(default)]
         concurrently: bool,
+        /// Memory for the build in MiB, 16..=1048576 (PostgreSQL `maintenance_work_mem`;
+        /// default 1024).
+        #[serde(default, deserialize_with = "super::dto::integral")]
+        #[schema(minimum = 16, maximum = 1048576)]
+        build_memory_mb: Option<u32>,
+        /// Parallel workers besides the leader, 0..=64 (default 1).
+        #[serde(default, deserialize_with = "super::dto::integral")]
+        #[schema(minimum = 0, maximum = 64)]
+        parallel_workers: Option<u32>,
+        /// Run ANALYZE after the build (default true; `POST /v1/analyze` runs it later).
+        #[serde(default = "yes")]
+        analyze: bool,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Rebuild options.
@@ -85,19 +113,41 @@ pub async fn create_index(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<IndexBody>,
 ) -> Result<Json<IndexInfo>, AppError> {
-    let (kind, quantization, concurrently) = match b {
-        IndexBody::Hnsw { m, ef_construction, quantization, concurrently } => {
+    let spec = match b {
+        IndexBody::Hnsw {
+            m,
+            ef_construction,
+            quantization,
+            concurrently,
+            build_memory_mb,
+            parallel_workers,
+            analyze,
+        } => {
             // Raised to 2*m (pgvector's own floor): a rule across two fields no schema states.
             // (Below 4 it stays, and is refused: the minimum is 4.)
             let floor = m.unwrap_or(marketking_core::DEFAULT_HNSW_M).saturating_mul(2);
             let ef = ef_construction.map(|ef| if ef >= 4 { ef.max(floor) } else { ef });
-            (IndexKind::hnsw(m, ef), quantization, concurrently)
+            IndexSpec {
+                kind: IndexKind::hnsw(m, ef),
+                concurrently,
+                quantization,
+                build_memory_mb,
+                parallel_workers,
+                skip_analyze: !analyze,
+            }
         }
-        IndexBody::Ivfflat { lists, quantization, concurrently } => {
-            (IndexKind::IvfFlat { lists }, quantization, concurrently)
+        IndexBody::Ivfflat { lists, quantization, concurrently, build_memory_mb, parallel_workers, analyze } => {
+            IndexSpec {
+                kind: IndexKind::IvfFlat { lists },
+                concurrently,
+                quantization,
+                build_memory_mb,
+                parallel_workers,
+                skip_analyze: !analyze,
+            }
         }
     };
-    Ok(Json(s.store.create_index(IndexSpec { kind, concurrently, quantization }).await?))
+    Ok(Json(s.store.create_index(spec).await?))
 }
 
 /// Drops the vector index.

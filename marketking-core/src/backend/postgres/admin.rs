@@ -10,9 +10,6 @@ use crate::backend::{IndexInfo, IndexKind, IndexSpec, Quantization, SourceCount,
 use crate::error::{Error, Result};
 
 const INDEX_SUFFIX: &str = "embedding_idx";
-/// An index build is much faster when the graph fits in maintenance_work_mem; one parallel
-/// worker plus the leader uses both cores of a small machine.
-const BUILD_SETTINGS: &str = "SET maintenance_work_mem = '1GB'; SET max_parallel_maintenance_workers = 1";
 const RESET_SETTINGS: &str = "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers";
 
 /// How often a search re-reads which form the table's vector index has, so an index that
@@ -55,6 +52,15 @@ impl IndexForm {
 
 /// What an index's comment starts with when it holds tuned settings (JSON follows).
 const TUNED_PREFIX: &str = "marketking tuned: ";
+
+/// The session settings of a build: an index build is much faster when the graph fits in
+/// `maintenance_work_mem`; one parallel worker plus the leader uses both cores of a small
+/// machine. (Validated integers, see [`IndexSpec::validate`], so formatting them in is safe.)
+fn build_settings(spec: &IndexSpec) -> String {
+    let memory = spec.build_memory_mb.unwrap_or(crate::backend::DEFAULT_BUILD_MEMORY_MB);
+    let workers = spec.parallel_workers.unwrap_or(crate::backend::DEFAULT_BUILD_WORKERS);
+    format!("SET maintenance_work_mem = '{memory}MB'; SET max_parallel_maintenance_workers = {workers}")
+}
 
 /// The expression an index in this form is built over, and its operator class.
 fn index_expr(q: Quantization, dims: usize) -> (String, &'static str) {
@@ -259,7 +265,7 @@ impl PgBackend {
         let concurrently = if spec.concurrently { "CONCURRENTLY " } else { "" };
         // Separate statements: several in one simple query form an implicit transaction, where
         // CONCURRENTLY is not allowed.
-        conn.batch_execute(BUILD_SETTINGS).await?;
+        conn.batch_execute(&build_settings(spec)).await?;
         let (expr, ops) = index_expr(q, self.dims);
         let built = conn
             .batch_execute(&format!(
@@ -299,7 +305,7 @@ impl PgBackend {
             return Err(Error::invalid("index", "there is no vector index to rebuild; create one first"));
         };
         let c = if concurrently { "CONCURRENTLY " } else { "" };
-        conn.batch_execute(BUILD_SETTINGS).await?;
+        conn.batch_execute(&build_settings(&IndexSpec::default())).await?;
         let built = conn.batch_execute(&format!("REINDEX INDEX {c}{}", self.table.in_schema(&old.name))).await;
         conn.batch_execute(RESET_SETTINGS).await?;
         built?;
