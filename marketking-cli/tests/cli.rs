@@ -969,6 +969,8 @@ mod every_store_operation {
         ("clear_tuning", "tune --clear"),
         ("ping", "ping"),
         ("ping_cache", "ping"),
+        // Not a command of its own: every command closes the store before it exits.
+        ("close", "every command, at exit"),
     ];
 
     /// `pub async fn` and `pub fn list_stream*` names of `VectorStore`'s impl blocks.

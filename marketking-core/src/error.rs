@@ -181,6 +181,11 @@ pub enum Error {
         pid: Option<u32>,
     },
 
+    /// The store was closed ([`VectorStore::close`](crate::VectorStore::close)): nothing was
+    /// done. Open a new store to go on.
+    #[error("the store is closed")]
+    Closed,
+
     /// The operation does not exist on this backend (for example vector indexes on the
     /// embedded store, which always searches exactly).
     #[error("unsupported: {operation}")]

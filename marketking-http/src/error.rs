@@ -183,6 +183,12 @@ impl IntoResponse for AppError {
                         wait,
                     )
                 }
+                E::Closed => body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is shutting down; retry on another instance".into(),
+                    None,
+                ),
                 E::Cancelled => body(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",

@@ -135,10 +135,16 @@ async fn main() -> anyhow::Result<()> {
         keys = config.api_keys.len(),
         "store open"
     );
-    let service = app(AppState::new(store, config)).into_make_service_with_connect_info::<SocketAddr>();
+    let service = app(AppState::new(store.clone(), config)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let shutdown = shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    // In-flight requests are done: release the connections (or the file and its lock) now and
+    // report a failure to do so, rather than leave it to the process exit.
+    let closed = store.close().await.context("closing the store");
+    served?;
+    closed?;
+    tracing::info!("store closed");
     Ok(())
 }

@@ -53,26 +53,34 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = open_store(&global, access).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let code = match command {
-        Command::Demo => demo::run(&store, &mut out, global.quiet).await?,
-        Command::Create(a) => docs::create(&store, &mut out, a).await?,
-        Command::Import(a) => docs::import(&store, &mut out, a, global.quiet).await?,
-        Command::Export(a) => export::run(&store, &mut out, a, global.quiet).await?,
-        Command::Search(a) => search::search(&store, &mut out, a).await?,
-        Command::Similar(a) => search::similar(&store, &mut out, a).await?,
-        Command::Get(a) => docs::get(&store, &mut out, a).await?,
-        Command::Update(a) => docs::update(&store, &mut out, a).await?,
-        Command::List(a) => docs::list(&store, &mut out, a).await?,
-        Command::Delete(a) => docs::delete(&store, &mut out, a, global.quiet).await?,
-        Command::Count(a) => docs::count(&store, &mut out, a).await?,
-        Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
-        Command::Index(c) => admin::index(&store, &mut out, c).await?,
-        Command::Tune(a) => admin::tune(&store, &mut out, a).await?,
-        Command::Migrate => admin::migrate(&store, &mut out).await?,
-        Command::Analyze => admin::analyze(&store, &mut out, global.quiet).await?,
-        Command::Ping => admin::ping(&store, &mut out).await?,
-        Command::Completions { .. } | Command::Model(_) => unreachable!("handled above"),
-    };
+    let ran: anyhow::Result<ExitCode> = async {
+        Ok(match command {
+            Command::Demo => demo::run(&store, &mut out, global.quiet).await?,
+            Command::Create(a) => docs::create(&store, &mut out, a).await?,
+            Command::Import(a) => docs::import(&store, &mut out, a, global.quiet).await?,
+            Command::Export(a) => export::run(&store, &mut out, a, global.quiet).await?,
+            Command::Search(a) => search::search(&store, &mut out, a).await?,
+            Command::Similar(a) => search::similar(&store, &mut out, a).await?,
+            Command::Get(a) => docs::get(&store, &mut out, a).await?,
+            Command::Update(a) => docs::update(&store, &mut out, a).await?,
+            Command::List(a) => docs::list(&store, &mut out, a).await?,
+            Command::Delete(a) => docs::delete(&store, &mut out, a, global.quiet).await?,
+            Command::Count(a) => docs::count(&store, &mut out, a).await?,
+            Command::Stats(a) => admin::stats(&store, &mut out, a.json).await?,
+            Command::Index(c) => admin::index(&store, &mut out, c).await?,
+            Command::Tune(a) => admin::tune(&store, &mut out, a).await?,
+            Command::Migrate => admin::migrate(&store, &mut out).await?,
+            Command::Analyze => admin::analyze(&store, &mut out, global.quiet).await?,
+            Command::Ping => admin::ping(&store, &mut out).await?,
+            Command::Completions { .. } | Command::Model(_) => unreachable!("handled above"),
+        })
+    }
+    .await;
+    // Every command closes the store before it exits: connections (or the file and its lock)
+    // are released now, and a failure to do so is an error, not a log line at exit.
+    let closed = store.close().await;
+    let code = ran?;
+    closed?;
     out.flush()?;
     Ok(code)
 }

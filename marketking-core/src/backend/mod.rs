@@ -386,6 +386,11 @@ pub(crate) trait Backend: Send + Sync + Debug {
         Err(Error::Unsupported { operation: format!("keeping tuned settings on the {} store", self.kind()) })
     }
 
+    /// Closes the storage: connections (PostgreSQL) or the file and its lock (embedded) are
+    /// released now, in-flight operations finish, and every later call is [`Error::Closed`].
+    /// Idempotent.
+    async fn close(&self) -> Result<()>;
+
     /// Checks the storage is reachable and migrated.
     async fn ping(&self) -> Result<()>;
 

@@ -68,6 +68,9 @@ struct Inner {
     probes: Option<u32>,
     /// Opened with [`VectorStoreBuilder::read_only`]: every write is refused.
     read_only: bool,
+    /// Set by [`VectorStore::close`]: every later call is [`Error::Closed`] (searches too,
+    /// cached ones included).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl VectorStore {
@@ -105,6 +108,7 @@ impl VectorStore {
                 ef_search: config.ef_search,
                 probes: config.probes,
                 read_only: config.read_only,
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -132,6 +136,7 @@ impl VectorStore {
     /// [`Error::Unsupported`] naming `operation` when the store is read-only. Checked before
     /// anything else, so a refused write costs no embedder call.
     pub(crate) fn writable(&self, operation: &str) -> Result<()> {
+        self.not_closed()?;
         match self.inner.read_only {
             false => Ok(()),
             true => Err(Error::Unsupported {
@@ -350,6 +355,17 @@ impl VectorStore {
         self.inner.backend.analyze().await
     }
 
+    /// Closes the store, for every clone of it: the storage's connections (PostgreSQL) or the
+    /// file and its process lock (embedded, after its write-ahead log is checkpointed into the
+    /// file) are released now, instead of whenever the last clone is dropped, and a failure
+    /// to do so is returned instead of logged. Operations in flight finish; every later call
+    /// is [`Error::Closed`]. Closing twice is fine. Dropping the store without closing it is
+    /// safe too (nothing is lost): `close` is for releasing early and for seeing errors.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.backend.close().await
+    }
+
     /// Checks the storage is reachable and migrated.
     pub async fn ping(&self) -> Result<()> {
         self.inner.backend.ping().await
@@ -367,11 +383,20 @@ impl VectorStore {
 
     /// The options with the store's configured ef_search and probes filled in (the backend
     /// fills what is still unset from the index's tuning, then the defaults).
-    fn resolve(&self, opts: &SearchOptions) -> SearchOptions {
+    fn resolve(&self, opts: &SearchOptions) -> Result<SearchOptions> {
+        self.not_closed()?;
         let mut o = opts.clone();
         o.ef_search = o.ef_search.or(self.inner.ef_search);
         o.probes = o.probes.or(self.inner.probes);
-        o
+        Ok(o)
+    }
+
+    /// [`Error::Closed`] once [`close`](Self::close) was called.
+    fn not_closed(&self) -> Result<()> {
+        match self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            true => Err(Error::Closed),
+            false => Ok(()),
+        }
     }
 }
 

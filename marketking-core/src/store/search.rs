@@ -41,7 +41,7 @@ impl VectorStore {
             return Err(Error::invalid("query", "must not be empty"));
         }
         ids_only_fits(opts, ids_only)?;
-        let opts = self.resolve(opts);
+        let opts = self.resolve(opts)?;
         let mode = opts.mode.unwrap_or(SearchMode::Hybrid);
         // Ids-only results are cached under their own kind: their hits carry no documents.
         let kind: &[u8] = if ids_only { b"Q" } else { b"q" };
@@ -68,7 +68,7 @@ impl VectorStore {
         vector_only(opts)?;
         ids_only_fits(opts, ids_only)?;
         validate_vector("vector", vector, self.dimensions())?;
-        let opts = self.resolve(opts);
+        let opts = self.resolve(opts)?;
         let kind: &[u8] = if ids_only { b"V" } else { b"v" };
         let key = ResultKey { kind, query: Query::Vector(vector), opts: &opts };
         let query = SearchQuery { ids_only, ..SearchQuery::vector(vector) };
@@ -79,7 +79,7 @@ impl VectorStore {
     pub async fn find_similar(&self, id: i64, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
         opts.validate()?;
         vector_only(opts)?;
-        let opts = self.resolve(opts);
+        let opts = self.resolve(opts)?;
         // The document is read first, so a missing id is NotFound even when results are cached.
         let doc = self.get_with_embedding(id).await?;
         let vector = doc.embedding.ok_or(Error::NotFound { id })?;
@@ -93,7 +93,7 @@ impl VectorStore {
     pub async fn explain_search(&self, vector: &[f32], opts: &SearchOptions) -> Result<String> {
         opts.validate()?;
         validate_vector("vector", vector, self.dimensions())?;
-        self.inner.backend.explain(SearchQuery::vector(vector), &self.resolve(opts)).await
+        self.inner.backend.explain(SearchQuery::vector(vector), &self.resolve(opts)?).await
     }
 
     /// The plan a text search with these options would run, as text: [`search`](Self::search)'s
@@ -103,7 +103,7 @@ impl VectorStore {
         if query.trim().is_empty() {
             return Err(Error::invalid("query", "must not be empty"));
         }
-        let opts = self.resolve(opts);
+        let opts = self.resolve(opts)?;
         let mode = opts.mode.unwrap_or(SearchMode::Hybrid);
         let vector = match mode {
             SearchMode::Text => None,

@@ -127,3 +127,43 @@ async fn ids_only_searches_match_full_searches(kind: Kind) {
     assert!(matches!(&e, Error::InvalidInput { field, .. } if field == "include_embedding"), "{e:?}");
     t.cleanup().await;
 }
+
+mod close {
+    use super::*;
+
+    crate::conformance!(closing_releases_the_storage_and_refuses_later_calls,);
+
+    async fn closing_releases_the_storage_and_refuses_later_calls(kind: Kind) {
+        let t = Fixture::new(kind);
+        let store = t.store(TestEmbedder::new(8), marketking_core::MemoryCache::new(1000)).await.unwrap();
+        let v = random_vectors(3, 8, 3, 9);
+        let titles = ["a", "b", "c"];
+        store.insert_new(titles.iter().zip(&v).map(|(t, v)| DocumentRef::new(t, "body", v))).await.unwrap();
+        // A cached search, to show that a closed store does not answer from its cache either.
+        let hits = store.search_by_vector(&v[0], &SearchOptions::top(2)).await.unwrap();
+        assert_eq!(hits.len(), 2);
+        let clone = store.clone();
+        store.close().await.unwrap();
+        store.close().await.unwrap();
+        assert!(matches!(clone.search_by_vector(&v[0], &SearchOptions::top(2)).await, Err(Error::Closed)));
+        assert!(matches!(clone.get(1).await, Err(Error::Closed)));
+        assert!(matches!(clone.insert_new([DocumentRef::new("d", "e", &v[1])]).await, Err(Error::Closed)));
+        assert!(matches!(clone.count(&marketking_core::Filter::everything()).await, Err(Error::Closed)));
+        // What it held is released now, while the (closed) handles are still alive.
+        match kind {
+            // The file's process lock is free: another store opens the same file for writing.
+            Kind::Embedded => {
+                let again = t.store(TestEmbedder::new(8), NoCache).await.expect("the lock is released");
+                assert_eq!(again.count(&marketking_core::Filter::everything()).await.unwrap(), 3);
+            }
+            // No connection of the pool is left on the server.
+            Kind::Postgres => {
+                let pool = store.pool_stats().unwrap();
+                assert_eq!(pool.connections, 0, "{pool:?}");
+            }
+        }
+        drop(store);
+        drop(clone);
+        t.cleanup().await;
+    }
+}

@@ -36,9 +36,11 @@ pub(super) struct Shared {
     pub(super) english: bool,
     /// Set on a read-only store (`reader.rs`): the memory index follows another process's commits.
     pub(super) reader: Option<super::reader::Reader>,
-    /// Exclusive advisory lock on `<path>.lock`, held for the backend's lifetime (none when
-    /// read-only).
-    pub(super) _lock: Option<lock::ProcessLock>,
+    /// Exclusive advisory lock on `<path>.lock`, held until the backend is dropped or closed
+    /// (none when read-only).
+    pub(super) lock: Mutex<Option<lock::ProcessLock>>,
+    /// Set by `close`: every later call is [`Error::Closed`].
+    pub(super) closed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -67,8 +69,32 @@ impl Shared {
             mem: RwLock::new(mem),
             english,
             reader: None,
-            _lock: Some(lock),
+            lock: Mutex::new(Some(lock)),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Closes the file: checkpoints the write-ahead log into it (a writer), closes the
+    /// connection (an in-memory one takes its place, so the file handles go now) and releases
+    /// the process lock; memory is freed. Later calls see `closed` first.
+    pub(super) fn close(&self) -> Result<()> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let checkpoint = match self.reader {
+            None => conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"),
+            Some(_) => Ok(()),
+        };
+        let old = std::mem::replace(&mut *conn, Connection::open_in_memory()?);
+        let closed = old.close().map_err(|(_, e)| e);
+        drop(conn);
+        *self.mem_mut() = MemIndex::with_capacity(self.dims, 0);
+        // The lock goes last: another process may open the file as soon as it is released.
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        checkpoint?;
+        closed?;
+        Ok(())
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (the

@@ -107,6 +107,9 @@ impl EmbeddedBackend {
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T> + Send + 'static,
     {
+        if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
         let shared = self.shared.clone();
         blocking(move || f(&shared)).await
     }
@@ -242,6 +245,13 @@ impl Backend for EmbeddedBackend {
 
     async fn analyze(&self) -> Result<()> {
         self.run(|s| Ok(s.conn().execute_batch("ANALYZE")?)).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Writers finish first: a write in flight commits (or not) before the file closes.
+        let _writer = self.writer.lock().await;
+        let shared = self.shared.clone();
+        blocking(move || shared.close()).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -171,7 +171,8 @@ impl Shared {
             mem: RwLock::new(MemIndex::with_capacity(dims, 0)),
             english: text_config == "english",
             reader: Some(Reader::default()),
-            _lock: None,
+            lock: Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

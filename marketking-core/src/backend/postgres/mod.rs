@@ -321,6 +321,11 @@ impl Backend for PgBackend {
         self.set_tuned_impl(tuned).await
     }
 
+    async fn close(&self) -> Result<()> {
+        pool::close(&self.pool, &self.health).await;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<()> {
         with_retry!(self, |conn| {
             conn.query_one(&self.sql.ping, &[]).await?;

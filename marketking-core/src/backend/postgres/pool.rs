@@ -73,6 +73,9 @@ impl bb8::ManageConnection for Manager {
     type Error = Error;
 
     async fn connect(&self) -> Result<PgConn, Error> {
+        if self.health.is_closed() {
+            return Err(Error::Closed);
+        }
         let connected = async {
             let client = self.inner.connect().await?;
             // No NOTICEs: the driver logs each at INFO, and the store's own statements raise
@@ -101,7 +104,8 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        // After close() every connection given back is dropped (and so closed), not kept.
+        conn.client.is_closed() || self.health.is_closed()
     }
 }
 
@@ -112,9 +116,19 @@ impl bb8::ManageConnection for Manager {
 pub(crate) struct Health {
     failed: Notify,
     last_error: Mutex<Option<String>>,
+    /// Set by the backend's `close`.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
+    pub(crate) fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn connect_failed(&self, e: &Error) {
         tracing::debug!(error = %e, "cannot connect to PostgreSQL");
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
@@ -132,9 +146,26 @@ impl Health {
 
 pub(crate) type Pool = bb8::Pool<Manager>;
 
+/// Marks the pool closed and closes its idle connections now (each checked out and given back
+/// broken, so bb8 drops it); connections in use are dropped when they come back.
+pub(crate) async fn close(pool: &Pool, health: &Health) {
+    health.close();
+    for _ in 0..pool.state().idle_connections {
+        // `get` hands out an idle connection without connecting; a fresh connect would fail
+        // (closed), which ends the loop early.
+        match tokio::time::timeout(std::time::Duration::from_millis(100), pool.get()).await {
+            Ok(Ok(conn)) => drop(conn),
+            _ => break,
+        }
+    }
+}
+
 /// A connection from the pool, or [`Error::Unavailable`] as soon as a connect attempt made
 /// while waiting fails (the server is down or refusing connections).
 pub(crate) async fn checkout<'a>(pool: &'a Pool, health: &Health) -> Result<PooledConnection<'a, Manager>, Error> {
+    if health.is_closed() {
+        return Err(Error::Closed);
+    }
     let failed = health.failed.notified();
     tokio::pin!(failed);
     // Registered before asking the pool, so a failure while the pool connects is not missed.
