@@ -39,6 +39,10 @@ struct Args {
     /// Skip the search part (no index build).
     #[arg(long)]
     no_search: bool,
+    /// Run only these ingest variants (0 insert_new, 1 batch, 2 raw psycopg COPY, 3 raw
+    /// tokio-postgres COPY), e.g. `0,2`.
+    #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 2])]
+    variants: Vec<usize>,
 }
 
 /// This process's CPU time (user + system, every thread) in seconds, from /proc (USER_HZ 100).
@@ -49,6 +53,22 @@ fn cpu_seconds() -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU time (user + system) of every `postgres` process on this machine, in seconds: the
+/// server's share of a run (its backends, WAL writer and checkpointer).
+fn server_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| stat.contains("(postgres)"))
+        .map(|stat| {
+            let rest = stat.rsplit_once(')').map(|(_, r)| r.to_string()).unwrap_or_default();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            (ticks(11) + ticks(12)) / 100.0
+        })
+        .sum()
 }
 
 #[derive(Default)]
@@ -108,18 +128,22 @@ async fn main() -> anyhow::Result<()> {
     let titles: Vec<String> = (0..a.rows).map(|i| format!("doc {i}")).collect();
     println!("# Hot paths: {} rows x {} dims, {} rounds", a.rows, a.dims, a.rounds);
     println!();
-    println!("| round | variant | wall s | docs/s | client CPU s |");
-    println!("|---|---|---|---|---|");
-    let names = ["insert_new (borrowed)", "batch (owned)", "raw psycopg COPY"];
-    let mut runs: [Runs; 3] = Default::default();
+    println!("| round | variant | wall s | docs/s | client CPU s | server CPU s |");
+    println!("|---|---|---|---|---|---|");
+    let names = ["insert_new (borrowed)", "batch (owned)", "raw psycopg COPY", "raw tokio-postgres COPY"];
+    let mut runs: [Runs; 4] = Default::default();
     let pid = std::process::id();
     for round in 0..a.rounds {
-        for j in 0..3 {
-            let which = (round + j) % 3;
+        for j in 0..4 {
+            let which = (round + j) % 4;
+            if !a.variants.contains(&which) {
+                continue;
+            }
             let schema = format!("mk_hot_{pid}_{round}_{which}");
             let table = format!("{schema}.docs");
             drop_schema(&client, &schema).await?;
             let store = open(&url, &table, a.dims).await?;
+            let server = server_cpu_seconds();
             let (wall, cpu) = match which {
                 0 => {
                     let (t, c) = (Instant::now(), cpu_seconds());
@@ -140,6 +164,25 @@ async fn main() -> anyhow::Result<()> {
                     anyhow::ensure!(r.created == a.rows);
                     (t.elapsed().as_secs_f64(), cpu_seconds() - c)
                 }
+                3 => {
+                    // Diagnostic: tokio-postgres' own BinaryCopyInWriter, three columns.
+                    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                    tokio::spawn(conn);
+                    let (t, cpu0) = (Instant::now(), cpu_seconds());
+                    let ty = c.prepare(&format!("SELECT embedding FROM {table} LIMIT 0")).await?.columns()[0].type_().clone();
+                    let sink = c.copy_in(&format!("COPY {table} (title, content, embedding) FROM STDIN (FORMAT binary)")).await?;
+                    let w = tokio_postgres::binary_copy::BinaryCopyInWriter::new(
+                        sink,
+                        &[tokio_postgres::types::Type::VARCHAR, tokio_postgres::types::Type::TEXT, ty],
+                    );
+                    futures_util::pin_mut!(w);
+                    for (title, v) in titles.iter().zip(&data) {
+                        let v = pgvector::Vector::from(v.clone());
+                        w.as_mut().write(&[title, &"body", &v]).await?;
+                    }
+                    w.finish().await?;
+                    (t.elapsed().as_secs_f64(), cpu_seconds() - cpu0)
+                }
                 _ => {
                     let out = Command::new(&a.python)
                         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_copy.py"))
@@ -151,10 +194,15 @@ async fn main() -> anyhow::Result<()> {
                     (v["wall_s"].as_f64().unwrap_or(f64::NAN), v["cpu_s"].as_f64().unwrap_or(f64::NAN))
                 }
             };
+            let server = server_cpu_seconds() - server;
             let n: i64 = client.query_one(&format!("SELECT count(*) FROM \"{schema}\".docs"), &[]).await?.get(0);
             anyhow::ensure!(n as usize == a.rows, "{} wrote {n} rows", names[which]);
             store.close().await?;
-            println!("| {round} | {} | {wall:.2} | {:.0} | {cpu:.2} |", names[which], a.rows as f64 / wall);
+            println!(
+                "| {round} | {} | {wall:.2} | {:.0} | {cpu:.2} | {server:.2} |",
+                names[which],
+                a.rows as f64 / wall
+            );
             runs[which].push(wall, cpu);
             // The last round's insert_new table stays for the search part.
             if !(round + 1 == a.rounds && which == 0 && !a.no_search) {

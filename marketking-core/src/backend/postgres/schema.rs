@@ -223,7 +223,12 @@ pub(crate) async fn migrate(
         }
         _ => e.into(),
     })?;
-    finish_text_index(client, table, &text).await?;
+    // The walks below run the full-text trigger once per row: with the connection's
+    // `force_custom_plan` its statement was planned again for every row (see write.rs).
+    client.batch_execute("SET plan_cache_mode = auto").await?;
+    let filled = finish_text_index(client, table, &text).await;
+    client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
+    filled?;
     super::metadata_index::ensure(client, table).await?;
     let rum_schema = if rum { ensure_rum(client, table).await? } else { None };
     Ok(SchemaInfo {
