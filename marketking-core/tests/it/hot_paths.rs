@@ -80,6 +80,14 @@ async fn insert_new_writes_borrowed_rows_all_or_nothing(kind: Kind) {
     // Caller-chosen ids: stored as given, and the store's own ids continue past them.
     let r = store.insert_new([DocumentRef::new("chosen", "id", &vectors[2]).id(1_000_000)]).await.unwrap();
     assert_eq!(r.ids, vec![1_000_000]);
+    // No optional field in the batch: the table's defaults, as for any other new row.
+    let chosen = store.get(1_000_000).await.unwrap();
+    assert_eq!(
+        (chosen.metadata.clone(), chosen.source.clone(), chosen.key.clone()),
+        (serde_json::json!({}), None, None)
+    );
+    assert_eq!(chosen.created_at, chosen.updated_at);
+    assert!(chosen.created_at >= doc.created_at, "{chosen:?} / {doc:?}");
     let next = store.insert_new([DocumentRef::new("next", "id", &vectors[3])]).await.unwrap();
     assert!(next.ids[0] > 1_000_000, "{:?}", next.ids);
     assert!(store.insert_new(std::iter::empty()).await.unwrap().ids.is_empty());
