@@ -390,6 +390,10 @@ pub(crate) struct TuneArgs {
     /// How many stored documents serve as queries (1..=10000).
     #[arg(long, default_value_t = 200)]
     pub(crate) queries: usize,
+    /// Measure with these queries instead of stored documents: a file with one query per line,
+    /// plain text or JSON objects with a "query" field (e.g. a sample of your query log).
+    #[arg(long, value_name = "FILE", conflicts_with = "clear")]
+    pub(crate) query_file: Option<std::path::PathBuf>,
     /// Measure and report only; keep nothing with the index.
     #[arg(long, conflicts_with = "clear")]
     pub(crate) dry_run: bool,

@@ -113,29 +113,39 @@ pub(super) async fn tune(store: &VectorStore, out: &mut impl Write, a: TuneArgs)
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = TuneOptions::target(a.target).k(a.k).queries(a.queries).dry_run(a.dry_run);
+    let mut opts = TuneOptions::target(a.target).k(a.k).queries(a.queries).dry_run(a.dry_run);
+    if let Some(path) = &a.query_file {
+        opts = opts.query_texts(read_queries(path)?);
+    }
     let report = store.tune_recall(&opts).await?;
     if a.json {
         print_json(out, &report)?;
     } else {
         let knob = report.knob;
         writeln!(out, "index {}", describe(&report.index))?;
-        writeln!(
-            out,
-            "{} stored documents as queries, recall@{} against exact search:",
-            report.query_ids.len(),
-            report.k
-        )?;
+        let queries = match report.query_texts {
+            0 => format!("{} stored documents", report.query_ids.len()),
+            n => format!("{n} query texts"),
+        };
+        writeln!(out, "{queries} as queries, recall@{} against exact search:", report.k)?;
         let recall = format!("recall@{}", report.k);
         writeln!(out, "  {knob:>10}  {recall:>10}  {:>7}", "p50 ms")?;
         for s in &report.steps {
             let mark = if report.chosen.is_some_and(|c| c.value == s.value) { "  <- chosen" } else { "" };
-            writeln!(out, "  {:>10}  {:>10.3}  {:>7.2}{mark}", s.value, s.recall, s.p50_ms)?;
+            let scan = if s.uses_index { "" } else { "  (exact scan: the planner left the index)" };
+            writeln!(out, "  {:>10}  {:>10.3}  {:>7.2}{mark}{scan}", s.value, s.recall, s.p50_ms)?;
         }
         writeln!(out, "before: {knob} {} gave recall@{} {:.3}", report.before.value, report.k, report.before.recall)?;
         if let Some(c) = report.chosen {
             let what = if report.applied { "kept with the index" } else { "dry run: nothing kept" };
             writeln!(out, "chosen: {knob} {} gives recall@{} {:.3} ({what})", c.value, report.k, c.recall)?;
+            if !c.uses_index {
+                writeln!(
+                    out,
+                    "note: at this value the planner scans the table exactly instead of reading the index; \
+                     a denser index (--m, --ef-construction) reaches the target through the index"
+                )?;
+            }
             if report.applied && report.overridden_by_config {
                 writeln!(
                     out,
@@ -155,6 +165,26 @@ pub(super) async fn tune(store: &VectorStore, out: &mut impl Write, a: TuneArgs)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One query per non-empty line: the line itself, or its "query" field when it is a JSON object.
+fn read_queries(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(o)) => match o.get("query") {
+                Some(serde_json::Value::String(q)) => out.push(q.clone()),
+                _ => bail!("{}:{}: a JSON line needs a \"query\" string", path.display(), n + 1),
+            },
+            _ => out.push(line.to_string()),
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no queries", path.display());
+    }
+    Ok(out)
 }
 
 pub(super) async fn migrate(store: &VectorStore, out: &mut impl Write) -> anyhow::Result<ExitCode> {

@@ -136,7 +136,7 @@ impl VectorStore {
 
     /// The query's embedding (with the embedder's query instruction in front, when it has one),
     /// cached by model, dimensions and text.
-    async fn query_embedding(&self, text: &str) -> Result<Vec<f32>> {
+    pub(super) async fn query_embedding(&self, text: &str) -> Result<Vec<f32>> {
         let e = &self.inner.embedder;
         let text = match e.query_instruction() {
             Some(prefix) => format!("{prefix}{text}"),

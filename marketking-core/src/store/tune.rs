@@ -99,7 +99,17 @@ impl VectorStore {
                 TuneKnob::Oversample => index.quantization.default_oversample(),
             });
 
-        let sample = backend.sample_vectors(opts.queries).await?;
+        // Each query with the id of its own row (left out of its results), or NO_ROW for a text.
+        let sample: Vec<(i64, Vec<f32>)> = match opts.query_texts.is_empty() {
+            true => backend.sample_vectors(opts.queries).await?,
+            false => {
+                let mut v = Vec::with_capacity(opts.query_texts.len());
+                for text in &opts.query_texts {
+                    v.push((NO_ROW, self.query_embedding(text).await?));
+                }
+                v
+            }
+        };
         if sample.is_empty() {
             return Err(Error::invalid("index", "the table has no documents to measure the index with"));
         }
@@ -110,9 +120,11 @@ impl VectorStore {
             let exact = SearchOptions { k: rows, exact: true, ..Default::default() };
             truth.push(top_ids(backend.search(SearchQuery::vector(v), &exact, None).await?, *id, opts.k));
         }
+        let index_name = index.name.clone();
         let measure = |value: u32| {
             let truth = &truth;
             let sample = &sample;
+            let index_name = &index_name;
             async move {
                 let mut o = SearchOptions { k: rows, ..Default::default() };
                 match knob {
@@ -133,16 +145,25 @@ impl VectorStore {
                     };
                 }
                 times.sort_by(f64::total_cmp);
+                let uses_index = match sample.first() {
+                    Some((_, v)) => backend.explain(SearchQuery::vector(v), &o).await?.contains(index_name.as_str()),
+                    None => false,
+                };
                 Ok::<_, Error>(TuneStep {
                     value,
                     recall: recall / sample.len() as f64,
                     p50_ms: times.get(times.len() / 2).copied().unwrap_or(0.0),
+                    uses_index,
                 })
             }
         };
 
         let mut steps: Vec<TuneStep> = Vec::new();
-        let mut below = 0u32;
+        // ef_search below the rows asked for returns fewer rows: never measured, never chosen.
+        let mut below = match knob {
+            TuneKnob::EfSearch => (rows as u32).saturating_sub(1),
+            TuneKnob::Probes | TuneKnob::Oversample => 0,
+        };
         let mut chosen: Option<TuneStep> = None;
         for value in ladder(knob, opts.k, &index) {
             let step = measure(value).await?;
@@ -201,7 +222,8 @@ impl VectorStore {
             knob,
             target: opts.target,
             k: opts.k,
-            query_ids: sample.iter().map(|(id, _)| *id).collect(),
+            query_ids: sample.iter().map(|(id, _)| *id).filter(|&id| id != NO_ROW).collect(),
+            query_texts: opts.query_texts.len(),
             before,
             steps,
             chosen,
@@ -224,6 +246,9 @@ impl VectorStore {
         Ok(info)
     }
 }
+
+/// The "own row" of a query text: no document has it (ids are positive).
+const NO_ROW: i64 = i64::MIN;
 
 /// The first `k` hit ids other than `own`.
 fn top_ids(hits: Vec<crate::document::SearchHit>, own: i64, k: usize) -> Vec<i64> {

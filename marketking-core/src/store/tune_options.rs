@@ -34,7 +34,7 @@ impl std::fmt::Display for TuneKnob {
 }
 
 /// What [`VectorStore::tune_recall`] aims at.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TuneOptions {
     /// The recall@k to reach against exact search, in (0, 1]. Default 0.95.
@@ -45,11 +45,16 @@ pub struct TuneOptions {
     pub queries: usize,
     /// Measure and report only; keep nothing with the index.
     pub dry_run: bool,
+    /// Query texts to measure with instead of stored documents (e.g. a sample of the
+    /// application's real queries), embedded as a search embeds its query; at most
+    /// [`MAX_TUNE_QUERIES`]. Short queries can need a larger `ef_search` than documents do.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query_texts: Vec<String>,
 }
 
 impl Default for TuneOptions {
     fn default() -> Self {
-        TuneOptions { target: 0.95, k: 10, queries: 200, dry_run: false }
+        TuneOptions { target: 0.95, k: 10, queries: 200, dry_run: false, query_texts: Vec::new() }
     }
 }
 
@@ -71,6 +76,12 @@ impl TuneOptions {
         self
     }
 
+    /// Measures with these query texts instead of stored documents.
+    pub fn query_texts(mut self, texts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.query_texts = texts.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Measures and reports without keeping the result.
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = yes;
@@ -85,6 +96,15 @@ impl TuneOptions {
         // One more row is searched than k (the query's own row is left out).
         if self.k == 0 || self.k >= MAX_K {
             return Err(Error::invalid("k", format!("must be between 1 and {}, got {}", MAX_K - 1, self.k)));
+        }
+        if self.query_texts.len() > MAX_TUNE_QUERIES {
+            return Err(Error::invalid(
+                "query_texts",
+                format!("at most {MAX_TUNE_QUERIES} texts, got {}", self.query_texts.len()),
+            ));
+        }
+        if let Some(i) = self.query_texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(Error::invalid(format!("query_texts[{i}]"), "must not be blank"));
         }
         if self.queries == 0 || self.queries > MAX_TUNE_QUERIES {
             return Err(Error::invalid(
@@ -106,6 +126,10 @@ pub struct TuneStep {
     pub recall: f64,
     /// Median latency of one search at this value, in milliseconds (sequential, this process).
     pub p50_ms: f64,
+    /// Whether the first query's plan at this value reads the vector index. PostgreSQL's
+    /// planner costs a scan by ef_search too: past some value it scans the table exactly
+    /// instead (recall 1, and the latency of an exact search).
+    pub uses_index: bool,
 }
 
 /// What [`VectorStore::tune_recall`] measured and did.
@@ -120,8 +144,12 @@ pub struct TuneReport {
     pub target: f64,
     /// The `k` of recall@k.
     pub k: usize,
-    /// The stored documents used as queries (their ids).
+    /// The stored documents used as queries (their ids); empty when the run measured with
+    /// query texts.
     pub query_ids: Vec<i64>,
+    /// How many query texts the run measured with (0: stored documents were the queries).
+    #[serde(default)]
+    pub query_texts: usize,
     /// The value searches used before this run, and its recall.
     pub before: TuneStep,
     /// Every value measured, ascending.

@@ -410,6 +410,16 @@ async fn tuning_finds_and_keeps_the_ef_search_that_reaches_the_target() {
     let old = recall_of(&other, &report.query_ids, 10, &SearchOptions::default().ef_search(100)).await;
     assert!(old < 0.95, "recall at ef_search 100: {old}");
 
+    // Query texts instead of stored documents: embedded like a search's query, none left out.
+    let texts = store
+        .tune_recall(&TuneOptions::target(0.5).query_texts(["doc 7", "doc 42 body", "body"]).dry_run(true))
+        .await
+        .unwrap();
+    assert_eq!((texts.query_texts, texts.query_ids.len()), (3, 0), "{texts:#?}");
+    assert!(texts.steps.iter().all(|s| s.value >= 11), "ef_search below k + 1 is never tried: {texts:#?}");
+    let e = store.tune_recall(&TuneOptions::target(0.5).query_texts(["ok", " "])).await.unwrap_err();
+    assert!(matches!(&e, Error::InvalidInput { field, .. } if field == "query_texts[1]"), "{e:?}");
+
     // Tuning goes with the index: a replacement starts untuned, and clearing forgets it.
     let info =
         store.create_index(IndexSpec { kind: IndexKind::hnsw(Some(4), Some(8)), ..Default::default() }).await.unwrap();

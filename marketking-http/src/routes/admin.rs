@@ -192,6 +192,11 @@ pub struct TuneBody {
     /// Measure and report only; keep nothing with the index.
     #[serde(default)]
     pub dry_run: bool,
+    /// Query texts to measure with instead of stored documents (a sample of real queries),
+    /// at most 10000.
+    #[serde(default)]
+    #[schema(max_items = 10000)]
+    pub query_texts: Vec<String>,
 }
 
 /// "There is no index" is a missing resource on these routes, not bad input.
@@ -220,7 +225,8 @@ pub async fn tune(State(s): State<AppState>, ApiJson(b): ApiJson<TuneBody>) -> R
     let opts = TuneOptions::target(b.target.unwrap_or(d.target))
         .k(b.k.unwrap_or(d.k))
         .queries(b.queries.unwrap_or(d.queries))
-        .dry_run(b.dry_run);
+        .dry_run(b.dry_run)
+        .query_texts(b.query_texts);
     Ok(Json(no_index_is_404(s.store.tune_recall(&opts).await)?))
 }
 

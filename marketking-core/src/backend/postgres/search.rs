@@ -406,8 +406,10 @@ impl PgBackend {
         let iterative =
             if self.iterative_scans && (opts.has_filters() || exclude.is_some()) { "relaxed_order" } else { "off" };
         // The store fills in its defaults before calling; these only name the fallback.
+        // HNSW returns at most ef_search rows (without iterative scans): never fewer than the
+        // leg asks for, whatever the setting or the tuning says.
         let mut ef = opts.ef_search.or(tuned_ef).unwrap_or(DEFAULT_EF_SEARCH);
-        if vector.is_some() && (text.is_some() || quant != Quantization::None) {
+        if vector.is_some() {
             ef = ef.max(u32::try_from(scanned).unwrap_or(u32::MAX)).min(*crate::document::EF_SEARCH_RANGE.end());
         }
         // No JIT: the text leg's statement carries the plan of a count over the table (run only
