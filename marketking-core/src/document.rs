@@ -513,7 +513,9 @@ pub struct SearchOptions {
     pub probes: Option<u32>,
     /// Candidates per result taken from a quantized vector index (1..=100) before the exact
     /// re-rank; default [`Quantization::default_oversample`](crate::Quantization::default_oversample)
-    /// (4 for binary). No effect without a quantized index (PostgreSQL).
+    /// (4 for binary) on PostgreSQL, where it has no effect without a quantized index. The
+    /// embedded store always scans int8 codes first: it re-ranks `max(k * oversample, k + 30)`
+    /// candidates exactly (default 4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oversample: Option<u32>,
     /// Search exactly (every stored vector compared), bypassing any vector index: the ground

@@ -39,6 +39,42 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Dot product of two equal-length int8 codes, exact in i32 (16 lanes, vectorisable: the
+/// compiler widens and multiplies-adds pairs). 127 * 127 * 65,535 dimensions fits an i32.
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0i32; 16];
+    let (ca, ra) = a.as_chunks::<16>();
+    let (cb, rb) = b.as_chunks::<16>();
+    for (x, y) in ca.iter().zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += i32::from(*x) * i32::from(*y);
+        }
+    }
+    let mut s: i32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += i32::from(*x) * i32::from(*y);
+    }
+    s
+}
+
+/// `v` as int8 codes with one scale (`v[i] ~ scale * codes[i]`, the largest component at
+/// +-127), written into `codes`; returns the scale (0 for a zero vector).
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+pub(crate) fn quantize_i8(v: &[f32], codes: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        codes.iter_mut().for_each(|c| *c = 0);
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (c, x) in codes.iter_mut().zip(v) {
+        *c = (x * inv).round().clamp(-127.0, 127.0) as i8;
+    }
+    max / 127.0
+}
+
 fn dot_norms(a: &[f32], b: &[f32]) -> (f64, f64, f64) {
     let mut d = [0.0f32; 8];
     let mut x2 = [0.0f32; 8];

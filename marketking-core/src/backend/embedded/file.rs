@@ -371,24 +371,34 @@ impl Shared {
         let legs = vector.is_some() && text.is_some();
         let leg_k = if legs { opts.fusion.candidates_for(opts.k) } else { opts.k };
         let unit = vector.map(normalize);
-        // A read-only store may answer from one pass over the file instead (`reader.rs`).
-        let pass = match self.prepare_search()? {
-            Prepared::Memory => None,
-            Prepared::Pass => Some(Pass::run(&self.conn(), self.dims, unit.as_deref(), opts, exclude)?),
+        // A read-only store may answer from one pass over the file instead (`reader.rs`); an
+        // exact search is one pass over the file's f32 vectors, bypassing the codes.
+        let pass = match (opts.exact, self.prepare_search()?) {
+            (false, Prepared::Memory) => None,
+            (true, _) | (false, Prepared::Pass) => {
+                Some(Pass::run(&self.conn(), self.dims, unit.as_deref(), opts, exclude)?)
+            }
         };
         // A leg of a fused search keeps its candidates whatever their score.
         let leg_opts = SearchOptions { k: leg_k, min_score: if legs { None } else { opts.min_score }, ..opts.clone() };
         // The memory lock is released before the connection is taken (lock order: conn, mem).
-        let vector_leg = match (&unit, &pass) {
-            (Some(_), Some(pass)) => pass.top(&leg_opts),
+        // The codes nominate `oversample` candidates per row wanted; their exact scores (from
+        // the file's f32 vectors, read after the memory lock is released) pick the rows.
+        let nominated = match (&unit, &pass) {
             (Some(unit), None) => {
+                let pool = candidate_pool(&leg_opts);
                 let mem = self.mem();
                 let threads = scan_threads(mem.len(), self.dims);
-                scan(&mem, unit, &leg_opts, exclude, threads)
+                Some(scan(&mem, unit, pool, &leg_opts, exclude, threads))
             }
-            (None, _) => Vec::new(),
+            _ => None,
         };
         let conn = self.conn();
+        let vector_leg = match (&unit, &pass, nominated) {
+            (Some(_), Some(pass), _) => pass.top(&leg_opts),
+            (Some(unit), None, Some(candidates)) => rerank(&conn, self.dims, unit, &candidates, &leg_opts)?,
+            _ => Vec::new(),
+        };
         let text_leg = match text {
             Some(t) => {
                 let mem = self.mem();
@@ -427,7 +437,7 @@ impl Shared {
                         (Some((_, s)), _) => Some(s),
                         (None, Some(q)) => match &pass {
                             Some(pass) => pass.similarity(f.id),
-                            None => self.mem().similarity(f.id, q),
+                            None => exact_similarity(&conn, self.dims, f.id, q)?,
                         },
                         (None, None) => None,
                     };
@@ -521,4 +531,52 @@ pub(super) fn expect_one(changed: usize, id: i64) -> Result<()> {
     } else {
         Err(storage(format!("document {id} disappeared during the write")))
     }
+}
+
+/// Candidates the int8 scan nominates per row a search wants, by default: enough for a
+/// recall@10 of 0.99+ against exact search (BENCHMARKS.md, "Embedded store").
+const DEFAULT_OVERSAMPLE: usize = 4;
+/// At least this many candidates beyond the rows wanted, for small k.
+const MIN_EXTRA_CANDIDATES: usize = 30;
+
+/// How many candidates the int8 scan nominates for a vector leg of `opts.k` rows.
+pub(super) fn candidate_pool(opts: &SearchOptions) -> usize {
+    let oversample = opts.oversample.map_or(DEFAULT_OVERSAMPLE, |o| o as usize);
+    opts.k.saturating_mul(oversample).max(opts.k + MIN_EXTRA_CANDIDATES)
+}
+
+/// Cosine similarity of the unit vector `unit` to document `id`'s stored vector (normalised as
+/// the memory index normalises it, and the same dot product as a [`Pass`]), or `None` when
+/// the row is gone.
+fn exact_similarity(conn: &Connection, dims: usize, id: i64, unit: &[f32]) -> Result<Option<f32>> {
+    let mut stmt = conn.prepare_cached("SELECT embedding FROM documents WHERE id = ?1")?;
+    let v = stmt
+        .query_row([id], |r| {
+            let blob = r.get_ref(0)?.as_blob()?;
+            decode_vector(blob, dims).ok_or_else(|| super::rows::bad_blob(id, blob.len(), dims))
+        })
+        .optional()?;
+    Ok(v.map(|v| crate::similarity::dot(unit, &normalize(&v))))
+}
+
+/// The best `opts.k` of the scan's candidates by exact cosine similarity, best first (ties by
+/// id), with `opts.min_score` applied to the exact scores. A row deleted since the scan is gone.
+fn rerank(
+    conn: &Connection,
+    dims: usize,
+    unit: &[f32],
+    candidates: &[super::scan::Candidate],
+    opts: &SearchOptions,
+) -> Result<Vec<super::scan::Candidate>> {
+    let mut out = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        if let Some(score) = exact_similarity(conn, dims, c.id, unit)? {
+            if opts.min_score.is_none_or(|m| score >= m) {
+                out.push(super::scan::Candidate { score, id: c.id });
+            }
+        }
+    }
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out.truncate(opts.k);
+    Ok(out)
 }

@@ -247,6 +247,18 @@ impl Backend for EmbeddedBackend {
         self.run(|s| Ok(s.conn().execute_batch("ANALYZE")?)).await
     }
 
+    async fn explain(&self, query: SearchQuery<'_>, opts: &SearchOptions) -> Result<String> {
+        let n = self.shared.mem.read().map(|m| m.len()).unwrap_or(0);
+        Ok(match (query.vector.is_some(), opts.exact) {
+            (false, _) => "full-text search (FTS5), no vector scan".to_string(),
+            (true, true) => "exact pass over every stored f32 vector in the file".to_string(),
+            (true, false) => format!(
+                "int8 scan of {n} rows in memory, then exact re-rank of the best {} candidates from the file's f32 vectors",
+                file::candidate_pool(opts)
+            ),
+        })
+    }
+
     async fn close(&self) -> Result<()> {
         // Writers finish first: a write in flight commits (or not) before the file closes.
         let _writer = self.writer.lock().await;

@@ -1,4 +1,6 @@
-//! The exact search: a brute-force scan of the memory index with per-thread top-k heaps.
+//! The vector scan: a brute-force pass over the memory index's int8 codes with per-thread
+//! top-k heaps. It nominates candidates by the codes' dot product; `file.rs` then scores them
+//! exactly from the f32 vectors in the file and keeps the best.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -6,7 +8,7 @@ use std::ops::Range;
 
 use super::mem_index::MemIndex;
 use crate::document::SearchOptions;
-use crate::similarity::dot;
+use crate::similarity::{dot_i8, quantize_i8};
 
 /// Scans with more floats than this use several threads.
 const PARALLEL_MIN_FLOATS: usize = 2_000_000;
@@ -51,28 +53,34 @@ pub(super) fn scan_threads(rows: usize, dims: usize) -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, MAX_SCAN_THREADS)
 }
 
-/// Exact top-`opts.k` rows for the unit vector `query`, best first (ties by id), with the row
-/// filters, `exclude` and `min_score` applied, using `threads` threads.
+/// The `pool` best rows for the unit vector `query` by the codes' approximate cosine, best
+/// first (ties by id), with the row filters and `exclude` applied (not `min_score`: it applies
+/// to exact scores), using `threads` threads.
 pub(super) fn scan(
     mem: &MemIndex,
     query: &[f32],
+    pool: usize,
     opts: &SearchOptions,
     exclude: Option<i64>,
     threads: usize,
 ) -> Vec<Candidate> {
     let n = mem.len();
+    let mut codes = vec![0i8; query.len()];
+    let scale = quantize_i8(query, &mut codes);
+    let q = Query { codes: &codes, scale, pool };
+    let q = &q;
     let mut all = if threads <= 1 || n < 2 * threads {
-        scan_range(mem, 0..n, query, opts, exclude)
+        scan_range(mem, 0..n, q, opts, exclude)
     } else {
         let chunk = n.div_ceil(threads);
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
-                    s.spawn(move || scan_range(mem, range, query, opts, exclude))
+                    s.spawn(move || scan_range(mem, range, q, opts, exclude))
                 })
                 .collect();
-            let mut merged = Vec::with_capacity(threads * opts.k);
+            let mut merged = Vec::with_capacity(threads * pool);
             for h in handles {
                 merged.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
             }
@@ -80,19 +88,26 @@ pub(super) fn scan(
         })
     };
     all.sort_unstable_by(|a, b| b.cmp(a));
-    all.truncate(opts.k);
+    all.truncate(pool);
     all
 }
 
-/// Top-k of one range of rows (unordered), kept in a bounded min-heap.
+/// The query's codes and scale, and how many candidates to keep.
+struct Query<'a> {
+    codes: &'a [i8],
+    scale: f32,
+    pool: usize,
+}
+
+/// Top-`pool` of one range of rows (unordered), kept in a bounded min-heap.
 fn scan_range(
     mem: &MemIndex,
     range: Range<usize>,
-    query: &[f32],
+    q: &Query<'_>,
     opts: &SearchOptions,
     exclude: Option<i64>,
 ) -> Vec<Candidate> {
-    let k = opts.k;
+    let k = q.pool;
     if k == 0 {
         return Vec::new();
     }
@@ -101,18 +116,16 @@ fn scan_range(
     let d = mem.dims.max(1);
     let ids = mem.ids.get(range.clone()).unwrap_or_default();
     let rows = mem.rows.get(range.clone()).unwrap_or_default();
-    let vectors = mem.vectors.get(range.start * d..range.end * d).unwrap_or_default().chunks_exact(d);
-    for ((&id, r), vector) in ids.iter().zip(rows).zip(vectors) {
+    let scales = mem.scales.get(range.clone()).unwrap_or_default();
+    let codes = mem.codes.get(range.start * d..range.end * d).unwrap_or_default().chunks_exact(d);
+    for (((&id, r), row), scale) in ids.iter().zip(rows).zip(codes).zip(scales) {
         if exclude == Some(id) {
             continue;
         }
         if filtered && !r.passes(opts) {
             continue;
         }
-        let score = dot(query, vector);
-        if opts.min_score.is_some_and(|m| score < m) {
-            continue;
-        }
+        let score = dot_i8(q.codes, row) as f32 * (scale * q.scale);
         let c = Candidate { score, id };
         if heap.len() < k {
             heap.push(Reverse(c));
@@ -133,6 +146,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
     use serde_json::json;
+    use std::collections::HashMap;
 
     const SOURCES: [&str; 4] = ["a", "b", "c", "d"];
 
@@ -207,22 +221,30 @@ mod tests {
         ]
     }
 
+    /// The candidates the scan nominates hold the exact top k (what the re-rank keeps), pass
+    /// every filter, and come best first by the codes' score, which is close to the cosine.
     #[test]
-    fn scan_matches_exact_reference() {
+    fn candidates_hold_the_exact_top_k() {
         let dims = 64;
         let (mem, raw) = random_index(2000, dims, 7);
         let mut rng = StdRng::seed_from_u64(99);
         for (opts, exclude) in option_sets() {
             for _ in 0..3 {
                 let q: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-                let got = scan(&mem, &normalize(&q), &opts, exclude, 1);
+                let pool = (opts.k * 4).max(40);
+                let got = scan(&mem, &normalize(&q), pool, &opts, exclude, 1);
+                let unfloored = SearchOptions { min_score: None, ..opts.clone() };
                 let want = reference(&raw, &q, &opts, exclude);
-                let got_ids: Vec<i64> = got.iter().map(|c| c.id).collect();
-                let want_ids: Vec<i64> = want.iter().map(|w| w.0).collect();
-                assert_eq!(got_ids, want_ids, "options {opts:?} exclude {exclude:?}");
-                for (g, w) in got.iter().zip(&want) {
-                    assert!((g.score - w.1).abs() < 1e-5, "{} vs {}", g.score, w.1);
+                let passing = reference(&raw, &q, &SearchOptions { k: usize::MAX, ..unfloored }, exclude);
+                assert_eq!(got.len(), pool.min(passing.len()), "options {opts:?}");
+                let ids: std::collections::HashSet<i64> = got.iter().map(|c| c.id).collect();
+                assert!(want.iter().all(|(id, _)| ids.contains(id)), "options {opts:?} exclude {exclude:?}");
+                let exact: HashMap<i64, f32> = passing.into_iter().collect();
+                for c in &got {
+                    let e = exact.get(&c.id).expect("a nominated row passes the filters");
+                    assert!((c.score - e).abs() < 0.02, "{} vs {e}", c.score);
                 }
+                assert!(got.windows(2).all(|w| w[0] >= w[1]), "best first");
             }
         }
     }
@@ -234,9 +256,9 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         for (opts, exclude) in option_sets() {
             let q: Vec<f32> = normalize(&(0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
-            let single = scan(&mem, &q, &opts, exclude, 1);
+            let single = scan(&mem, &q, opts.k, &opts, exclude, 1);
             for threads in [2, 3, 4, 7] {
-                let par = scan(&mem, &q, &opts, exclude, threads);
+                let par = scan(&mem, &q, opts.k, &opts, exclude, threads);
                 assert_eq!(par.len(), single.len());
                 for (p, s) in par.iter().zip(&single) {
                     assert_eq!((p.id, p.score.to_bits()), (s.id, s.score.to_bits()));
@@ -275,10 +297,10 @@ mod tests {
         });
         let q = normalize(&[1.0, 1.0, 0.0, 0.0]);
         for threads in [1, 2, 3] {
-            let got: Vec<i64> = scan(&mem, &q, &SearchOptions::top(4), None, threads).iter().map(|c| c.id).collect();
+            let got: Vec<i64> = scan(&mem, &q, 4, &SearchOptions::top(4), None, threads).iter().map(|c| c.id).collect();
             assert_eq!(got, vec![1, 3, 5, 7]);
             let got: Vec<i64> =
-                scan(&mem, &q, &SearchOptions::top(10), Some(3), threads).iter().map(|c| c.id).collect();
+                scan(&mem, &q, 10, &SearchOptions::top(10), Some(3), threads).iter().map(|c| c.id).collect();
             assert_eq!(got, vec![1, 5, 7, 9, 8]);
         }
     }
@@ -290,11 +312,13 @@ mod tests {
         assert!(mem.remove(raw[49].0));
         assert!(!mem.remove(raw[10].0));
         assert_eq!(mem.len(), 48);
-        assert_eq!(mem.vectors.len(), 48 * 8);
+        assert_eq!((mem.codes.len(), mem.scales.len()), (48 * 8, 48));
         for (id, v, _) in raw.iter().filter(|r| r.0 != raw[10].0 && r.0 != raw[49].0) {
             let row = mem.pos[id];
             assert_eq!(mem.ids[row], *id);
-            assert_eq!(&mem.vectors[row * 8..(row + 1) * 8], normalize(v).as_slice());
+            let mut codes = [0i8; 8];
+            let scale = crate::similarity::quantize_i8(&normalize(v), &mut codes);
+            assert_eq!((&mem.codes[row * 8..(row + 1) * 8], mem.scales[row]), (&codes[..], scale));
         }
     }
 
