@@ -279,6 +279,7 @@ impl<'a> DocumentRef<'a> {
     }
 
     /// An owned copy (the embedded store's write path owns its rows).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub(crate) fn to_owned_document(self) -> NewDocument {
         NewDocument {
             title: self.title.to_string(),
@@ -350,6 +351,7 @@ pub struct Document {
 impl Document {
     /// A stand-in carrying only `id`, for the hits of an ids-only search inside the crate
     /// (never returned to a caller: the store turns those hits into [`ScoredId`]s).
+    #[cfg_attr(not(any(feature = "postgres", feature = "embedded")), allow(dead_code))]
     pub(crate) fn id_only(id: i64) -> Self {
         Document {
             id,

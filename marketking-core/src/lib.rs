@@ -52,6 +52,8 @@ mod gate;
 pub mod jsonl;
 mod plan;
 mod search_mode;
+#[cfg(feature = "embedded")]
+mod simd;
 mod similarity;
 mod store;
 #[cfg(any(feature = "postgres", feature = "openai"))]

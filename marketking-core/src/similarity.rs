@@ -39,26 +39,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Dot product of two equal-length int8 codes, exact in i32 (16 lanes, vectorisable: the
-/// compiler widens and multiplies-adds pairs). 127 * 127 * 65,535 dimensions fits an i32.
-#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0i32; 16];
-    let (ca, ra) = a.as_chunks::<16>();
-    let (cb, rb) = b.as_chunks::<16>();
-    for (x, y) in ca.iter().zip(cb) {
-        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += i32::from(*x) * i32::from(*y);
-        }
-    }
-    let mut s: i32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += i32::from(*x) * i32::from(*y);
-    }
-    s
-}
-
 /// `v` as int8 codes with one scale (`v[i] ~ scale * codes[i]`, the largest component at
 /// +-127), written into `codes`; returns the scale (0 for a zero vector).
 #[cfg_attr(not(feature = "embedded"), allow(dead_code))]

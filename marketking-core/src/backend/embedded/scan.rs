@@ -8,7 +8,8 @@ use std::ops::Range;
 
 use super::mem_index::MemIndex;
 use crate::document::SearchOptions;
-use crate::similarity::{dot_i8, quantize_i8};
+use crate::simd::dot_i8;
+use crate::similarity::quantize_i8;
 
 /// Scans with more floats than this use several threads.
 const PARALLEL_MIN_FLOATS: usize = 2_000_000;
