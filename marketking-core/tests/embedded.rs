@@ -836,3 +836,60 @@ async fn a_version_2_file_is_indexed_with_postgres_lexemes_on_open() {
 /// Read-only stores next to a writer (tests/embedded/read_only.rs).
 #[path = "embedded/read_only.rs"]
 mod read_only;
+
+/// A store too large to keep its f32 vectors in memory (over 4M values: 2,100 x 2,048) ranks
+/// by its int8 codes and re-reads the candidates' vectors from the file: the hits and their
+/// scores are those of an exact pass over the file, with filters, in hybrid mode and after a
+/// delete; `explain` says which path runs.
+#[tokio::test]
+async fn large_stores_rerank_from_the_file_and_match_exact_search() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("rerank");
+    let dims = 2048;
+    let store = try_open(&dir.join("s.db"), dims).await.unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    let centres: Vec<Vec<f32>> = (0..20).map(|_| (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+    let vectors: Vec<Vec<f32>> =
+        (0..2100).map(|i| centres[i % 20].iter().map(|c| c + 0.3 * rng.random_range(-1.0f32..1.0)).collect()).collect();
+    let titles: Vec<String> = (0..2100).map(|i| format!("item {i} {}", ["rain", "snow", "sun"][i % 3])).collect();
+    let rows = titles.iter().zip(&vectors).enumerate().map(|(i, (t, v))| {
+        let r = marketking_core::DocumentRef::new(t, "weather notes", v);
+        if i % 2 == 0 {
+            r.source("even")
+        } else {
+            r
+        }
+    });
+    let ids = store.insert_new(rows).await.unwrap().ids;
+    store.delete(ids[3]).await.unwrap();
+    let plan = store.explain_search(&vectors[0], &SearchOptions::top(10)).await.unwrap();
+    assert!(plan.contains("int8 scan") && plan.contains("re-rank"), "{plan}");
+    let pairs =
+        |hits: Vec<marketking_core::SearchHit>| hits.into_iter().map(|h| (h.document.id, h.score)).collect::<Vec<_>>();
+    for (i, opts) in
+        [SearchOptions::top(10), SearchOptions::top(25).source("even"), SearchOptions::top(5).min_score(0.5)]
+            .into_iter()
+            .enumerate()
+    {
+        for q in [&vectors[3], &vectors[100 + i], &centres[i]] {
+            let got = pairs(store.search_by_vector(q, &opts).await.unwrap());
+            let exact = pairs(store.search_by_vector(q, &opts.clone().exact(true)).await.unwrap());
+            assert_eq!(got, exact, "{opts:?}");
+            // The reference computes cosines in f64: the same rows, scores equal to 1e-6.
+            let want = reference(&store, q, &opts, None).await;
+            assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), want.iter().map(|w| w.0).collect::<Vec<_>>());
+            assert!(got.iter().zip(&want).all(|(g, w)| (g.1 - w.1).abs() < 1e-6), "{got:?} {want:?}");
+        }
+    }
+    // Hybrid: every hit's cosine similarity is exact too.
+    let hybrid = store.search("snow weather", &SearchOptions::top(8)).await.unwrap();
+    assert_eq!(hybrid.len(), 8);
+    for h in &hybrid {
+        let v = store.get_with_embedding(h.document.id).await.unwrap().embedding.unwrap();
+        let q = store.embedder().embed_one("snow weather").await.unwrap();
+        let want = cosine_similarity(&q, &v).unwrap();
+        assert!((h.vector.unwrap().score - want).abs() < 1e-5, "{h:?} vs {want}");
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

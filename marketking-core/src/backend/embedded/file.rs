@@ -396,7 +396,17 @@ impl Shared {
         let conn = self.conn();
         let vector_leg = match (&unit, &pass, nominated) {
             (Some(_), Some(pass), _) => pass.top(&leg_opts),
-            (Some(unit), None, Some(candidates)) => rerank(&conn, self.dims, unit, &candidates, &leg_opts)?,
+            (Some(unit), None, Some(candidates)) => {
+                // Lock order conn, then mem: the memory lock is taken again after the connection.
+                let mem = self.mem();
+                match mem.is_resident() {
+                    true => rerank(unit, &candidates, &leg_opts, |id, q| Ok(mem.resident_similarity(id, q)))?,
+                    false => {
+                        drop(mem);
+                        rerank(unit, &candidates, &leg_opts, |id, q| exact_similarity(&conn, self.dims, id, q))?
+                    }
+                }
+            }
             _ => Vec::new(),
         };
         let text_leg = match text {
@@ -437,7 +447,10 @@ impl Shared {
                         (Some((_, s)), _) => Some(s),
                         (None, Some(q)) => match &pass {
                             Some(pass) => pass.similarity(f.id),
-                            None => exact_similarity(&conn, self.dims, f.id, q)?,
+                            None => match self.mem().resident_similarity(f.id, q) {
+                                Some(s) => Some(s),
+                                None => exact_similarity(&conn, self.dims, f.id, q)?,
+                            },
                         },
                         (None, None) => None,
                     };
@@ -559,18 +572,18 @@ fn exact_similarity(conn: &Connection, dims: usize, id: i64, unit: &[f32]) -> Re
     Ok(v.map(|v| crate::similarity::dot(unit, &normalize(&v))))
 }
 
-/// The best `opts.k` of the scan's candidates by exact cosine similarity, best first (ties by
+/// The best `opts.k` of the scan's candidates by exact cosine similarity (`exact`: from the
+/// resident vectors or the file), best first (ties by
 /// id), with `opts.min_score` applied to the exact scores. A row deleted since the scan is gone.
 fn rerank(
-    conn: &Connection,
-    dims: usize,
     unit: &[f32],
     candidates: &[super::scan::Candidate],
     opts: &SearchOptions,
+    exact: impl Fn(i64, &[f32]) -> Result<Option<f32>>,
 ) -> Result<Vec<super::scan::Candidate>> {
     let mut out = Vec::with_capacity(candidates.len());
     for c in candidates {
-        if let Some(score) = exact_similarity(conn, dims, c.id, unit)? {
+        if let Some(score) = exact(c.id, unit)? {
             if opts.min_score.is_none_or(|m| score >= m) {
                 out.push(super::scan::Candidate { score, id: c.id });
             }

@@ -67,6 +67,10 @@ impl RowFilter {
     }
 }
 
+/// Stores with at most this many vector values (rows x dims; 16 MB of f32) also keep their
+/// unit vectors in memory.
+pub(super) const RESIDENT_MAX_VALUES: usize = 1 << 22;
+
 /// Every vector as int8 codes of its unit-length form (row-major, contiguous) with parallel
 /// scales, ids and filter data. Row order is arbitrary (deletes swap the last row in).
 ///
@@ -85,6 +89,10 @@ pub(super) struct MemIndex {
     pub(super) codes: Vec<i8>,
     /// The scale of each row's codes (unit vector ~ scale * codes).
     pub(super) scales: Vec<f32>,
+    /// The unit vectors themselves while the store is small (up to [`RESIDENT_MAX_VALUES`]):
+    /// the re-rank then reads them here instead of from the file, which at 1k x 1536 was most
+    /// of a search (0.6 ms against 0.35 ms). Dropped for good once the store outgrows it.
+    pub(super) vectors: Option<Vec<f32>>,
     /// Filter data of each row.
     pub(super) rows: Vec<RowFilter>,
     /// Row of each id.
@@ -98,6 +106,7 @@ impl MemIndex {
             ids: Vec::with_capacity(n),
             codes: Vec::with_capacity(n * dims),
             scales: Vec::with_capacity(n),
+            vectors: (n.saturating_mul(dims) <= RESIDENT_MAX_VALUES).then(|| Vec::with_capacity(n * dims)),
             rows: Vec::with_capacity(n),
             pos: HashMap::with_capacity(n),
         }
@@ -116,6 +125,9 @@ impl MemIndex {
                     let scale = crate::similarity::quantize_i8(&unit, slot);
                     if let Some(s) = self.scales.get_mut(row) {
                         *s = scale;
+                    }
+                    if let Some(slot) = self.vectors.as_mut().and_then(|v| v.get_mut(row * d..(row + 1) * d)) {
+                        slot.copy_from_slice(&unit);
                     }
                 }
                 if let Some(r) = self.rows.get_mut(row) {
@@ -141,6 +153,12 @@ impl MemIndex {
                 self.codes.resize(start + self.dims, 0);
                 let scale = self.codes.get_mut(start..).map_or(0.0, |slot| crate::similarity::quantize_i8(&unit, slot));
                 self.scales.push(scale);
+                if self.ids.len().saturating_mul(self.dims) > RESIDENT_MAX_VALUES {
+                    self.vectors = None;
+                }
+                if let Some(v) = self.vectors.as_mut() {
+                    v.extend_from_slice(&unit);
+                }
                 self.rows.push(RowFilter {
                     source: p.source,
                     metadata: p.metadata,
@@ -171,6 +189,9 @@ impl MemIndex {
         if row != last {
             let d = self.dims;
             self.codes.copy_within(last * d..(last + 1) * d, row * d);
+            if let Some(v) = self.vectors.as_mut() {
+                v.copy_within(last * d..(last + 1) * d, row * d);
+            }
             if let Some(&moved) = self.ids.last() {
                 self.pos.insert(moved, row);
             }
@@ -179,6 +200,23 @@ impl MemIndex {
         self.rows.swap_remove(row);
         self.scales.swap_remove(row);
         self.codes.truncate(last * self.dims);
+        if let Some(v) = self.vectors.as_mut() {
+            v.truncate(last * self.dims);
+        }
         true
+    }
+
+    /// Cosine similarity of document `id` to the unit vector `unit` from the resident vectors
+    /// (the same dot product as a file read gives); `None` when they are not kept or `id` is not
+    /// here.
+    pub(super) fn resident_similarity(&self, id: i64, unit: &[f32]) -> Option<f32> {
+        let row = *self.pos.get(&id)?;
+        let v = self.vectors.as_ref()?.get(row * self.dims..(row + 1) * self.dims)?;
+        Some(crate::similarity::dot(unit, v))
+    }
+
+    /// Whether the unit vectors are kept in memory.
+    pub(super) fn is_resident(&self) -> bool {
+        self.vectors.is_some()
     }
 }
