@@ -250,6 +250,10 @@ pub(crate) struct SearchArgs {
     /// default 4 for a binary index).
     #[arg(long, value_name = "N")]
     pub(crate) oversample: Option<u32>,
+    /// Compare every stored vector exactly, bypassing any index (and the embedded store's int8
+    /// scan): the ground truth, slower on large stores.
+    #[arg(long)]
+    pub(crate) exact: bool,
     /// Print only each hit's id and score (no document is read: the cheapest search).
     #[arg(long)]
     pub(crate) ids_only: bool,

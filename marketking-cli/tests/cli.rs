@@ -1051,6 +1051,8 @@ mod every_store_operation {
         assert!(s.ok(&["search", "shoes", "--explain"]).contains("Limit"), "a PostgreSQL plan");
         assert!(s.ok(&["search", "--vector", &vector, "--explain"]).contains("Limit"));
         assert!(s.ok(&["search", "rocky", "--top-k", "1"]).contains("Trail runners"));
+        let exact = json_of(&s.ok(&["search", "--vector", &vector, "-k", "3", "--exact", "--json"]));
+        assert_eq!(exact, json_of(&s.ok(&["search", "--vector", &vector, "-k", "3", "--json"])));
         let ids = json_of(&s.ok(&["search", "--vector", &vector, "-k", "1", "--ids-only", "--json"]));
         assert_eq!(ids["hits"][0]["id"].to_string(), id, "{ids}");
         assert!(ids["hits"][0].get("document").is_none(), "{ids}");

@@ -862,6 +862,8 @@ async fn every_store_operation_is_a_route_and_answers() {
     assert_eq!(export.text().lines().count(), 4);
     let hits = t.send(json("POST", "/v1/search", json!({"vector": with["embedding"], "k": 1}))).await.json();
     assert_eq!(hits["hits"][0]["document"]["id"], id);
+    let exact = t.send(json("POST", "/v1/search", json!({"vector": with["embedding"], "k": 1, "exact": true}))).await;
+    assert_eq!(exact.json(), hits, "{}", exact.text());
     let ids = t.send(json("POST", "/v1/search/ids", json!({"vector": with["embedding"], "k": 1}))).await.json();
     assert_eq!(ids["hits"][0]["id"], id, "{ids}");
     assert_eq!(ids["hits"][0]["score"], hits["hits"][0]["score"], "{ids}");

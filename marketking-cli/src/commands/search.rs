@@ -29,6 +29,7 @@ pub(super) async fn search(store: &VectorStore, out: &mut impl Write, a: SearchA
         Fusion { rrf_k: a.rrf_k, vector_weight: a.vector_weight, text_weight: a.text_weight, ..Fusion::default() };
     opts.ef_search = a.ef_search;
     opts.oversample = a.oversample;
+    opts.exact = a.exact;
     opts.mmr = a.mmr.map(|lambda| Mmr { lambda, fetch_k: a.mmr_fetch_k.unwrap_or(Mmr::default_fetch_k(a.k)) });
     let vector = match &a.vector {
         Some(text) => Some(

@@ -234,10 +234,15 @@ pub struct SearchBody {
     #[schema(minimum = 1, maximum = 10000)]
     pub probes: Option<u32>,
     /// Candidates per result taken from a quantized vector index before the exact re-rank,
-    /// 1..=100 (default 4 for a binary index, 1 for halfvec; no effect without one).
+    /// 1..=100 (PostgreSQL: default 4 for a binary index, 1 for halfvec, no effect without one;
+    /// embedded store: candidates from its int8 scan, default 4).
     #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 1, maximum = 100)]
     pub oversample: Option<u32>,
+    /// Compare every stored vector exactly, bypassing any index (and the embedded store's int8
+    /// scan): the ground truth, slower on large stores.
+    #[serde(default)]
+    pub exact: bool,
 }
 
 /// `POST /v1/documents/count`: how many documents a filter matches.

@@ -67,6 +67,7 @@ pub(crate) fn search_options(b: SearchBody) -> Result<ParsedSearch, AppError> {
     opts.ef_search = b.ef_search;
     opts.probes = b.probes;
     opts.oversample = b.oversample;
+    opts.exact = b.exact;
     opts.filter = b.filter.as_ref().map(marketking_core::Filter::from_json).transpose()?;
     opts.mode = b.mode;
     if let Some(f) = &b.fusion {
