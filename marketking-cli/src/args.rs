@@ -184,8 +184,9 @@ pub(crate) struct ImportArgs {
     /// assigned anew. Keys and times are always kept.
     #[arg(long)]
     pub(crate) keep_ids: bool,
-    /// Every line brings its embedding and a key (if any) that is not stored yet: each batch is
-    /// one binary COPY, with no key lookup (a stored key stops the import with a conflict).
+    /// Every line's key (if any) is not stored yet: each batch is one binary COPY, with no key
+    /// lookup (a stored key stops the import with a conflict). Lines without an embedding are
+    /// embedded first. For bulk loads of precomputed vectors.
     #[arg(long)]
     pub(crate) assume_new: bool,
 }

@@ -281,13 +281,6 @@ pub(crate) async fn import(store: &VectorStore, path: &Path, opts: &ImportOption
         };
         summary.read += 1;
         match row {
-            Ok(doc) if opts.assume_new && doc.embedding.is_none() => {
-                pb.finish_and_clear();
-                bail!(
-                    "{name}:{line}: embedding: missing; --assume-new writes lines that bring their embeddings (import stopped; {} rows committed before this line's batch, nothing after)",
-                    summary.committed()
-                );
-            }
             Ok(doc) => {
                 // The core rejects a key twice in one batch: write what came before, so a later
                 // line with the same key updates the earlier one, whatever the batch size.
@@ -349,10 +342,19 @@ async fn commit(
     if batch.is_empty() {
         return Ok(());
     }
-    let docs = std::mem::take(batch);
+    let mut docs = std::mem::take(batch);
     let written = match assume_new {
-        // Every document has its embedding (checked as the lines were read).
+        // Lines without an embedding are embedded first; then one COPY.
         true => {
+            if let Err(e) = store.embed_missing(&mut docs).await {
+                pb.finish_and_clear();
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{name}:{}-{}: embedding this batch failed (import stopped; {} rows committed before it)",
+                    lines.0,
+                    lines.1,
+                    summary.committed()
+                )));
+            }
             let rows = docs.iter().filter_map(|d| {
                 let v = d.embedding.as_deref()?;
                 let mut r = DocumentRef::new(&d.title, &d.content, v).metadata(&d.metadata);

@@ -769,6 +769,7 @@ async fn every_store_operation_is_a_route_and_answers() {
         ("search_ids", "post", "/v1/search/ids"),
         ("search_ids_by_vector", "post", "/v1/search/ids"),
         ("insert_new", "post", "/v1/documents/batch"),
+        ("embed_missing", "post", "/v1/documents/batch"),
         ("find_similar", "get", "/v1/documents/{id}/similar"),
         ("explain_search", "post", "/v1/search/explain"),
         ("explain_query", "post", "/v1/search/explain"),
@@ -873,14 +874,11 @@ async fn every_store_operation_is_a_route_and_answers() {
     let r = t.send(json("POST", "/v1/documents/batch", fast.clone())).await;
     assert_eq!(r.json()["created"], 1, "{}", r.text());
     assert_eq!(t.send(json("POST", "/v1/documents/batch", fast)).await.status, StatusCode::CONFLICT);
-    let r = t
-        .send(json(
-            "POST",
-            "/v1/documents/batch",
-            json!({"assume_new": true, "documents": [{"title": "x", "content": "y"}]}),
-        ))
-        .await;
-    assert_eq!(r.json()["error"]["field"], "documents[0].embedding", "{}", r.text());
+    // Documents without a vector are embedded first, then written the same way.
+    let plain = json!({"assume_new": true, "documents": [{"title": "x", "content": "y", "key": "sku-10"}]});
+    let r = t.send(json("POST", "/v1/documents/batch", plain)).await;
+    assert_eq!((r.json()["created"].clone(), r.json()["embedded"].clone()), (json!(1), json!(1)), "{}", r.text());
+    assert_eq!(t.send(delete("/v1/documents/by-key/sku-10")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(t.send(delete("/v1/documents/by-key/sku-9")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(
         t.send(get(&format!("/v1/documents/{id}/similar?k=2"))).await.json()["hits"].as_array().unwrap().len(),

@@ -48,6 +48,21 @@ impl VectorStore {
         })
     }
 
+    /// Embeds the documents that have no embedding yet (title and content, as
+    /// [`batch`](Self::batch) does, in the embedder's batch size) and returns how many: for
+    /// [`insert_new`](Self::insert_new) callers with documents still to embed. Every document is
+    /// validated first (errors name the index, `documents[3].title`).
+    pub async fn embed_missing(&self, docs: &mut [NewDocument]) -> Result<usize> {
+        self.writable("embed_missing")?;
+        let dims = self.dimensions();
+        for (i, d) in docs.iter().enumerate() {
+            d.validate(dims).map_err(|e| super::index_field(e, i))?;
+        }
+        let need: Vec<usize> =
+            (0..docs.len()).filter(|&i| docs.get(i).is_some_and(|d| d.embedding.is_none())).collect();
+        self.embed_into(docs, &need).await
+    }
+
     /// Embeds the documents at `indexes` (title and content), storing the vectors in them.
     async fn embed_into(&self, docs: &mut [NewDocument], indexes: &[usize]) -> Result<usize> {
         if indexes.is_empty() {

@@ -37,18 +37,17 @@ pub async fn batch(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<BatchBody>,
 ) -> Result<Json<BatchReport>, AppError> {
-    let docs: Vec<marketking_core::NewDocument> =
+    let mut docs: Vec<marketking_core::NewDocument> =
         body.documents.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?;
     if !body.assume_new {
         return Ok(Json(s.store.batch(docs).await?));
     }
+    let embedded = s.store.embed_missing(&mut docs).await?;
     let mut rows = Vec::with_capacity(docs.len());
     for (i, d) in docs.iter().enumerate() {
+        // Unreachable: embed_missing gave every document its vector.
         let Some(v) = d.embedding.as_deref() else {
-            return Err(AppError::invalid(
-                &format!("documents[{i}].embedding"),
-                "is required with assume_new (the fast path writes precomputed vectors)",
-            ));
+            return Err(AppError::invalid(&format!("documents[{i}].embedding"), "missing"));
         };
         let mut r = marketking_core::DocumentRef::new(&d.title, &d.content, v).metadata(&d.metadata);
         r.source = d.source.as_deref();
@@ -58,7 +57,9 @@ pub async fn batch(
         r.updated_at = d.updated_at;
         rows.push(r);
     }
-    Ok(Json(s.store.insert_new(rows).await?))
+    let mut report = s.store.insert_new(rows).await?;
+    report.embedded = embedded;
+    Ok(Json(report))
 }
 
 /// One document by id.

@@ -160,9 +160,9 @@ pub struct BatchBody {
     /// The documents; keyed ones upsert.
     #[serde(deserialize_with = "crate::object::vec_of_objects")]
     pub documents: Vec<NewDocumentBody>,
-    /// Every document brings its `embedding`, and its key and id (if any) are not stored yet:
-    /// written in one binary COPY with no key lookup (a stored key or id is a 409 and nothing is
-    /// written). For bulk loads of precomputed vectors.
+    /// The documents' keys and ids (if any) are not stored yet: written in one binary COPY with
+    /// no key lookup (a stored key or id is a 409 and nothing is written). Documents without an
+    /// `embedding` are embedded first. For bulk loads of precomputed vectors.
     #[serde(default)]
     pub assume_new: bool,
 }

@@ -96,6 +96,9 @@ pub(crate) fn complete(spec: &mut Value, dims: usize) {
                 }
             }
         }
+        if let Some(p) = property(schemas, "TuneBody", "query_texts") {
+            p.insert("items".into(), json!({"type": "string", "minLength": 1, "pattern": NOT_BLANK}));
+        }
         if let Some(p) = property(schemas, "SearchBody", "sources") {
             p.insert("items".into(), json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}));
         }
