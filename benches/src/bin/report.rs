@@ -2,8 +2,8 @@
 //!
 //! Prints (and writes to `target/mk-bench/report.md`) a Markdown latency/recall report made in
 //! one run on this machine:
-//! - the embedded store: ingest, exact search p50/p95/p99, QPS with 1 and 8 clients, and the
-//!   speed-up over a naive single-threaded loop;
+//! - the embedded store: ingest, search p50/p95/p99 (int8 scan + exact re-rank), QPS with 1 and
+//!   8 clients, recall@10, and the speed-up over a naive single-threaded exact loop;
 //! - with `DATABASE_URL` set, PostgreSQL + pgvector: ingest through `batch` (binary COPY), exact
 //!   scan, HNSW (m 16, ef_construction 64) at ef_search 40/100/150/200 and IVFFlat (lists rows/1000,
 //!   probes sqrt(lists)) with recall@10 against exact search, and the SDK's overhead over the
