@@ -1,4 +1,4 @@
-//! The options and the report of [`VectorStore::tune_recall`](crate::VectorStore::tune_recall).
+//! The options and the report of [`VectorStore::tune_recall`](crate::VectorStore::tune_recall)(crate::VectorStore::tune_recall).
 
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,7 @@ impl std::fmt::Display for TuneKnob {
     }
 }
 
-/// What [`VectorStore::tune_recall`] aims at.
+/// What [`VectorStore::tune_recall`](crate::VectorStore::tune_recall) aims at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TuneOptions {
@@ -132,7 +132,7 @@ pub struct TuneStep {
     pub uses_index: bool,
 }
 
-/// What [`VectorStore::tune_recall`] measured and did.
+/// What [`VectorStore::tune_recall`](crate::VectorStore::tune_recall) measured and did.
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuneReport {
