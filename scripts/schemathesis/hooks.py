@@ -21,6 +21,11 @@ import schemathesis
 
 VALID_FILTER = '{"source": "catalog"}'
 
+# What the service trims as blank: Rust's `char::is_whitespace` (Unicode White_Space). Python's
+# `str.strip()` also strips U+001C..U+001F, so a filter of "\x1e" looked empty here (and was
+# sent as it was) while the service, rightly, refused it as JSON.
+RUST_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B)) + "\u2028\u2029\u202f\u205f\u3000"
+
 
 def _is_filter(text):
     try:
@@ -37,7 +42,7 @@ def _is_filter(text):
 
 @schemathesis.hook
 def map_query(ctx, query):
-    if isinstance(query, dict) and isinstance(query.get("filter"), str) and query["filter"].strip():
+    if isinstance(query, dict) and isinstance(query.get("filter"), str) and query["filter"].strip(RUST_WHITESPACE):
         if not _is_filter(query["filter"]):
             query["filter"] = VALID_FILTER
     return query
