@@ -893,3 +893,93 @@ async fn large_stores_rerank_from_the_file_and_match_exact_search() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A large store (over 4M vector values) saves its int8 codes next to its file at close and
+/// opens from them; codes older than the table (a row changed or deleted after they were
+/// saved) or damaged are never used: the open reads every vector instead and finds the change.
+#[tokio::test]
+async fn saved_codes_speed_up_the_open_and_are_never_used_stale() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("codes");
+    let path = dir.join("x.db");
+    let codes = dir.join("x.db.codes");
+    let dims = 512;
+    let open = || VectorStore::builder().db_path(&path).no_embedder("test-vectors", dims).cache(NoCache).build();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut vector = move || (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let store = open().await.unwrap();
+    let docs: Vec<NewDocument> = (0..9_000)
+        .map(|i| {
+            NewDocument::new(format!("doc {i}"), "body")
+                .with_source(if i % 3 == 0 { "a" } else { "b" })
+                .with_key(format!("k{i}"))
+                .with_embedding(vector())
+        })
+        .collect();
+    let ids = store.batch(docs).await.unwrap().ids;
+    let queries: Vec<Vec<f32>> = (0..4).map(|_| vector()).collect();
+    let opts = [SearchOptions::top(10), SearchOptions::top(10).source("a")];
+    let mut before = Vec::new();
+    for q in &queries {
+        for o in &opts {
+            before.push(store.search_by_vector(q, o).await.unwrap());
+        }
+    }
+    assert!(!codes.exists(), "codes are saved at close, not on every write");
+    store.close().await.unwrap();
+    assert!(codes.exists(), "a store of 9,000 x 512 saves its codes at close");
+
+    // Reopened from the codes: the same hits, scores and filters.
+    let store = open().await.unwrap();
+    let mut after = Vec::new();
+    for q in &queries {
+        for o in &opts {
+            after.push(store.search_by_vector(q, o).await.unwrap());
+        }
+    }
+    assert_eq!(before, after);
+    assert_eq!(store.stats().await.unwrap().storage.documents, 9_000);
+    let saved = std::fs::read(&codes).unwrap();
+
+    // The first write removes the codes before it commits: a crash after it cannot leave
+    // codes that look current.
+    let moved = ids[100];
+    let report = store
+        .batch(vec![NewDocument::new("doc 100", "body")
+            .with_source("b")
+            .with_key("k100")
+            .with_embedding(queries[0].clone())])
+        .await
+        .unwrap();
+    assert_eq!(report.ids, vec![moved]);
+    assert!(!codes.exists(), "a write removes the saved codes");
+    // Old codes put back by hand (as another program might leave them): the open checks them
+    // against the table row by row and does not use them.
+    let deleted = before[0][0].document.id;
+    store.delete(deleted).await.unwrap();
+    drop(store);
+    std::fs::write(&codes, &saved).unwrap();
+    let store = open().await.unwrap();
+    assert!(!codes.exists(), "stale codes are removed at open");
+    let hits = store.search_by_vector(&queries[0], &SearchOptions::top(10)).await.unwrap();
+    assert_eq!(hits[0].document.id, moved, "the changed vector is searched as changed");
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+    assert!(hits.iter().all(|h| h.document.id != deleted), "the deleted row is gone");
+    assert_eq!(store.stats().await.unwrap().storage.documents, 8_999);
+    let expected = store.search_by_vector(&queries[1], &SearchOptions::top(10).source("a")).await.unwrap();
+    store.close().await.unwrap();
+
+    // A damaged file (cut short) is refused and removed; the store opens from the table.
+    let len = std::fs::metadata(&codes).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&codes).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let store = open().await.unwrap();
+    assert!(!codes.exists());
+    assert_eq!(store.search_by_vector(&queries[1], &SearchOptions::top(10).source("a")).await.unwrap(), expected);
+    // Nothing changed since this open read the table, but it did not come from codes: they
+    // are saved again.
+    store.close().await.unwrap();
+    assert!(codes.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -41,6 +41,7 @@ impl Shared {
             }
         }
         gate.map_or(Ok(()), CommitGate::enter_commit)?;
+        self.forget_codes();
         tx.commit()?;
         let mut mem = self.mem_mut();
         for id in &ids {

@@ -12,7 +12,7 @@ use super::mem_index::{normalize, MemIndex, Pending};
 use super::reader::{Pass, Prepared};
 use super::rows::{from_micros, load, metadata_text, now_micros, parse_metadata, read_document, select_sql};
 use super::scan::{scan, scan_threads};
-use super::{lock, schema, storage};
+use super::{lock, schema, snapshot, storage};
 use crate::backend::{finish_hits, SourceCount, StorageStats};
 use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
@@ -41,6 +41,18 @@ pub(super) struct Shared {
     pub(super) lock: Mutex<Option<lock::ProcessLock>>,
     /// Set by `close`: every later call is [`Error::Closed`].
     pub(super) closed: std::sync::atomic::AtomicBool,
+    /// Set once the first write removed the saved codes ([`Shared::forget_codes`]).
+    pub(super) codes_forgotten: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Shared {
+    /// A store dropped without [`close`](Shared::close) saves its codes too (the process lock is
+    /// still held: fields drop after this).
+    fn drop(&mut self) {
+        if !self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            self.save_codes();
+        }
+    }
 }
 
 impl Shared {
@@ -59,7 +71,12 @@ impl Shared {
         schema::migrate(&mut conn, path, model, dims, text_config)?;
         let canonical =
             path.canonicalize().map_err(|e| Error::storage_with(format!("cannot resolve {}", path.display()), e))?;
-        let mem = load(&conn, dims)?;
+        // A large store's codes saved at its last close, when they match the table; else every
+        // vector is read and quantized.
+        let mem = match snapshot::load(&canonical, &conn, dims)? {
+            Some(mem) => mem,
+            None => load(&conn, dims)?,
+        };
         tracing::debug!(path = %canonical.display(), documents = mem.len(), "opened embedded store");
         let english = text_config == "english";
         Ok(Shared {
@@ -71,6 +88,7 @@ impl Shared {
             reader: None,
             lock: Mutex::new(Some(lock)),
             closed: std::sync::atomic::AtomicBool::new(false),
+            codes_forgotten: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -81,6 +99,7 @@ impl Shared {
         if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
         }
+        self.save_codes();
         let mut conn = self.conn();
         let checkpoint = match self.reader {
             None => conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"),
@@ -95,6 +114,26 @@ impl Shared {
         checkpoint?;
         closed?;
         Ok(())
+    }
+
+    /// A writer saves the codes of a large store for its next open (`snapshot.rs`). A failure
+    /// costs only that open's speed, so it is logged, not returned.
+    fn save_codes(&self) {
+        if self.reader.is_some() {
+            return;
+        }
+        if let Err(e) = snapshot::save(&self.path, &self.mem()) {
+            tracing::warn!(error = %e, "could not save the codes of the memory index; the next open reads every vector");
+        }
+    }
+
+    /// Removes the saved codes before a write commits (`snapshot.rs`): after it they would be
+    /// older than the table, and a crash before the next save must not leave them looking
+    /// current. Costs one file check per store lifetime: the flag remembers it was done.
+    pub(super) fn forget_codes(&self) {
+        if self.reader.is_none() && !self.codes_forgotten.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            snapshot::forget(&self.path);
+        }
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (the
@@ -266,6 +305,7 @@ impl Shared {
             }
         }
         gate.map_or(Ok(()), CommitGate::enter_commit)?;
+        self.forget_codes();
         tx.commit()?;
         let mut mem = self.mem_mut();
         for p in pending {
@@ -330,6 +370,7 @@ impl Shared {
         };
         expect_one(n, id)?;
         gate.map_or(Ok(()), CommitGate::enter_commit)?;
+        self.forget_codes();
         tx.commit()?;
         self.mem_mut().apply(Pending {
             id,
@@ -346,6 +387,7 @@ impl Shared {
     pub(super) fn delete(&self, id: i64, gate: Option<&CommitGate>) -> Result<bool> {
         let conn = self.conn();
         gate.map_or(Ok(()), CommitGate::enter_commit)?;
+        self.forget_codes();
         // A single statement commits atomically on its own.
         let n = conn.execute("DELETE FROM documents WHERE id = ?1", [id])?;
         if n > 0 {

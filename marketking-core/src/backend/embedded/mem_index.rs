@@ -97,6 +97,9 @@ pub(super) struct MemIndex {
     pub(super) rows: Vec<RowFilter>,
     /// Row of each id.
     pub(super) pos: HashMap<i64, usize>,
+    /// Whether a write changed the index since it was read from saved codes (`snapshot.rs`),
+    /// so a close saves them again.
+    pub(super) changed: bool,
 }
 
 impl MemIndex {
@@ -109,6 +112,7 @@ impl MemIndex {
             vectors: (n.saturating_mul(dims) <= RESIDENT_MAX_VALUES).then(|| Vec::with_capacity(n * dims)),
             rows: Vec::with_capacity(n),
             pos: HashMap::with_capacity(n),
+            changed: false,
         }
     }
 
@@ -118,6 +122,7 @@ impl MemIndex {
 
     /// Inserts a new row or updates an existing one.
     pub(super) fn apply(&mut self, p: Pending) {
+        self.changed = true;
         match self.pos.get(&p.id) {
             Some(&row) => {
                 let d = self.dims;
@@ -185,6 +190,7 @@ impl MemIndex {
         let Some(row) = self.pos.remove(&id) else {
             return false;
         };
+        self.changed = true;
         let last = self.ids.len().saturating_sub(1);
         if row != last {
             let d = self.dims;

@@ -29,6 +29,9 @@
 //!   state changes only after the SQLite commit succeeded, so it never shows uncommitted data.
 //!   Stored vectors are kept as written (f32 little-endian blobs); the normalised copies live only
 //!   in memory, and `include_embedding` returns the stored vector.
+//! * **Saved codes for large stores.** A writer of a store over 4M values saves the int8 codes
+//!   of its memory index next to the file when it closes (`snapshot.rs`); the next open reads
+//!   them after checking them row by row against the table, instead of quantizing every vector.
 //! * **Writers are serialised** by an async mutex, so the existing rows a batch plans against
 //!   cannot change before it writes. The store embeds before it calls the backend, so neither
 //!   that mutex nor a SQLite lock is held during (possibly slow, remote) embedder calls. All
@@ -55,6 +58,7 @@ mod reader;
 mod rows;
 mod scan;
 mod schema;
+mod snapshot;
 mod text;
 
 use file::Shared;

@@ -173,6 +173,7 @@ impl Shared {
             reader: Some(Reader::default()),
             lock: Mutex::new(None),
             closed: std::sync::atomic::AtomicBool::new(false),
+            codes_forgotten: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
