@@ -109,12 +109,22 @@ pub(super) fn load(db: &Path, conn: &Connection, dims: usize) -> Result<Option<M
             return Ok(None);
         }
     };
-    // The codes file is read on a second thread while this one reads the table: the two took
-    // about the same time (1M x 384).
+    // The header first (and alone): a file for another size or shape is refused before the
+    // table is read. Then the arrays are read on a second thread while this one reads the
+    // table: the two took about the same time (1M x 384).
+    let mut r = BufReader::with_capacity(CHUNK, file);
+    let n = match read_header(&mut r, dims) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the saved codes are damaged; loading every vector");
+            discard(&path);
+            return Ok(None);
+        }
+    };
     conn.pragma_update(None, "mmap_size", 1i64 << 40)?;
     let (saved, scanned) = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read(file, dims));
-        let scanned = scan(conn);
+        let reader = scope.spawn(move || read_arrays(r, n, dims));
+        let scanned = scan(conn, n);
         (reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), scanned)
     });
     conn.pragma_update(None, "mmap_size", 0)?;
@@ -153,10 +163,8 @@ struct Scanned {
 }
 
 /// Reads the table once, start to end (through a memory map, set by the caller: a read call
-/// and a copy per page were a quarter of the open).
-fn scan(conn: &Connection) -> Result<Scanned> {
-    let count: i64 = conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
-    let n = usize::try_from(count).unwrap_or(0);
+/// and a copy per page were a quarter of the open). `n`, the saved row count, sizes the arrays.
+fn scan(conn: &Connection, n: usize) -> Result<Scanned> {
     let mut out = Scanned { ids: Vec::with_capacity(n), stamps: Vec::with_capacity(n), rows: Vec::with_capacity(n) };
     let mut stmt =
         conn.prepare("SELECT id, source, metadata, created_at, key, updated_at FROM documents ORDER BY id")?;
@@ -184,27 +192,35 @@ struct Saved {
     codes: Vec<i8>,
 }
 
-fn read(file: std::fs::File, dims: usize) -> std::io::Result<Saved> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let len = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(CHUNK, file);
-    let mut head = [0u8; 20];
-    r.read_exact(&mut head)?;
-    if head.get(..8) != Some(MAGIC.as_slice()) {
-        return Err(bad("not a codes file"));
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// Checks the header of a codes file for a store of `dims` dimensions and returns its row
+/// count; the file's size must be exactly what the header says, before anything is allocated.
+fn read_header(r: &mut BufReader<std::fs::File>, dims: usize) -> std::io::Result<usize> {
+    let len = r.get_ref().metadata()?.len();
+    let mut magic = [0u8; 8];
+    let mut file_dims = [0u8; 4];
+    let mut rows = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    r.read_exact(&mut file_dims)?;
+    r.read_exact(&mut rows)?;
+    if &magic != MAGIC {
+        return Err(invalid("not a codes file"));
     }
-    let word = |range: std::ops::Range<usize>| head.get(range).map(<[u8]>::to_vec).unwrap_or_default();
-    let file_dims = u32::from_le_bytes(word(8..12).try_into().map_err(|_| bad("short header"))?);
-    let n = u64::from_le_bytes(word(12..20).try_into().map_err(|_| bad("short header"))?);
-    if usize::try_from(file_dims).ok() != Some(dims) {
-        return Err(bad("made for another dimension count"));
+    if usize::try_from(u32::from_le_bytes(file_dims)).ok() != Some(dims) {
+        return Err(invalid("made for another dimension count"));
     }
-    // The size must be exactly what the header says, before anything is allocated for it.
-    let expected = (n as u128) * (8 + 8 + 4 + dims as u128) + 20;
-    if u128::from(len) != expected {
-        return Err(bad("its size does not match its header"));
+    let n = u64::from_le_bytes(rows);
+    if u128::from(len) != u128::from(n) * (8 + 8 + 4 + dims as u128) + 20 {
+        return Err(invalid("its size does not match its header"));
     }
-    let n = usize::try_from(n).map_err(|_| bad("too many rows"))?;
+    usize::try_from(n).map_err(|_| invalid("too many rows"))
+}
+
+/// The arrays after the header ([`read_header`]) of a file of `n` rows.
+fn read_arrays(mut r: BufReader<std::fs::File>, n: usize, dims: usize) -> std::io::Result<Saved> {
     let mut words = |width: usize| -> std::io::Result<Vec<u8>> {
         let mut v = vec![0u8; n * width];
         r.read_exact(&mut v)?;
@@ -218,7 +234,7 @@ fn read(file: std::fs::File, dims: usize) -> std::io::Result<Saved> {
     let mut buf = vec![0u8; CHUNK];
     while codes.len() < total {
         let want = (total - codes.len()).min(CHUNK);
-        let chunk = buf.get_mut(..want).ok_or_else(|| bad("chunk"))?;
+        let chunk = buf.get_mut(..want).ok_or_else(|| invalid("chunk"))?;
         r.read_exact(chunk)?;
         codes.extend(chunk.iter().map(|&b| b as i8));
     }
