@@ -820,12 +820,17 @@ mod embedded {
     }
 
     #[test]
-    fn index_commands_explain_they_need_postgres() {
+    fn index_commands_build_the_embedded_stores_graph() {
         let s = Store::embedded();
-        for args in [vec!["index", "create", "--kind", "hnsw"], vec!["index", "drop"], vec!["index", "rebuild"]] {
-            let line = fails(&s.run(&args));
-            assert!(line.contains("embedded store has no vector index"), "{line}");
-        }
+        let out = s.ok(&["index", "create", "--kind", "hnsw", "--m", "8"]);
+        assert!(out.contains("hnsw (m=8, ef_construction=64)"), "{out}");
+        let line = fails(&s.run(&["index", "create", "--kind", "ivfflat"]));
+        assert!(line.contains("IVFFlat"), "{line}");
+        assert!(s.ok(&["index", "rebuild"]).contains("rebuilt index"));
+        assert!(s.ok(&["index", "drop"]).contains("dropped the vector index"));
+        assert!(s.ok(&["index", "drop"]).contains("there was no vector index"));
+        let line = fails(&s.run(&["index", "rebuild"]));
+        assert!(line.contains("create one first"), "{line}");
         assert!(s.ok(&["migrate"]).starts_with("ok: embedded store"));
     }
 }

@@ -186,8 +186,8 @@ pub enum Error {
     #[error("the store is closed")]
     Closed,
 
-    /// The operation does not exist on this backend (for example vector indexes on the
-    /// embedded store, which always searches exactly).
+    /// The operation does not exist on this backend (for example IVFFlat indexes on the
+    /// embedded store, which builds HNSW only).
     #[error("unsupported: {operation}")]
     Unsupported {
         /// What was asked, and why it is not available.

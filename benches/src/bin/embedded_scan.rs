@@ -6,13 +6,19 @@
 //! `embedded_scan --create --rows N --dims D DIR` writes DIR/store.db (clustered synthetic
 //! vectors), DIR/queries.json and the exact top 10 of each query; without `--create` it opens
 //! DIR/store.db, searches every query `--rounds` times and prints one JSON line.
+//!
+//! `--index off` drops the store's vector index first (searches scan), `--index create` builds
+//! one (`--m`, `--ef-construction`; timed as `build_s`), and `--index wait` waits for the index
+//! the store loads or builds in the background after an open (a recorded or automatic one) and
+//! reports `ready_s`, seconds from the open until it serves searches.
+//! `--ef-search` sets the graph's search breadth.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use marketking_benches::{clustered, exact_top_k, percentile, queries};
-use marketking_core::{NewDocument, SearchOptions, VectorStore};
+use marketking_core::{IndexKind, IndexSpec, NewDocument, SearchOptions, VectorStore};
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -69,6 +75,35 @@ async fn main() -> anyhow::Result<()> {
     let open_s = t.elapsed().as_secs_f64();
     let mut opts = SearchOptions::top(10);
     opts.oversample = oversample;
+    opts.ef_search = flag(&args, "--ef-search").map(|v| v.parse()).transpose()?;
+    let mut build_s = None;
+    match flag(&args, "--index").as_deref() {
+        Some("off") => {
+            store.drop_index().await?;
+        }
+        Some("create") => {
+            let m = flag(&args, "--m").map(|v| v.parse()).transpose()?;
+            let efc = flag(&args, "--ef-construction").map(|v| v.parse()).transpose()?;
+            let t = Instant::now();
+            store.create_index(IndexSpec { kind: IndexKind::hnsw(m, efc), ..IndexSpec::default() }).await?;
+            build_s = Some(t.elapsed().as_secs_f64());
+        }
+        Some("wait") => {}
+        Some(other) => anyhow::bail!("--index takes off, create or wait, not {other}"),
+        None => {}
+    }
+    // A recorded (or automatic) index loads or builds in the background after the open.
+    let mut ready_s = None;
+    if flag(&args, "--index").as_deref() == Some("wait") {
+        for _ in 0..12_000 {
+            if store.explain_search(&qs[0], &opts).await?.starts_with("HNSW") {
+                ready_s = Some(t.elapsed().as_secs_f64());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let plan = store.explain_search(&qs[0], &opts).await?;
     let mut lat = Vec::new();
     let mut found = 0usize;
     for round in 0..=rounds {
@@ -91,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "open_s": open_s,
+            "build_s": build_s,
+            "ready_s": ready_s,
+            "plan": plan,
             "p50_ms": p50,
             "p95_ms": p95,
             "recall_at_10": found as f64 / (10 * qs.len()) as f64,

@@ -77,9 +77,6 @@ pub(super) async fn index(store: &VectorStore, out: &mut impl Write, cmd: IndexC
         }),
         _ => None,
     };
-    if store.backend_kind() == "embedded" {
-        bail!("the embedded store has no vector index (it searches exactly); index commands need PostgreSQL (set --database-url or DATABASE_URL)");
-    }
     match cmd {
         IndexCommand::Create { .. } => {
             let spec = spec.unwrap_or_default();

@@ -60,12 +60,12 @@ impl VectorStore {
     ///
     /// [`Error::InvalidInput`] naming `index` when the table has no vector index (searches are
     /// exact then) and naming the option for bad options; [`Error::Unsupported`] on the embedded
-    /// store (it always searches exactly) and, unless dry-run, on a read-only store.
+    /// store (not measured there yet) and, unless dry-run, on a read-only store.
     pub async fn tune_recall(&self, opts: &TuneOptions) -> Result<TuneReport> {
         opts.validate()?;
         if self.backend_kind() == "embedded" {
             return Err(Error::Unsupported {
-                operation: "tune_recall on the embedded store: it has no vector index and always searches exactly"
+                operation: "tune_recall on the embedded store (not built yet: its HNSW graph takes SearchOptions::ef_search, default 200, and re-ranks exactly)"
                     .into(),
             });
         }
@@ -238,7 +238,7 @@ impl VectorStore {
         self.writable("clear_tuning")?;
         if self.backend_kind() == "embedded" {
             return Err(Error::Unsupported {
-                operation: "clear_tuning on the embedded store: it has no vector index".into(),
+                operation: "clear_tuning on the embedded store: its index keeps no tuned settings".into(),
             });
         }
         let info = self.inner.backend.set_tuned(None).await?;

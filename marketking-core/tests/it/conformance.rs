@@ -3,7 +3,7 @@
 //! Where the backends legitimately differ, the test says so where it branches on `kind`.
 
 use marketking_core::{
-    DocumentPatch, Error, HashingEmbedder, IndexSpec, NewDocument, NoCache, SearchMode, SearchOptions,
+    DocumentPatch, Error, HashingEmbedder, IndexKind, IndexSpec, NewDocument, NoCache, SearchMode, SearchOptions,
 };
 use serde_json::json;
 
@@ -329,19 +329,17 @@ async fn stats_count_sources_and_indexes_differ_explicitly(kind: Kind) {
     );
     assert_eq!(s.embedder.texts, 32, "31 documents and one query");
     assert!(s.storage.table_bytes > 0);
-    // The backends differ here on purpose: PostgreSQL builds approximate indexes, the embedded
-    // store always searches exactly and says so.
-    match kind {
-        Kind::Postgres => {
-            let info = store.create_index(IndexSpec::default()).await.unwrap();
-            assert_eq!(store.stats().await.unwrap().storage.index, Some(info));
-        }
-        Kind::Embedded => {
-            let err = store.create_index(IndexSpec::default()).await.unwrap_err();
-            assert!(matches!(err, Error::Unsupported { ref operation } if operation.contains("index")), "{err}");
-            assert_eq!(store.stats().await.unwrap().storage.index, None);
-            assert!(!store.drop_index().await.unwrap());
-        }
+    // Both build an HNSW index on request (pgvector's, or the embedded store's in-memory graph),
+    // report it in stats and drop it.
+    let info = store.create_index(IndexSpec::default()).await.unwrap();
+    assert_eq!(store.stats().await.unwrap().storage.index, Some(info));
+    assert!(store.drop_index().await.unwrap());
+    assert_eq!(store.stats().await.unwrap().storage.index, None);
+    if kind == Kind::Embedded {
+        // IVFFlat is pgvector's only.
+        let err = store.create_index(IndexSpec { kind: IndexKind::IvfFlat { lists: None }, ..IndexSpec::default() });
+        let err = err.await.unwrap_err();
+        assert!(matches!(err, Error::Unsupported { ref operation } if operation.contains("IVFFlat")), "{err}");
     }
     t.cleanup().await;
 }

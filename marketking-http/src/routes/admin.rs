@@ -103,10 +103,11 @@ pub struct PlanResult {
     pub plan: String,
 }
 
-/// Builds (or replaces) the vector index (PostgreSQL; the embedded store has none: 400).
+/// Builds (or replaces) the vector index: pgvector's on PostgreSQL; on the embedded store an
+/// HNSW graph over its int8 codes, saved next to its file (IVFFlat there: 400).
 #[utoipa::path(post, path = "/v1/index", tag = "admin", operation_id = "index_create", request_body = IndexBody,
     responses((status = 200, description = "The index", body = IndexInfo),
-              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 400, description = "The backend does not build this kind of index", body = ErrorBody),
               (status = 422, description = "Invalid parameters", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_index(
@@ -162,7 +163,7 @@ pub async fn drop_index(State(s): State<AppState>) -> Result<Json<DroppedResult>
 #[utoipa::path(post, path = "/v1/index/rebuild", tag = "admin", operation_id = "index_rebuild",
     request_body = RebuildBody,
     responses((status = 200, description = "The rebuilt index", body = IndexInfo),
-              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 400, description = "The backend cannot rebuild this index", body = ErrorBody),
               (status = 404, description = "There is no index to rebuild", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn rebuild_index(
@@ -216,7 +217,7 @@ fn no_index_is_404<T>(r: marketking_core::Result<T>) -> Result<T, AppError> {
 #[utoipa::path(post, path = "/v1/index/tune", tag = "admin", operation_id = "index_tune",
     request_body = TuneBody,
     responses((status = 200, description = "What was measured and kept", body = TuneReport),
-              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 400, description = "The backend cannot tune its index", body = ErrorBody),
               (status = 404, description = "There is no index to tune", body = ErrorBody),
               (status = 422, description = "Invalid parameters", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -233,7 +234,7 @@ pub async fn tune(State(s): State<AppState>, ApiJson(b): ApiJson<TuneBody>) -> R
 /// Forgets the tuned settings kept with the vector index.
 #[utoipa::path(delete, path = "/v1/index/tune", tag = "admin", operation_id = "index_untune",
     responses((status = 200, description = "The index, untuned", body = IndexInfo),
-              (status = 400, description = "The backend has no vector index", body = ErrorBody),
+              (status = 400, description = "The backend keeps no tuned settings", body = ErrorBody),
               (status = 404, description = "There is no index", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn clear_tuning(State(s): State<AppState>) -> Result<Json<IndexInfo>, AppError> {

@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
+use super::ann;
 use super::mem_index::{normalize, MemIndex, Pending};
 use super::reader::{Pass, Prepared};
 use super::rows::{from_micros, load, metadata_text, now_micros, parse_metadata, read_document, select_sql};
@@ -43,6 +44,8 @@ pub(super) struct Shared {
     pub(super) closed: std::sync::atomic::AtomicBool,
     /// Set once the first write removed the saved codes ([`Shared::forget_codes`]).
     pub(super) codes_forgotten: std::sync::atomic::AtomicBool,
+    /// Set while a vector index is built or loaded: one at a time.
+    pub(super) ann_building: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Shared {
@@ -89,6 +92,7 @@ impl Shared {
             lock: Mutex::new(Some(lock)),
             closed: std::sync::atomic::AtomicBool::new(false),
             codes_forgotten: std::sync::atomic::AtomicBool::new(false),
+            ann_building: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -122,8 +126,15 @@ impl Shared {
         if self.reader.is_some() {
             return;
         }
-        if let Err(e) = snapshot::save(&self.path, &self.mem()) {
+        let mem = self.mem();
+        if let Err(e) = snapshot::save(&self.path, &mem) {
             tracing::warn!(error = %e, "could not save the codes of the memory index; the next open reads every vector");
+        }
+        if let (Some(ann), true) = (&mem.ann, mem.ann_changed) {
+            if let Err(e) = ann.save(&self.path, mem.fingerprint()) {
+                tracing::warn!(error = %e, "could not save the vector index; the next open builds it again");
+                ann::forget(&self.path);
+            }
         }
     }
 
@@ -133,6 +144,7 @@ impl Shared {
     pub(super) fn forget_codes(&self) {
         if self.reader.is_none() && !self.codes_forgotten.swap(true, std::sync::atomic::Ordering::SeqCst) {
             snapshot::forget(&self.path);
+            ann::forget(&self.path);
         }
     }
 
@@ -430,8 +442,13 @@ impl Shared {
             (Some(unit), None) => {
                 let pool = candidate_pool(&leg_opts);
                 let mem = self.mem();
-                let threads = scan_threads(mem.len(), self.dims);
-                Some(scan(&mem, unit, pool, &leg_opts, exclude, threads))
+                match nominate_from_graph(&mem, unit, pool, &leg_opts, exclude) {
+                    Some(candidates) => Some(candidates),
+                    None => {
+                        let threads = scan_threads(mem.len(), self.dims);
+                        Some(scan(&mem, unit, pool, &leg_opts, exclude, threads))
+                    }
+                }
             }
             _ => None,
         };
@@ -569,7 +586,7 @@ impl Shared {
             documents: documents.max(0) as u64,
             sources,
             table_bytes: size(&self.path) + size(Path::new(&wal)),
-            index: None,
+            index: self.index_info(),
         })
     }
 }
@@ -612,6 +629,31 @@ fn exact_similarity(conn: &Connection, dims: usize, id: i64, unit: &[f32]) -> Re
         })
         .optional()?;
     Ok(v.map(|v| crate::similarity::dot(unit, &normalize(&v))))
+}
+
+/// The `pool` best candidates from the vector index (`ann.rs`), when there is one: it explores
+/// `max(pool, ef_search)` rows and keeps the nearest `pool` by the codes. `None` when there is
+/// no index, or it could not serve the call, or a filter left it fewer candidates than the
+/// scan would find (the caller scans then, so a filter never costs results).
+fn nominate_from_graph(
+    mem: &MemIndex,
+    unit: &[f32],
+    pool: usize,
+    opts: &SearchOptions,
+    exclude: Option<i64>,
+) -> Option<Vec<super::scan::Candidate>> {
+    let graph = mem.ann.as_ref()?;
+    let mut query = vec![0i8; unit.len()];
+    crate::similarity::quantize_i8(unit, &mut query);
+    let explore = pool.max(opts.ef_search.map_or(ann::DEFAULT_EF, |e| e as usize));
+    let filtered = opts.has_filters() || exclude.is_some();
+    let keep = |id: i64| mem.passes(id, opts, exclude);
+    let mut found = graph.nominate(&query, explore, filtered.then_some(&keep as &dyn Fn(i64) -> bool))?;
+    if found.len() < pool.min(mem.len()) && filtered {
+        return None;
+    }
+    found.truncate(pool);
+    Some(found)
 }
 
 /// The best `opts.k` of the scan's candidates by exact cosine similarity (`exact`: from the

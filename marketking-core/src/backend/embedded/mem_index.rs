@@ -100,6 +100,14 @@ pub(super) struct MemIndex {
     /// Whether a write changed the index since it was read from saved codes (`snapshot.rs`),
     /// so a close saves them again.
     pub(super) changed: bool,
+    /// The approximate index over the codes, once built or loaded (`ann.rs`); every vector
+    /// change below is applied to it too.
+    pub(super) ann: Option<super::ann::Ann>,
+    /// Set while a graph is built from a copy of the codes: the ids written meanwhile, replayed
+    /// into the graph before it is installed.
+    pub(super) ann_journal: Option<Vec<i64>>,
+    /// Whether the graph changed since it was saved or loaded, so a close saves it.
+    pub(super) ann_changed: bool,
 }
 
 impl MemIndex {
@@ -113,6 +121,51 @@ impl MemIndex {
             rows: Vec::with_capacity(n),
             pos: HashMap::with_capacity(n),
             changed: false,
+            ann: None,
+            ann_journal: None,
+            ann_changed: false,
+        }
+    }
+
+    /// The codes of row `row`.
+    pub(super) fn codes_of(&self, row: usize) -> &[i8] {
+        self.codes.get(row * self.dims..(row + 1) * self.dims).unwrap_or_default()
+    }
+
+    /// Fingerprint of the rows (`ann::fingerprint`).
+    pub(super) fn fingerprint(&self) -> u64 {
+        super::ann::fingerprint(self.ids.iter().zip(&self.rows).map(|(&id, r)| (id, r.updated_at.timestamp_micros())))
+    }
+
+    /// Brings the graph (and a build's journal) up to date with document `id`'s vector: its
+    /// current codes, or its removal. A graph that cannot take the change is dropped, so no
+    /// search uses a graph that disagrees with the rows (searches then scan).
+    fn vector_changed(&mut self, id: i64) {
+        if let Some(journal) = self.ann_journal.as_mut() {
+            journal.push(id);
+        }
+        let Some(ann) = self.ann.as_ref() else {
+            return;
+        };
+        self.ann_changed = true;
+        let result = match self.pos.get(&id) {
+            Some(&row) => ann.upsert(id, self.codes_of(row)),
+            None => ann.remove(id),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the vector index could not follow a write; searches scan until it is rebuilt");
+            self.ann = None;
+        }
+    }
+
+    /// Installs a graph built from the rows as they were when `ann_journal` was started,
+    /// after replaying the writes journaled since.
+    pub(super) fn install_ann(&mut self, ann: super::ann::Ann, changed: bool) {
+        let journal = self.ann_journal.take().unwrap_or_default();
+        self.ann = Some(ann);
+        self.ann_changed = changed || !journal.is_empty();
+        for id in journal {
+            self.vector_changed(id);
         }
     }
 
@@ -126,6 +179,7 @@ impl MemIndex {
         match self.pos.get(&p.id) {
             Some(&row) => {
                 let d = self.dims;
+                let vector_changed = p.unit.is_some();
                 if let (Some(unit), Some(slot)) = (p.unit, self.codes.get_mut(row * d..(row + 1) * d)) {
                     let scale = crate::similarity::quantize_i8(&unit, slot);
                     if let Some(s) = self.scales.get_mut(row) {
@@ -143,6 +197,9 @@ impl MemIndex {
                     if let Some(c) = p.created_at {
                         r.created_at = c;
                     }
+                }
+                if vector_changed {
+                    self.vector_changed(p.id);
                 }
             }
             None => {
@@ -171,6 +228,7 @@ impl MemIndex {
                     key: p.key,
                     updated_at: p.updated_at,
                 });
+                self.vector_changed(p.id);
             }
         }
     }
@@ -209,6 +267,7 @@ impl MemIndex {
         if let Some(v) = self.vectors.as_mut() {
             v.truncate(last * self.dims);
         }
+        self.vector_changed(id);
         true
     }
 

@@ -1,4 +1,4 @@
-//! Embedded single-file store: documents in a SQLite file, every vector in memory, exact search.
+//! Embedded single-file store: documents in a SQLite file, every vector in memory, exact scores.
 //!
 //! # Design
 //!
@@ -32,6 +32,11 @@
 //! * **Saved codes for large stores.** A writer of a store over 4M values saves the int8 codes
 //!   of its memory index next to the file when it closes (`snapshot.rs`); the next open reads
 //!   them after checking them row by row against the table, instead of quantizing every vector.
+//! * **An approximate index for large stores.** An HNSW graph (usearch) over the same int8
+//!   codes nominates candidates instead of the scan once it exists (`create_index`, or on its own
+//!   for stores of at least 2^28 values); it follows every write, is saved next to the file at
+//!   close and loaded in the background at open when the rows still match (`ann.rs`,
+//!   `index.rs`). Candidates are re-ranked exactly either way.
 //! * **Writers are serialised** by an async mutex, so the existing rows a batch plans against
 //!   cannot change before it writes. The store embeds before it calls the backend, so neither
 //!   that mutex nor a SQLite lock is held during (possibly slow, remote) embedder calls. All
@@ -49,8 +54,10 @@ use crate::error::{Error, Result};
 use crate::gate::CommitGate;
 use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch, Action, Existing};
 
+mod ann;
 mod by_filter;
 mod file;
+mod index;
 mod lexemes;
 mod lock;
 mod mem_index;
@@ -102,7 +109,9 @@ impl EmbeddedBackend {
             false => Shared::open(&path, &model, dims, &text_config),
         })
         .await?;
-        Ok(EmbeddedBackend { shared: Arc::new(shared), writer: tokio::sync::Mutex::new(()) })
+        let shared = Arc::new(shared);
+        index::start_at_open(&shared);
+        Ok(EmbeddedBackend { shared, writer: tokio::sync::Mutex::new(()) })
     }
 
     /// Runs `f` on the blocking pool with the shared state.
@@ -235,16 +244,17 @@ impl Backend for EmbeddedBackend {
         self.run(|s| s.stats()).await
     }
 
-    async fn create_index(&self, _spec: &IndexSpec) -> Result<IndexInfo> {
-        Err(no_index())
+    async fn create_index(&self, spec: &IndexSpec) -> Result<IndexInfo> {
+        let spec = *spec;
+        self.run(move |s| s.create_index(&spec)).await
     }
 
     async fn drop_index(&self) -> Result<bool> {
-        Ok(false)
+        self.run(|s| s.drop_index()).await
     }
 
     async fn rebuild_index(&self, _concurrently: bool) -> Result<IndexInfo> {
-        Err(no_index())
+        self.run(|s| s.rebuild_index()).await
     }
 
     async fn analyze(&self) -> Result<()> {
@@ -252,13 +262,22 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn explain(&self, query: SearchQuery<'_>, opts: &SearchOptions) -> Result<String> {
-        let n = self.shared.mem.read().map(|m| m.len()).unwrap_or(0);
-        Ok(match (query.vector.is_some(), opts.exact) {
-            (false, _) => "full-text search (FTS5), no vector scan".to_string(),
-            (true, true) => "exact pass over every stored f32 vector in the file".to_string(),
-            (true, false) => format!(
-                "int8 scan of {n} rows in memory, then exact re-rank of the best {} candidates from the file's f32 vectors",
-                file::candidate_pool(opts)
+        let (n, graph) = match self.shared.mem.read() {
+            Ok(m) => (m.len(), m.ann.as_ref().map(|a| a.spec)),
+            Err(_) => (0, None),
+        };
+        let pool = file::candidate_pool(opts);
+        Ok(match (query.vector.is_some(), opts.exact, graph) {
+            (false, _, _) => "full-text search (FTS5), no vector scan".to_string(),
+            (true, true, _) => "exact pass over every stored f32 vector in the file".to_string(),
+            (true, false, Some(spec)) => format!(
+                "HNSW graph over the int8 codes of {n} rows (m {}, ef_construction {}) exploring {} candidates, then exact re-rank of the best {pool} from the file's f32 vectors (an int8 scan instead when a filter leaves the graph too few)",
+                spec.m,
+                spec.ef_construction,
+                pool.max(opts.ef_search.map_or(ann::DEFAULT_EF, |e| e as usize)),
+            ),
+            (true, false, None) => format!(
+                "int8 scan of {n} rows in memory, then exact re-rank of the best {pool} candidates from the file's f32 vectors"
             ),
         })
     }
@@ -290,13 +309,5 @@ impl Backend for EmbeddedBackend {
 
     fn kind(&self) -> &'static str {
         "embedded"
-    }
-}
-
-/// The error for index operations: the embedded store has nothing to index.
-fn no_index() -> Error {
-    Error::Unsupported {
-        operation: "vector indexes on the embedded store (it always searches exactly); they are a PostgreSQL feature"
-            .into(),
     }
 }

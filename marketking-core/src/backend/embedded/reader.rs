@@ -174,6 +174,7 @@ impl Shared {
             lock: Mutex::new(None),
             closed: std::sync::atomic::AtomicBool::new(false),
             codes_forgotten: std::sync::atomic::AtomicBool::new(false),
+            ann_building: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

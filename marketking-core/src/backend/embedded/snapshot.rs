@@ -152,6 +152,9 @@ pub(super) fn load(db: &Path, conn: &Connection, dims: usize) -> Result<Option<M
         rows: scanned.rows,
         pos,
         changed: false,
+        ann: None,
+        ann_journal: None,
+        ann_changed: false,
     }))
 }
 
