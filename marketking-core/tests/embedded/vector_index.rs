@@ -175,3 +175,57 @@ async fn an_hnsw_index_answers_searches_follows_writes_and_is_saved_at_close() {
     store.close().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Writes go on while `create_index` builds the graph from a copy of the codes; the rows they
+/// add, move or delete are replayed into the graph before it serves searches.
+#[tokio::test]
+async fn writes_during_a_build_are_in_the_graph_it_installs() {
+    let _guard = no_fork().await;
+    let dir = temp_dir("hnsw-build");
+    let path = dir.join("x.db");
+    let store = open_vectors(&path).await;
+    // The rows written during the build move within the same clusters (the last 400 vectors).
+    let mut data = vectors(30_400, 3);
+    let targets = data.split_off(30_000);
+    let docs: Vec<NewDocument> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| NewDocument::new(format!("doc {i}"), "body").with_key(format!("k{i}")).with_embedding(v.clone()))
+        .collect();
+    let ids = store.batch(docs).await.unwrap().ids;
+    let building = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_index(IndexSpec::default()).await })
+    };
+    let mut written = Vec::new();
+    let mut during = 0;
+    for (i, v) in targets.iter().enumerate() {
+        if building.is_finished() && i >= 20 {
+            break;
+        }
+        during += usize::from(!building.is_finished());
+        let doc = NewDocument::new(format!("new {i}"), "body").with_key(format!("k{i}")).with_embedding(v.clone());
+        let (doc, _) = store.upsert(doc).await.unwrap();
+        assert_eq!(doc.id, ids[i], "an upsert of an existing key moves that row");
+        written.push((doc.id, v.clone()));
+    }
+    let deleted = ids[29_999];
+    store.delete(deleted).await.unwrap();
+    building.await.unwrap().unwrap();
+    assert!(during > 0, "no write ran while the graph was built");
+    let top = SearchOptions::top(3);
+    assert!(store.explain_search(&targets[0], &top).await.unwrap().starts_with("HNSW"));
+    let mut bad = Vec::new();
+    for (id, v) in &written {
+        let got = hit_ids(&store.search_by_vector(v, &top).await.unwrap());
+        if got[0] != *id {
+            let exact = store.search_by_vector(v, &top.clone().exact(true)).await.unwrap();
+            bad.push((*id, got, exact.iter().map(|h| (h.document.id, h.score)).collect::<Vec<_>>()));
+        }
+    }
+    assert!(bad.is_empty(), "{} of {} written: {:?}", bad.len(), written.len(), &bad[..bad.len().min(5)]);
+    let old = &data[29_999];
+    assert!(!hit_ids(&store.search_by_vector(old, &top).await.unwrap()).contains(&deleted));
+    store.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
