@@ -65,7 +65,7 @@ impl VectorStore {
         opts.validate()?;
         if self.backend_kind() == "embedded" {
             return Err(Error::Unsupported {
-                operation: "tune_recall on the embedded store (not built yet: its HNSW graph takes SearchOptions::ef_search, default 200, and re-ranks exactly)"
+                operation: "tune_recall on the embedded store (not built yet: its HNSW graph takes SearchOptions::ef_search, default 800, and re-ranks exactly)"
                     .into(),
             });
         }

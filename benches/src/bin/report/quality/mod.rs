@@ -318,8 +318,13 @@ async fn measure_backend(
     let mut hnsw_build_seconds = None;
     let mut index_note = None;
     match kind {
+        BackendKind::Embedded if args.no_hnsw => index_note = Some("hnsw: not measured (--no-hnsw)".to_string()),
+        BackendKind::Embedded if args.quantization != marketking_core::Quantization::None => {
+            index_note =
+                Some("hnsw: the embedded store's graph has no quantized forms (it works on its int8 codes)".into())
+        }
         BackendKind::Embedded => {
-            index_note = Some("hnsw: not available on the embedded store (it always searches exactly)".to_string())
+            settings.extend(args.ef_search.iter().map(|&ef_search| IndexSetting::Hnsw { ef_search }))
         }
         BackendKind::Postgres if args.no_hnsw => index_note = Some("hnsw: not measured (--no-hnsw)".to_string()),
         BackendKind::Postgres => {
@@ -363,7 +368,7 @@ async fn measure_backend(
         base.fusion.candidates = args.candidates.or(base.fusion.candidates);
         let plan_uses_index = match kind {
             BackendKind::Postgres => Some(store.explain_search(&probe, &base).await?.contains("Index Scan")),
-            BackendKind::Embedded => None,
+            BackendKind::Embedded => Some(store.explain_search(&probe, &base).await?.starts_with("HNSW")),
         };
         for mode in MODES {
             let mut row = Row {
