@@ -105,7 +105,7 @@ pub(crate) enum Command {
     Count(CountArgs),
     /// Counts, sizes, index, cache and embedder counters.
     Stats(JsonFlag),
-    /// Manage the vector index (PostgreSQL only).
+    /// Manage the vector index (pgvector's on PostgreSQL; an HNSW graph on the embedded store).
     #[command(subcommand)]
     Index(IndexCommand),
     /// Find the smallest index search setting (ef_search, probes or oversample) that reaches a

@@ -129,6 +129,9 @@ pub(crate) fn print_stats(out: &mut impl Write, s: &Stats) -> std::io::Result<()
                 )?;
             }
         }
+        None if s.storage.backend == "embedded" => {
+            writeln!(out, "index:      none (int8 scan of every row, exact re-rank)")?
+        }
         None => writeln!(out, "index:      none (exact search)")?,
     }
     writeln!(out, "model:      {} ({} dimensions)", s.model, s.dimensions)?;

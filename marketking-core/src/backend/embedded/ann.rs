@@ -11,9 +11,9 @@
 //!   journaled and replayed into the graph before it is installed.
 //! - Persistence: a writer saves the graph next to its file at close (`<file>.hnsw`, plus
 //!   `<file>.hnsw.meta` with the rows' fingerprint); the first write of a process removes both
-//!   before it commits, like the saved codes (`snapshot.rs`). The next open loads the graph in
-//!   the background and installs it only if the fingerprint of the rows (id and `updated_at` of
-//!   each) still matches; otherwise it builds a new one. Searches scan until a graph is ready.
+//!   before it commits, like the saved codes (`snapshot.rs`). The next open loads the graph
+//!   only if the fingerprint of the rows (id and `updated_at` of each) still matches; otherwise
+//!   it builds a new one in the background. Searches scan until a graph is ready.
 //! - When it exists: after [`create_index`](crate::VectorStore::create_index) (recorded in the
 //!   file, so later opens rebuild it when needed, until `drop_index`), and on its own for stores
 //!   of at least [`AUTO_MIN_VALUES`] vector values. `SearchOptions::exact` still bypasses it.

@@ -35,8 +35,8 @@
 //! * **An approximate index for large stores.** An HNSW graph (usearch) over the same int8
 //!   codes nominates candidates instead of the scan once it exists (`create_index`, or on its own
 //!   for stores of at least 2^28 values); it follows every write, is saved next to the file at
-//!   close and loaded in the background at open when the rows still match (`ann.rs`,
-//!   `index.rs`). Candidates are re-ranked exactly either way.
+//!   close and loaded by the next open when the rows still match, else rebuilt in the
+//!   background (`ann.rs`, `index.rs`). Candidates are re-ranked exactly either way.
 //! * **Writers are serialised** by an async mutex, so the existing rows a batch plans against
 //!   cannot change before it writes. The store embeds before it calls the backend, so neither
 //!   that mutex nor a SQLite lock is held during (possibly slow, remote) embedder calls. All
@@ -110,7 +110,12 @@ impl EmbeddedBackend {
         })
         .await?;
         let shared = Arc::new(shared);
-        index::start_at_open(&shared);
+        let opened = shared.clone();
+        blocking(move || {
+            index::start_at_open(&opened);
+            Ok(())
+        })
+        .await?;
         Ok(EmbeddedBackend { shared, writer: tokio::sync::Mutex::new(()) })
     }
 
