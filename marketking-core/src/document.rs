@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::filter::{Filter, FilterFields};
+use crate::position::WritePosition;
 use crate::search_mode::{Fusion, LegScore, Mmr, SearchMode};
 
 /// Longest title and source, in characters (the seed schema's `varchar(255)`).
@@ -532,6 +533,13 @@ pub struct SearchOptions {
     pub fusion: Fusion,
     /// Diversify the hits with Maximal Marginal Relevance.
     pub mmr: Option<Mmr>,
+    /// See the documents as of this write position at least (read-your-writes across
+    /// processes): on a store with read replicas, the search runs on a replica that has
+    /// replayed it, or on the primary. Without replicas every search sees every committed
+    /// write and this has no effect. Not part of a cached result's key (it does not change
+    /// the answer, only where it is read).
+    #[serde(skip_serializing)]
+    pub consistent_after: Option<WritePosition>,
 }
 
 impl Default for SearchOptions {
@@ -552,6 +560,7 @@ impl Default for SearchOptions {
             mode: None,
             fusion: Fusion::default(),
             mmr: None,
+            consistent_after: None,
         }
     }
 }
@@ -655,6 +664,12 @@ impl SearchOptions {
     /// Diversifies the hits with MMR (`lambda` 0..=1, choosing among `fetch_k` candidates).
     pub fn mmr(mut self, lambda: f32, fetch_k: usize) -> Self {
         self.mmr = Some(Mmr { lambda, fetch_k });
+        self
+    }
+
+    /// Sees at least the writes up to `position` (see [`consistent_after`](Self::consistent_after)).
+    pub fn consistent_after(mut self, position: WritePosition) -> Self {
+        self.consistent_after = Some(position);
         self
     }
 

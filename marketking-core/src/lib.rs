@@ -51,6 +51,7 @@ mod filter;
 mod gate;
 pub mod jsonl;
 mod plan;
+mod position;
 mod search_mode;
 #[cfg(feature = "embedded")]
 mod simd;
@@ -64,8 +65,9 @@ mod vector;
 /// `#[marketking_core::async_trait]` on the `impl`.
 pub use async_trait::async_trait;
 pub use backend::{
-    IndexInfo, IndexKind, IndexSpec, PoolStats, Quantization, SourceCount, StorageStats, TunedSettings,
-    DEFAULT_BUILD_MEMORY_MB, DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_EF_CONSTRUCTION, DEFAULT_HNSW_M,
+    IndexInfo, IndexKind, IndexSpec, PoolStats, Quantization, ReplicaStats, ReplicationStats, SourceCount,
+    StorageStats, TunedSettings, DEFAULT_BUILD_MEMORY_MB, DEFAULT_BUILD_WORKERS, DEFAULT_HNSW_EF_CONSTRUCTION,
+    DEFAULT_HNSW_M,
 };
 #[cfg(feature = "redis")]
 pub use cache::RedisCache;
@@ -91,12 +93,13 @@ pub use filter::{
     MAX_FILTER_PATH_SEGMENTS,
 };
 pub use gate::CommitGate;
+pub use position::WritePosition;
 pub use search_mode::{Fusion, LegScore, Mmr, SearchMode};
 pub use similarity::cosine_similarity;
 pub use store::{
     EmbedderStats, ListOptions, Stats, StorageConfig, TuneKnob, TuneOptions, TuneReport, TuneStep, VectorStore,
-    VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_PAGE_SIZE, DEFAULT_POOL_SIZE, DEFAULT_TABLE, DEFAULT_TEXT_CONFIG,
-    MAX_PAGE_SIZE, MAX_TUNE_QUERIES,
+    VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_MAX_REPLICA_LAG, DEFAULT_PAGE_SIZE, DEFAULT_POOL_SIZE, DEFAULT_TABLE,
+    DEFAULT_TEXT_CONFIG, MAX_PAGE_SIZE, MAX_TUNE_QUERIES,
 };
 
 #[doc = include_str!("../../README.md")]

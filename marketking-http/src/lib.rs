@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -149,6 +149,24 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
     }
 }
 
+/// The response header a write's response carries on a store with read replicas: where the
+/// store's writes are in the primary's history, for `consistent_after` in a search through
+/// another instance.
+pub const WRITE_POSITION: &str = "x-marketking-write-position";
+
+/// Adds [`WRITE_POSITION`] to successful writes' responses (a position at or past the write).
+async fn write_position(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let mut resp = next.run(req).await;
+    if write && resp.status().is_success() {
+        let position = state.store.write_position().and_then(|p| HeaderValue::from_str(&p.to_string()).ok());
+        if let Some(value) = position {
+            resp.headers_mut().insert(WRITE_POSITION, value);
+        }
+    }
+    resp
+}
+
 async fn no_route() -> error::AppError {
     error::AppError::NoRoute
 }
@@ -172,6 +190,7 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(config.request_timeout, timeout))
         .merge(routes::v1_streaming(&state))
         .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(from_fn_with_state(state.clone(), write_position))
         .layer(DefaultBodyLimit::max(config.body_limit));
     if let Some(c) = config.cors.layer(REQUEST_ID) {
         router = router.layer(c);

@@ -15,7 +15,8 @@ use marketking_core::VectorStore;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Counter, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Counter, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::AppState;
@@ -134,6 +135,17 @@ const POOL_COUNTERS: [(&str, &str); 2] = [
     ("marketking_pool_timed_out_total", "Checkouts that timed out"),
 ];
 
+const REPLICA_IN_ROTATION: (&str, &str) =
+    ("marketking_replica_in_rotation", "1 while the read replica serves reads (reachable, within the lag bound)");
+const REPLICA_LAG: (&str, &str) =
+    ("marketking_replica_lag_seconds", "Replay lag of the read replica at its last sample");
+const REPLICA_COUNTERS: [(&str, &str); 2] = [
+    ("marketking_replica_reads_total", "Reads the read replica served"),
+    ("marketking_replica_failed_reads_total", "Reads that failed on the read replica and were served by the primary"),
+];
+const PRIMARY_READS: (&str, &str) =
+    ("marketking_primary_reads_total", "Reads the primary served because no read replica could");
+
 fn cache_counter(name: &str, help: &str) -> prometheus::Result<IntCounterVec> {
     IntCounterVec::new(Opts::new(name, help), &["cache"])
 }
@@ -151,8 +163,48 @@ impl StoreCollector {
         for (name, help) in POOL_GAUGES {
             descs.extend(defined(IntGauge::new(name, help)).desc().into_iter().cloned());
         }
+        if store.replication_stats().is_some() {
+            let (name, help) = REPLICA_IN_ROTATION;
+            descs.extend(defined(IntGaugeVec::new(Opts::new(name, help), &["replica"])).desc().into_iter().cloned());
+            let (name, help) = REPLICA_LAG;
+            descs.extend(defined(GaugeVec::new(Opts::new(name, help), &["replica"])).desc().into_iter().cloned());
+            for (name, help) in REPLICA_COUNTERS {
+                descs.extend(
+                    defined(IntCounterVec::new(Opts::new(name, help), &["replica"])).desc().into_iter().cloned(),
+                );
+            }
+            descs.extend(defined(IntCounter::new(PRIMARY_READS.0, PRIMARY_READS.1)).desc().into_iter().cloned());
+        }
         StoreCollector { store, descs }
     }
+}
+
+/// Per-replica health, lag and reads (label `replica`: `host:port`), and the primary's reads.
+fn replica_metrics(r: &marketking_core::ReplicationStats) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+    let (Ok(rotation), Ok(lag), Ok(reads), Ok(failed)) = (
+        IntGaugeVec::new(Opts::new(REPLICA_IN_ROTATION.0, REPLICA_IN_ROTATION.1), &["replica"]),
+        GaugeVec::new(Opts::new(REPLICA_LAG.0, REPLICA_LAG.1), &["replica"]),
+        IntCounterVec::new(Opts::new(REPLICA_COUNTERS[0].0, REPLICA_COUNTERS[0].1), &["replica"]),
+        IntCounterVec::new(Opts::new(REPLICA_COUNTERS[1].0, REPLICA_COUNTERS[1].1), &["replica"]),
+    ) else {
+        return out;
+    };
+    for replica in &r.replicas {
+        let label = [replica.name.as_str()];
+        rotation.with_label_values(&label).set(i64::from(replica.in_rotation));
+        if let Some(ms) = replica.lag_ms {
+            lag.with_label_values(&label).set(ms as f64 / 1000.0);
+        }
+        reads.with_label_values(&label).inc_by(replica.reads);
+        failed.with_label_values(&label).inc_by(replica.failed_reads);
+    }
+    out.extend(rotation.collect());
+    out.extend(lag.collect());
+    out.extend(reads.collect());
+    out.extend(failed.collect());
+    out.extend(int_counter(PRIMARY_READS.0, PRIMARY_READS.1, r.primary_reads));
+    out
 }
 
 fn int_counter(name: &str, help: &str, value: u64) -> Vec<MetricFamily> {
@@ -202,6 +254,9 @@ impl Collector for StoreCollector {
             for ((name, help), value) in POOL_COUNTERS.into_iter().zip([pool.waited, pool.timed_out]) {
                 out.extend(int_counter(name, help, value));
             }
+        }
+        if let Some(replication) = self.store.replication_stats() {
+            out.extend(replica_metrics(&replication));
         }
         out
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::document::{BatchReport, Document, DocumentPatch, DocumentRef, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
 use crate::plan::Existing;
+use crate::position::WritePosition;
 use crate::store::StorageConfig;
 
 #[cfg(feature = "embedded")]
@@ -278,6 +279,61 @@ pub struct StorageStats {
     pub index: Option<IndexInfo>,
 }
 
+/// One read replica's state, as `stats` and `/metrics` show it.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStats {
+    /// `host:port` (never the user or password).
+    pub name: String,
+    /// In rotation now: reachable, a standby, and within the lag bound.
+    pub in_rotation: bool,
+    /// Replay lag in milliseconds at the last sample (`None` before the first one, or while it
+    /// cannot be reached).
+    pub lag_ms: Option<u64>,
+    /// The replay position at the last sample.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, example = "0/3000148"))]
+    pub replayed: Option<WritePosition>,
+    /// Reads served, since start.
+    pub reads: u64,
+    /// Reads that failed on it and were served by the primary, since start.
+    pub failed_reads: u64,
+    /// Why it is out of rotation, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Read routing of a PostgreSQL store with read replicas.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationStats {
+    /// Each replica, in configuration order.
+    pub replicas: Vec<ReplicaStats>,
+    /// Reads the primary served because no replica could (none in rotation, none that had
+    /// replayed the read's position, or the replica failed), since start.
+    pub primary_reads: u64,
+    /// The lag bound: a replica further behind is out of rotation.
+    pub max_lag_ms: u64,
+    /// Where this store's last write is in the primary's history: its reads see at least it.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, example = "0/3000148"))]
+    pub write_position: Option<WritePosition>,
+}
+
+/// Where a PostgreSQL store sends reads besides its primary.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReplicaConfig {
+    /// Connection strings of the read replicas.
+    pub(crate) urls: Vec<String>,
+    /// A replica further behind than this is out of rotation.
+    pub(crate) max_lag: std::time::Duration,
+}
+
+impl Debug for ReplicaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URLs: they may hold passwords.
+        f.debug_struct("ReplicaConfig").field("replicas", &self.urls.len()).field("max_lag", &self.max_lag).finish()
+    }
+}
+
 /// Connection pool figures (PostgreSQL).
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,6 +455,23 @@ pub(crate) trait Backend: Send + Sync + Debug {
         None
     }
 
+    /// After a committed write (and its cache generation bump): where the write is in the
+    /// primary's history, which this store's later reads will see. `None` without read
+    /// replicas (every read sees every committed write).
+    async fn after_write(&self) -> Option<WritePosition> {
+        None
+    }
+
+    /// Where this store's last write is (`None`: no write yet, or no read replicas).
+    fn write_position(&self) -> Option<WritePosition> {
+        None
+    }
+
+    /// Read routing figures, for a store with read replicas.
+    fn replication(&self) -> Option<ReplicationStats> {
+        None
+    }
+
     /// A string naming this storage (server, database, table) for cache key namespacing.
     fn identity(&self) -> String;
 
@@ -417,15 +490,16 @@ pub(crate) async fn open(
     text_config: &str,
     rum: bool,
     read_only: bool,
+    replicas: &ReplicaConfig,
 ) -> Result<Box<dyn Backend>> {
     Ok(match storage {
         #[cfg(feature = "postgres")]
-        StorageConfig::Postgres { url, table, pool_size } => {
-            Box::new(postgres::PgBackend::connect(&url, &table, pool_size, model, dims, text_config, rum).await?)
-        }
+        StorageConfig::Postgres { url, table, pool_size } => Box::new(
+            postgres::PgBackend::connect(&url, &table, pool_size, model, dims, text_config, rum, replicas).await?,
+        ),
         #[cfg(not(feature = "postgres"))]
         StorageConfig::Postgres { .. } => {
-            let _ = rum;
+            let _ = (rum, replicas);
             return Err(Error::config("DATABASE_URL", "is set but the `postgres` feature is off"));
         }
         #[cfg(feature = "embedded")]

@@ -56,6 +56,8 @@ pub const DEFAULT_DB_PATH: &str = "marketking.db";
 pub const DEFAULT_TABLE: &str = "embeddings";
 /// Default pool size: small, since each search holds a connection for about a millisecond.
 pub const DEFAULT_POOL_SIZE: u32 = 8;
+/// Default lag bound of read replicas: one further behind serves no reads until it catches up.
+pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -93,6 +95,8 @@ pub(crate) struct Config {
     pub(crate) probes: Option<u32>,
     pub(crate) result_ttl: Duration,
     pub(crate) cache_results: bool,
+    /// Read replicas (PostgreSQL) and their lag bound.
+    pub(crate) replicas: crate::backend::ReplicaConfig,
 }
 
 impl Default for Config {
@@ -121,6 +125,7 @@ impl Default for Config {
             probes: None,
             result_ttl: Duration::from_secs(300),
             cache_results: true,
+            replicas: crate::backend::ReplicaConfig { urls: Vec::new(), max_lag: DEFAULT_MAX_REPLICA_LAG },
         }
     }
 }
@@ -150,8 +155,35 @@ impl std::fmt::Debug for VectorStoreBuilder {
             .field("openai_base_url", &c.openai_base_url)
             .field("ef_search", &c.ef_search)
             .field("probes", &c.probes)
+            .field("replicas", &c.replicas)
             .finish_non_exhaustive()
     }
+}
+
+/// Read replicas a store routes to, at most.
+const MAX_READ_REPLICAS: usize = 16;
+
+/// A list of connection URLs, separated by white space or by commas before a `postgres://` or
+/// `postgresql://` (a comma inside a URL separates the hosts of a multi-host URL).
+fn split_urls(v: &str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for word in v.split_whitespace() {
+        let mut current = String::new();
+        for piece in word.split(',').filter(|p| !p.is_empty()) {
+            let starts_url = piece.starts_with("postgres://") || piece.starts_with("postgresql://");
+            if starts_url && !current.is_empty() {
+                urls.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push(',');
+            }
+            current.push_str(piece);
+        }
+        if !current.is_empty() {
+            urls.push(current);
+        }
+    }
+    urls
 }
 
 fn env(name: &str) -> Option<String> {
@@ -198,6 +230,12 @@ impl VectorStoreBuilder {
         }
         if c.redis_url.is_none() {
             c.redis_url = env("REDIS_URL");
+        }
+        if c.replicas.urls.is_empty() {
+            c.replicas.urls = env("DATABASE_READ_URLS").map(|v| split_urls(&v)).unwrap_or_default();
+        }
+        if let Some(ms) = env_parse::<u64>("MARKETKING_MAX_REPLICA_LAG_MS")? {
+            c.replicas.max_lag = Duration::from_millis(ms);
         }
         if c.openai_key.is_none() {
             c.openai_key = env("OPENAI_API_KEY");
@@ -254,6 +292,31 @@ impl VectorStoreBuilder {
             }
         }
         Ok(self)
+    }
+
+    /// Sends searches and reads (`get`, `list`, `count`, `stats`) to these PostgreSQL
+    /// streaming-replication standbys of the primary (same URL forms as
+    /// [`database_url`](Self::database_url)), round robin among those in rotation; writes and
+    /// index changes go to the primary. A replica is in rotation while it answers and is no
+    /// further behind than [`max_replica_lag`](Self::max_replica_lag); a read it fails is
+    /// served by the primary. This store's reads always see its own writes (a replica that has
+    /// not replayed them yet is passed over). Environment: `DATABASE_READ_URLS`, separated by
+    /// commas or spaces.
+    pub fn read_replicas<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.replicas.urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The lag bound of read replicas (default 5 s; environment
+    /// `MARKETKING_MAX_REPLICA_LAG_MS`): a replica further behind the primary serves no reads
+    /// until it catches up.
+    pub fn max_replica_lag(mut self, lag: Duration) -> Self {
+        self.config.replicas.max_lag = lag;
+        self
     }
 
     /// Uses PostgreSQL at `url` (key=value or URL form; `sslmode=require` turns on TLS).
@@ -413,6 +476,21 @@ impl VectorStoreBuilder {
         if let Some(reason) = c.probes.and_then(|p| out_of_range(p, &PROBES_RANGE)) {
             return Err(Error::config("probes", reason));
         }
+        if !c.replicas.urls.is_empty() && !matches!(self.storage(), StorageConfig::Postgres { .. }) {
+            return Err(Error::config(
+                "DATABASE_READ_URLS",
+                "read replicas need a PostgreSQL primary (DATABASE_URL); the embedded store has none",
+            ));
+        }
+        if c.replicas.urls.len() > MAX_READ_REPLICAS {
+            return Err(Error::config(
+                "DATABASE_READ_URLS",
+                format!("at most {MAX_READ_REPLICAS} read replicas, got {}", c.replicas.urls.len()),
+            ));
+        }
+        if c.replicas.max_lag.is_zero() || c.replicas.max_lag > Duration::from_secs(24 * 3600) {
+            return Err(Error::config("max_replica_lag", "must be between 1 ms and 24 hours"));
+        }
         if c.read_only && matches!(self.storage(), StorageConfig::Postgres { .. }) {
             return Err(Error::config(
                 "read_only",
@@ -439,5 +517,19 @@ impl VectorStoreBuilder {
             }
         }
         Ok(Arc::new(MemoryCache::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_urls;
+
+    #[test]
+    fn read_urls_split_at_spaces_and_at_commas_before_a_url_only() {
+        assert_eq!(
+            split_urls("postgres://a:1/db,postgresql://b/db  postgres://h1,h2:5433/db,"),
+            ["postgres://a:1/db", "postgresql://b/db", "postgres://h1,h2:5433/db"]
+        );
+        assert!(split_urls(" , ").is_empty());
     }
 }

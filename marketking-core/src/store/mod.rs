@@ -26,7 +26,8 @@ mod write;
 
 use builder::Config;
 pub use builder::{
-    StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_POOL_SIZE, DEFAULT_TABLE, DEFAULT_TEXT_CONFIG,
+    StorageConfig, VectorStoreBuilder, DEFAULT_DB_PATH, DEFAULT_MAX_REPLICA_LAG, DEFAULT_POOL_SIZE, DEFAULT_TABLE,
+    DEFAULT_TEXT_CONFIG,
 };
 use counted::Counted;
 pub use counted::EmbedderStats;
@@ -48,6 +49,9 @@ pub struct Stats {
     pub cache: CacheStats,
     /// Embedder counters of this store instance.
     pub embedder: EmbedderStats,
+    /// Read replicas: health, lag and share of reads (PostgreSQL with read replicas only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::ReplicationStats>,
 }
 
 /// A document store with semantic search. Cheap to clone (shared inside an `Arc`).
@@ -87,8 +91,17 @@ impl VectorStore {
     ) -> Result<Self> {
         let dims = embedder.dimensions();
         let model = embedder.model_id().to_string();
-        let backend =
-            crate::backend::open(storage, &model, dims, &config.text_config, config.rum, config.read_only).await?;
+        let backend = crate::backend::open(
+            storage,
+            &model,
+            dims,
+            &config.text_config,
+            config.rum,
+            config.read_only,
+            &config.replicas,
+        )
+        .await?;
+        let positions = backend.replication().is_some();
         // Cache key prefix: names the storage and the model, so stores on other tables,
         // databases or models that share one Redis never read each other's entries.
         let namespace =
@@ -104,6 +117,7 @@ impl VectorStore {
                     namespace,
                     config.result_ttl,
                     config.cache_results && !config.read_only,
+                    positions,
                 )),
                 ef_search: config.ef_search,
                 probes: config.probes,
@@ -302,7 +316,13 @@ impl VectorStore {
             dimensions: self.dimensions(),
             cache: self.inner.cache.stats(),
             embedder: self.inner.embedder.snapshot(),
+            replication: self.inner.backend.replication(),
         })
+    }
+
+    /// Read routing figures of a store with read replicas (no storage query); `None` without.
+    pub fn replication_stats(&self) -> Option<crate::ReplicationStats> {
+        self.inner.backend.replication()
     }
 
     /// This store's cache counters (no storage query; cheap enough to call per request).
@@ -376,9 +396,26 @@ impl VectorStore {
         self.inner.cache.ping().await
     }
 
-    /// After a committed write: invalidates cached results (see [`ResultCache::invalidate`]).
+    /// After a committed write: invalidates cached results (see [`ResultCache::invalidate`]);
+    /// with read replicas, then reads where the write is in the primary's history, so this
+    /// store's later reads see it and results cached under the new generation are read at
+    /// least that far (the position is read after the bump, so it is past every write the
+    /// generation hides).
     async fn invalidate(&self) {
-        self.inner.cache.invalidate().await;
+        let generation = self.inner.cache.invalidate().await;
+        if let Some(position) = self.inner.backend.after_write().await {
+            if let Some(generation) = generation {
+                self.inner.cache.record_position(generation, position).await;
+            }
+        }
+    }
+
+    /// Where this store's last write is in the primary's history, for
+    /// [`SearchOptions::consistent_after`] in another process (or through another store).
+    /// `None` without read replicas (every read sees every committed write) and before the
+    /// first write. This store's own reads always see its writes.
+    pub fn write_position(&self) -> Option<crate::WritePosition> {
+        self.inner.backend.write_position()
     }
 
     /// The options with the store's configured ef_search and probes filled in (the backend

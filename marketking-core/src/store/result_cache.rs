@@ -24,6 +24,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::cache::{Cache, CacheCounters, CacheStats};
 use crate::document::{SearchHit, SearchOptions};
 use crate::error::Error;
+use crate::position::WritePosition;
 use crate::vector;
 
 /// How long the cache is bypassed after an error before one call probes it again.
@@ -48,6 +49,9 @@ pub(crate) struct ResultCache {
     bump_pending: AtomicBool,
     /// A background task is retrying the bump.
     retrying: AtomicBool,
+    /// The store reads from replicas: each generation's write position is kept beside it, and
+    /// a search cached under a generation reads at least that far.
+    positions: bool,
 }
 
 /// What a cached search needs to build its key.
@@ -71,7 +75,13 @@ pub(crate) enum Query<'a> {
 }
 
 impl ResultCache {
-    pub(crate) fn new(cache: Arc<dyn Cache>, namespace: String, result_ttl: Duration, cache_results: bool) -> Self {
+    pub(crate) fn new(
+        cache: Arc<dyn Cache>,
+        namespace: String,
+        result_ttl: Duration,
+        cache_results: bool,
+        positions: bool,
+    ) -> Self {
         ResultCache {
             cache,
             counters: CacheCounters::default(),
@@ -81,6 +91,7 @@ impl ResultCache {
             cache_results,
             bump_pending: AtomicBool::new(false),
             retrying: AtomicBool::new(false),
+            positions,
         }
     }
 
@@ -94,15 +105,23 @@ impl ResultCache {
     }
 
     /// Search results for `key` from the cache, or computed by `compute` and then cached.
-    pub(crate) async fn search<F>(&self, key: ResultKey<'_>, compute: F) -> crate::error::Result<Vec<SearchHit>>
+    /// `compute` gets the write position its result must include to be cached (with read
+    /// replicas: the generation's; see [`record_position`](Self::record_position)).
+    pub(crate) async fn search<F, Fut>(&self, key: ResultKey<'_>, compute: F) -> crate::error::Result<Vec<SearchHit>>
     where
-        F: std::future::Future<Output = crate::error::Result<Vec<SearchHit>>>,
+        F: FnOnce(Option<WritePosition>) -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<Vec<SearchHit>>>,
     {
-        let key = self.generation().await.map(|generation| self.result_key(generation, key));
+        let generation = self.generation().await;
+        let key = generation.map(|generation| self.result_key(generation, key));
         if let Some(hits) = self.cached_results(key.as_deref()).await {
             return Ok(hits);
         }
-        let hits = compute.await?;
+        let floor = match generation {
+            Some(g) if self.positions => Some(self.position_of(g).await),
+            _ => None,
+        };
+        let hits = compute(floor).await?;
         if let Some(key) = key {
             self.store_results(&key, &hits).await;
         }
@@ -143,9 +162,10 @@ impl ResultCache {
 
     /// After a committed write: bumps the generation so every process sharing the cache stops
     /// reading results cached before it. When the bump fails, it is retried (see module docs).
-    pub(crate) async fn invalidate(self: &Arc<Self>) {
-        if self.bump().await {
-            return;
+    /// Returns the new generation, when the bump went through now.
+    pub(crate) async fn invalidate(self: &Arc<Self>) -> Option<u64> {
+        if let Some(generation) = self.bump().await {
+            return Some(generation);
         }
         self.bump_pending.store(true, Ordering::SeqCst);
         if !self.retrying.swap(true, Ordering::SeqCst) {
@@ -158,15 +178,41 @@ impl ResultCache {
                 self.retrying.store(false, Ordering::SeqCst);
             }
         }
+        None
+    }
+
+    /// Keeps `position` (read after the bump that made `generation`) as the generation's: a
+    /// result cached under it must have been read on a server that replayed that far.
+    pub(crate) async fn record_position(&self, generation: u64, position: WritePosition) {
+        let key = format!("{}:pos:{generation}", self.namespace);
+        self.call("write position", self.cache.set(&key, &position.as_u64().to_le_bytes(), Some(self.result_ttl)))
+            .await;
+    }
+
+    /// The write position results cached under `generation` must include: the recorded one;
+    /// none for generation 0 (no write bumped it); the primary's (`u64::MAX`: read it there)
+    /// when it is unknown (not recorded yet, expired, or the cache failed).
+    async fn position_of(&self, generation: u64) -> WritePosition {
+        if generation == 0 {
+            return WritePosition::default();
+        }
+        let key = format!("{}:pos:{generation}", self.namespace);
+        match self.call("read position", self.cache.get(&key)).await.flatten() {
+            Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                Ok(b) => WritePosition::from_u64(u64::from_le_bytes(b)),
+                Err(_) => WritePosition::from_u64(u64::MAX),
+            },
+            None => WritePosition::from_u64(u64::MAX),
+        }
     }
 
     fn generation_key(&self) -> String {
         format!("{}:gen", self.namespace)
     }
 
-    /// One bump attempt; true when it went through (or no bump is needed).
-    async fn bump(&self) -> bool {
-        self.call("invalidate", self.cache.incr(&self.generation_key())).await.is_some()
+    /// One bump attempt; the new generation when it went through.
+    async fn bump(&self) -> Option<u64> {
+        self.call("invalidate", self.cache.incr(&self.generation_key())).await
     }
 
     /// The generation results are cached under, `None` when results are not cached now: result
@@ -178,9 +224,7 @@ impl ResultCache {
         if self.bump_pending.load(Ordering::SeqCst) {
             // Cleared only once a bump after the write went through: the new generation hides
             // every result cached before it.
-            if !self.bump().await {
-                return None;
-            }
+            self.bump().await?;
             self.bump_pending.store(false, Ordering::SeqCst);
         }
         self.call("read generation", self.cache.counter(&self.generation_key())).await

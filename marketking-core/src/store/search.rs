@@ -8,6 +8,7 @@ use crate::document::{validate_vector, ScoredId, SearchHit, SearchOptions};
 use crate::embedder::embed_checked;
 use crate::embedder::Embedder as _;
 use crate::error::{Error, Result};
+use crate::position::WritePosition;
 use crate::search_mode::SearchMode;
 use crate::similarity::cosine_similarity;
 
@@ -46,9 +47,10 @@ impl VectorStore {
         // Ids-only results are cached under their own kind: their hits carry no documents.
         let kind: &[u8] = if ids_only { b"Q" } else { b"q" };
         let key = ResultKey { kind, query: Query::Bytes(query.as_bytes()), opts: &opts };
+        let opts = &opts;
         self.inner
             .cache
-            .search(key, async {
+            .search(key, |floor| async move {
                 // A text-only search makes no embedder call.
                 let vector = match mode {
                     SearchMode::Text => None,
@@ -58,7 +60,7 @@ impl VectorStore {
                 // words like any other control character.
                 let words = query.replace('\0', " ");
                 let text = (mode != SearchMode::Vector).then_some(words.as_str());
-                self.ranked(SearchQuery { vector: vector.as_deref(), text, ids_only }, &opts, None).await
+                self.ranked(SearchQuery { vector: vector.as_deref(), text, ids_only }, opts, None, floor).await
             })
             .await
     }
@@ -72,7 +74,7 @@ impl VectorStore {
         let kind: &[u8] = if ids_only { b"V" } else { b"v" };
         let key = ResultKey { kind, query: Query::Vector(vector), opts: &opts };
         let query = SearchQuery { ids_only, ..SearchQuery::vector(vector) };
-        self.inner.cache.search(key, self.ranked(query, &opts, None)).await
+        self.inner.cache.search(key, |floor| self.ranked(query, &opts, None, floor)).await
     }
 
     /// Documents most similar to document `id`, excluding it (vector ranking only).
@@ -85,7 +87,7 @@ impl VectorStore {
         let vector = doc.embedding.ok_or(Error::NotFound { id })?;
         let id_bytes = id.to_le_bytes();
         let key = ResultKey { kind: b"s", query: Query::Bytes(&id_bytes), opts: &opts };
-        self.inner.cache.search(key, self.ranked(SearchQuery::vector(&vector), &opts, Some(id))).await
+        self.inner.cache.search(key, |floor| self.ranked(SearchQuery::vector(&vector), &opts, Some(id), floor)).await
     }
 
     /// The plan a vector search with these options would run, as text (PostgreSQL: `EXPLAIN`
@@ -114,13 +116,23 @@ impl VectorStore {
         self.inner.backend.explain(SearchQuery { vector: vector.as_deref(), text, ids_only: false }, &opts).await
     }
 
-    /// The backend's ranking, re-ranked by MMR when asked.
+    /// The backend's ranking, re-ranked by MMR when asked. With `floor` (the write position a
+    /// result cached under the current generation must include) the read sees at least it.
     async fn ranked(
         &self,
         query: SearchQuery<'_>,
         opts: &SearchOptions,
         exclude: Option<i64>,
+        floor: Option<WritePosition>,
     ) -> Result<Vec<SearchHit>> {
+        let raised;
+        let opts = match floor {
+            Some(f) if opts.consistent_after.is_none_or(|c| c < f) => {
+                raised = SearchOptions { consistent_after: Some(f), ..opts.clone() };
+                &raised
+            }
+            _ => opts,
+        };
         let Some(mmr) = opts.mmr else {
             return self.inner.backend.search(query, opts, exclude).await;
         };

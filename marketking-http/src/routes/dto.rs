@@ -214,6 +214,13 @@ pub struct SearchBody {
     /// Diversify the hits with Maximal Marginal Relevance.
     #[serde(default, deserialize_with = "crate::object::option_of_object")]
     pub mmr: Option<MmrBody>,
+    /// See at least the writes up to this write position (read-your-writes across service
+    /// instances): the `x-marketking-write-position` header a write's response carried. With
+    /// read replicas the search runs on one that has replayed it, or on the primary; without
+    /// replicas every search sees every committed write and this has no effect.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$", example = "0/3000148")]
+    pub consistent_after: Option<String>,
     /// Only documents created at or after this instant.
     #[serde(default)]
     pub created_after: Option<DateTime<Utc>>,

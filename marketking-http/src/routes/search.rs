@@ -70,6 +70,7 @@ pub(crate) fn search_options(b: SearchBody) -> Result<ParsedSearch, AppError> {
     opts.exact = b.exact;
     opts.filter = b.filter.as_ref().map(marketking_core::Filter::from_json).transpose()?;
     opts.mode = b.mode;
+    opts.consistent_after = b.consistent_after.as_deref().map(str::parse).transpose()?;
     if let Some(f) = &b.fusion {
         opts.fusion = f.to_fusion();
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use super::{with_retry, PgBackend};
+use super::{with_read, with_retry, PgBackend};
 use crate::backend::{IndexInfo, IndexKind, IndexSpec, Quantization, SourceCount, StorageStats, TunedSettings};
 use crate::error::{Error, Result};
 
@@ -196,7 +196,7 @@ impl PgBackend {
     }
 
     pub(crate) async fn stats_impl(&self) -> Result<StorageStats> {
-        with_retry!(self, |conn| self.stats_on(&conn).await)
+        with_read!(self, None, |conn| self.stats_on(&conn).await)
     }
 
     async fn stats_on(&self, conn: &Client) -> Result<StorageStats> {

@@ -19,7 +19,7 @@
 
 use tokio_postgres::types::{ToSql, Type};
 
-use super::{with_retry, PgBackend};
+use super::{with_read, with_retry, PgBackend};
 use crate::error::Result;
 use crate::filter::{Field, Filter, Node, Op, Operand};
 
@@ -252,7 +252,7 @@ impl PgBackend {
             format!("${}", params.len())
         });
         let sql = format!("SELECT count(*) FROM {} WHERE {cond}", self.sql.table);
-        with_retry!(self, |conn| {
+        with_read!(self, None, |conn| {
             let rows = conn.query_typed(&sql, &params).await?;
             let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
             Ok(u64::try_from(n).unwrap_or(0))

@@ -31,6 +31,7 @@ mod ident;
 mod metadata_index;
 mod pool;
 mod read;
+mod replicas;
 mod schema;
 mod search;
 mod text_stats;
@@ -61,6 +62,8 @@ pub(crate) struct PgBackend {
     dims: usize,
     /// The quantization of the table's vector index, re-read once a minute.
     index_form: admin::IndexForm,
+    /// Read replicas, when configured: searches and reads go to them.
+    replicas: Option<Arc<replicas::Replicas>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -74,6 +77,7 @@ impl std::fmt::Debug for PgBackend {
 
 impl PgBackend {
     /// Connects, migrates and checks the table's model and dimensions.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn connect(
         url: &str,
         table: &str,
@@ -82,51 +86,15 @@ impl PgBackend {
         dims: usize,
         text_config: &str,
         rum: bool,
+        replicas: &crate::backend::ReplicaConfig,
     ) -> Result<Self> {
         let table = TableName::parse(table)?;
         if dims == 0 || dims > 16_000 {
             return Err(Error::config("dimensions", format!("pgvector supports 1..=16000 dimensions, got {dims}")));
         }
-        // The URL is never echoed back: it may hold a password.
-        let tls_options = tls::split(url)?;
-        let mut config = tokio_postgres::Config::from_str(&tls_options.url)
-            .map_err(|e| Error::config("DATABASE_URL", format!("is not a valid PostgreSQL connection string ({e})")))?;
-        // TLS only when asked for with `sslmode=require` (or libpq's `verify-ca`/`verify-full`),
-        // and then the server certificate and host name are verified against the webpki roots
-        // (managed Postgres) or the `sslrootcert` file. The driver's default `prefer` would try
-        // TLS against local servers' self-signed certificates and fail, so anything else means
-        // plain TCP.
-        if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
-            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        }
-        // A server that does not answer at all (a dropped route) must not hold a connect for
-        // the operating system's TCP timeout (minutes).
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let identity = format!(
-            "postgres:{}:{}/{}/{}",
-            config
-                .get_hosts()
-                .iter()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(s) => s.clone(),
-                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            config.get_ports().first().copied().unwrap_or(5432),
-            config.get_dbname().unwrap_or(""),
-            table.display()
-        );
-        let tls_on = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
-        if tls_options.root_cert.is_some() && !tls_on {
-            return Err(Error::config(
-                "sslrootcert",
-                "is only used with sslmode=require (or verify-ca / verify-full); add it to the connection string",
-            ));
-        }
-        let root_cert = tls_options.root_cert.or_else(|| tls_on.then(tls::root_cert_from_env).flatten());
+        let (config, root_cert) = client_config(url, "DATABASE_URL")?;
+        let identity =
+            format!("postgres:{}/{}/{}", host_port(&config), config.get_dbname().unwrap_or(""), table.display());
         let health = Arc::new(Health::default());
         let manager = Manager {
             inner: PostgresConnectionManager::new(config, tls::connector(root_cert.as_deref())?),
@@ -138,22 +106,8 @@ impl PgBackend {
         let info = schema::migrate(&mut first, &table, model, dims, text_config, rum).await?;
         let stats = text_stats::read(&first, &table).await?;
         drop(first);
-        // The check on checkout is the driver's "closed" flag, not a test query (which would add
-        // a round trip to every call): a connection whose server process was terminated is
-        // dropped instead of failing the next request. No connect retries inside the pool: a
-        // failed attempt fails the waiting requests at once (`checkout`), and the next request
-        // tries again, so recovery after a restart is immediate.
-        let pool = bb8::Pool::builder()
-            .max_size(pool_size)
-            .connection_timeout(CHECKOUT_TIMEOUT)
-            .test_on_check_out(true)
-            .retry_connection(false)
-            // LIFO: sequential calls keep reusing the most recently used connection, whose
-            // server process is warm. FIFO (bb8's default) cycles through every idle connection
-            // and wakes a cold backend process for each call (measured ~0.5 ms per call at 1k rows).
-            .queue_strategy(bb8::QueueStrategy::Lifo)
-            .build(manager)
-            .await?;
+        let pool = pool_builder(pool_size).build(manager).await?;
+        let replicas = connect_replicas(&replicas.urls, pool_size, replicas.max_lag, &pool, &health).await?;
         let vector_type = Type::new("vector".into(), info.vector_oid, Kind::Simple, info.vector_schema.clone());
         let iterative_scans = info.extension_version >= (0, 8);
         if !iterative_scans {
@@ -176,6 +130,7 @@ impl PgBackend {
             text_stats: text_stats::StatsCache::new(stats),
             dims,
             index_form: admin::IndexForm::new(),
+            replicas,
         };
         let index = backend.index_info(&*backend.checkout().await?).await?;
         backend.index_form.set(index.as_ref());
@@ -191,6 +146,112 @@ impl PgBackend {
     pub(crate) async fn fresh_connection(&self) -> Result<pool::PgConn> {
         self.pool.dedicated_connection().await
     }
+}
+
+/// The driver's configuration of `url` (named `field` in errors) and the root certificate to
+/// trust, with the store's connection rules applied. The URL is never echoed back: it may hold
+/// a password.
+fn client_config(url: &str, field: &str) -> Result<(tokio_postgres::Config, Option<std::path::PathBuf>)> {
+    let tls_options = tls::split(url)?;
+    let mut config = tokio_postgres::Config::from_str(&tls_options.url)
+        .map_err(|e| Error::config(field, format!("is not a valid PostgreSQL connection string ({e})")))?;
+    // TLS only when asked for with `sslmode=require` (or libpq's `verify-ca`/`verify-full`),
+    // and then the server certificate and host name are verified against the webpki roots
+    // (managed Postgres) or the `sslrootcert` file. The driver's default `prefer` would try
+    // TLS against local servers' self-signed certificates and fail, so anything else means
+    // plain TCP.
+    if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    // A server that does not answer at all (a dropped route) must not hold a connect for
+    // the operating system's TCP timeout (minutes).
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let tls_on = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+    if tls_options.root_cert.is_some() && !tls_on {
+        return Err(Error::config(
+            "sslrootcert",
+            "is only used with sslmode=require (or verify-ca / verify-full); add it to the connection string",
+        ));
+    }
+    let root_cert = tls_options.root_cert.or_else(|| tls_on.then(tls::root_cert_from_env).flatten());
+    Ok((config, root_cert))
+}
+
+/// `host[,host...]:port` of a configuration: no user, no password.
+fn host_port(config: &tokio_postgres::Config) -> String {
+    format!(
+        "{}:{}",
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        config.get_ports().first().copied().unwrap_or(5432)
+    )
+}
+
+/// The read replicas at `urls`: one pool each, built without connecting (a replica that is down
+/// at start is out of rotation until a sample reaches it), and their first sample.
+async fn connect_replicas(
+    urls: &[String],
+    pool_size: u32,
+    max_lag: Duration,
+    primary: &Pool,
+    primary_health: &Arc<Health>,
+) -> Result<Option<Arc<replicas::Replicas>>> {
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let mut members = Vec::with_capacity(urls.len());
+    for url in urls {
+        let (config, root_cert) = client_config(url, "DATABASE_READ_URLS")?;
+        let name = host_port(&config);
+        let health = Arc::new(Health::default());
+        let manager = Manager {
+            inner: PostgresConnectionManager::new(config, tls::connector(root_cert.as_deref())?),
+            health: health.clone(),
+        };
+        let pool = pool_builder(pool_size).build_unchecked(manager);
+        members.push((name, pool, health));
+    }
+    let replicas = Arc::new(replicas::Replicas::new(members, max_lag));
+    let position = match pool::checkout(primary, primary_health).await {
+        Ok(conn) => replicas::insert_position(&conn).await.ok(),
+        Err(_) => None,
+    };
+    replicas.sample(position).await;
+    for r in replicas.stats().replicas {
+        if let Some(reason) = &r.reason {
+            tracing::warn!(replica = %r.name, reason = %reason, "read replica not in rotation at start");
+        }
+    }
+    tokio::spawn(replicas::sampler(Arc::downgrade(&replicas), primary.clone(), primary_health.clone()));
+    Ok(Some(replicas))
+}
+
+/// The pool settings of the primary and of every replica.
+///
+/// The check on checkout is the driver's "closed" flag, not a test query (which would add a
+/// round trip to every call): a connection whose server process was terminated is dropped
+/// instead of failing the next request. No connect retries inside the pool: a failed attempt
+/// fails the waiting requests at once (`checkout`), and the next request tries again, so
+/// recovery after a restart is immediate.
+fn pool_builder(pool_size: u32) -> bb8::Builder<Manager> {
+    bb8::Pool::builder()
+        .max_size(pool_size)
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .test_on_check_out(true)
+        .retry_connection(false)
+        // LIFO: sequential calls keep reusing the most recently used connection, whose
+        // server process is warm. FIFO (bb8's default) cycles through every idle connection
+        // and wakes a cold backend process for each call (measured ~0.5 ms per call at 1k rows).
+        .queue_strategy(bb8::QueueStrategy::Lifo)
 }
 
 /// Runs an idempotent read, `$body` with `$conn` bound to a pooled connection. When the
@@ -218,6 +279,41 @@ macro_rules! with_retry {
     }};
 }
 pub(crate) use with_retry;
+
+/// Runs a read, `$body` with `$conn` bound to a pooled connection, on a read replica when the
+/// store has one in rotation that has replayed `$floor` (and the store's own writes), else on
+/// the primary, through [`with_retry!`]. A read that fails on a replica is run again on the
+/// primary: no read fails because a replica did.
+macro_rules! with_read {
+    ($backend:expr, $floor:expr, |$conn:ident| $body:expr) => {{
+        let mut served = None;
+        if let Some(replicas) = &$backend.replicas {
+            if let Some(routed) = replicas.checkout($floor).await {
+                let index = routed.index;
+                #[allow(unused_mut)]
+                let mut $conn = routed.conn;
+                let result: $crate::error::Result<_> = async { $body }.await;
+                match result {
+                    Ok(v) => {
+                        replicas.served(index);
+                        served = Some(v);
+                    }
+                    Err(e) => replicas.read_failed(index, &e),
+                }
+            }
+        }
+        match served {
+            Some(v) => Ok(v),
+            None => {
+                if let Some(replicas) = &$backend.replicas {
+                    replicas.primary_read();
+                }
+                with_retry!($backend, |$conn| $body)
+            }
+        }
+    }};
+}
+pub(crate) use with_read;
 
 /// How long a request waits for a pooled connection when all are busy.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -322,6 +418,9 @@ impl Backend for PgBackend {
     }
 
     async fn close(&self) -> Result<()> {
+        if let Some(replicas) = &self.replicas {
+            replicas.close().await;
+        }
         pool::close(&self.pool, &self.health).await;
         Ok(())
     }
@@ -342,6 +441,32 @@ impl Backend for PgBackend {
             waited: st.statistics.get_waited,
             timed_out: st.statistics.get_timed_out,
         })
+    }
+
+    async fn after_write(&self) -> Option<crate::position::WritePosition> {
+        let replicas = self.replicas.as_ref()?;
+        let position = async { replicas::insert_position(&*self.checkout().await?).await };
+        match position.await {
+            Ok(p) => {
+                replicas.wrote_at(p);
+                Some(crate::position::WritePosition::from_u64(p))
+            }
+            Err(e) => {
+                // The write committed, but where it is cannot be told: reads go to the primary
+                // until a later write's position is read.
+                tracing::warn!(error = %e, "cannot read the write position; reads go to the primary until the next write");
+                replicas.primary_only();
+                None
+            }
+        }
+    }
+
+    fn write_position(&self) -> Option<crate::position::WritePosition> {
+        self.replicas.as_ref()?.stats().write_position
+    }
+
+    fn replication(&self) -> Option<crate::backend::ReplicationStats> {
+        Some(self.replicas.as_ref()?.stats())
     }
 
     fn identity(&self) -> String {

@@ -6,7 +6,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use super::filter_sql::SqlFilter;
-use super::{with_retry, PgBackend, TableName};
+use super::{with_read, with_retry, PgBackend, TableName};
 use crate::document::{Document, DocumentPatch};
 use crate::error::Result;
 use crate::filter::Filter;
@@ -75,7 +75,7 @@ pub(crate) fn row_to_document(row: &Row, with_embedding: bool) -> Result<Documen
 impl PgBackend {
     pub(crate) async fn get_impl(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {
         let sql = if with_embedding { &self.sql.get_emb } else { &self.sql.get };
-        with_retry!(self, |conn| {
+        with_read!(self, None, |conn| {
             let stmt = conn.statement(sql, &[Type::INT8]).await?;
             let row = conn.query_opt(&stmt, &[&id]).await?;
             row.map(|r| row_to_document(&r, with_embedding)).transpose()
@@ -84,7 +84,7 @@ impl PgBackend {
 
     pub(crate) async fn get_by_key_impl(&self, key: &str, with_embedding: bool) -> Result<Option<Document>> {
         let sql = if with_embedding { &self.sql.get_key_emb } else { &self.sql.get_key };
-        with_retry!(self, |conn| {
+        with_read!(self, None, |conn| {
             let stmt = conn.statement(sql, &[Type::TEXT]).await?;
             let row = conn.query_opt(&stmt, &[&key]).await?;
             row.map(|r| row_to_document(&r, with_embedding)).transpose()
@@ -101,7 +101,7 @@ impl PgBackend {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         if filter.is_empty() {
             let sql = if with_embedding { &self.sql.list_emb } else { &self.sql.list };
-            return with_retry!(self, |conn| {
+            return with_read!(self, None, |conn| {
                 let stmt = conn.statement(sql, &[Type::INT8, Type::INT8]).await?;
                 let rows = conn.query(&stmt, &[&after_id, &limit]).await?;
                 rows.iter().map(|r| row_to_document(r, with_embedding)).collect()
@@ -121,7 +121,7 @@ impl PgBackend {
         let (values, types): (Vec<_>, Vec<_>) = params.into_iter().unzip();
         // Prepared (and cached: the text depends on the filter's shape, not its values), so the
         // `vector` column's type is known before rows arrive.
-        with_retry!(self, |conn| {
+        with_read!(self, None, |conn| {
             let stmt = conn.statement(&sql, &types).await?;
             let rows = conn.query(&stmt, &values).await?;
             rows.iter().map(|r| row_to_document(r, with_embedding)).collect()

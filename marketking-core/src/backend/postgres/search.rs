@@ -46,7 +46,7 @@ use super::read::{row_to_document, COLS};
 use super::schema::split_words;
 #[cfg(doc)]
 use super::text_stats::{TextStats, PRUNE_MIN_ROWS};
-use super::{with_retry, PgBackend};
+use super::{with_read, with_retry, PgBackend};
 use crate::backend::{finish_hits, Quantization, SearchQuery};
 use crate::document::{Document, SearchHit, SearchOptions, DEFAULT_EF_SEARCH, DEFAULT_PROBES};
 use crate::error::{Error, Result};
@@ -427,7 +427,8 @@ impl PgBackend {
         let params = &p.values;
         let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-        with_retry!(self, |conn| {
+        let floor = opts.consistent_after.map(crate::position::WritePosition::as_u64);
+        with_read!(self, floor, |conn| {
             // EXPLAIN text is not cached: it is a diagnostic, and one-off.
             if explain {
                 conn.batch_execute(&settings).await?;

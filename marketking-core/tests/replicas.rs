@@ -1,0 +1,358 @@
+//! Read replicas against a real PostgreSQL primary and streaming replica: the local topology
+//! of `scripts/topology.sh` (`bash scripts/test.sh` starts it and exports its URLs). Missing
+//! URLs fail the tests; nothing is skipped.
+//!
+//! The tests pause, stop and restart the one replica, so they run one at a time.
+#![allow(missing_docs, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use marketking_core::{
+    Cache, Error, HashingEmbedder, NewDocument, NoCache, RedisCache, SearchMode, SearchOptions, VectorStore,
+};
+use tokio::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the topology with `eval \"$(bash scripts/topology.sh start)\"` or run `bash scripts/test.sh`")
+    })
+}
+
+fn primary_url() -> String {
+    var("MK_TOPOLOGY_PRIMARY_URL")
+}
+
+fn replica_url() -> String {
+    var("MK_TOPOLOGY_REPLICA_URL")
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+}
+
+async fn sql(url: &str, statement: &str) -> Vec<tokio_postgres::Row> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.query(statement, &[]).await.unwrap()
+}
+
+/// The topology script's `replica stop|start`.
+fn replica(action: &str) {
+    let status = std::process::Command::new("bash").arg(var("MK_TOPOLOGY_SCRIPT")).args(["replica", action]).status();
+    assert!(status.unwrap().success(), "topology.sh replica {action} failed");
+}
+
+/// Resumes replay however a test ends, so a failed test does not leave the replica paused.
+struct Resume;
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([replica_url().as_str(), "-qAtc", "SELECT pg_wal_replay_resume()"])
+            .output();
+    }
+}
+
+struct Fixture {
+    schema: String,
+    table: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let schema = unique("mkr");
+        Fixture { table: format!("{schema}.docs"), schema }
+    }
+
+    async fn store_with(&self, cache: impl Cache + 'static, max_lag: Duration) -> VectorStore {
+        VectorStore::builder()
+            .database_url(primary_url())
+            .read_replicas([replica_url()])
+            .max_replica_lag(max_lag)
+            .table(&self.table)
+            .pool_size(8)
+            .embedder(HashingEmbedder::new(64).unwrap())
+            .cache(cache)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    async fn store(&self) -> VectorStore {
+        self.store_with(NoCache, Duration::from_secs(5)).await
+    }
+
+    async fn cleanup(self) {
+        sql(&primary_url(), &format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema)).await;
+    }
+}
+
+fn doc(word: &str) -> NewDocument {
+    NewDocument::new(format!("note {word}"), format!("the word is {word}"))
+}
+
+fn text_only() -> SearchOptions {
+    SearchOptions::default().mode(SearchMode::Text).k(5)
+}
+
+/// Ids a text search for `word` finds.
+async fn found(store: &VectorStore, word: &str, opts: &SearchOptions) -> Vec<i64> {
+    store.search_ids(word, opts).await.unwrap().into_iter().map(|h| h.id).collect()
+}
+
+/// Waits until the store's first replica is in rotation (replicas sample every 200 ms).
+async fn in_rotation(store: &VectorStore, want: bool, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        let r = store.replication_stats().unwrap();
+        if r.replicas[0].in_rotation == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn searches_and_reads_go_to_the_replica_and_see_the_stores_own_writes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new();
+    let store = fx.store().await;
+    assert!(in_rotation(&store, true, Duration::from_secs(5)).await, "{:?}", store.replication_stats());
+    let report = store.batch((0..40).map(|i| doc(&format!("alpha{i}"))).collect()).await.unwrap();
+    // Each read sees the batch, on the replica once it has replayed it (or on the primary).
+    for i in 0..40 {
+        let word = format!("alpha{i}");
+        assert_eq!(found(&store, &word, &text_only()).await, vec![report.ids[i]], "{word}");
+        assert_eq!(store.get(report.ids[i]).await.unwrap().title, format!("note {word}"));
+    }
+    assert_eq!(store.count(&marketking_core::Filter::everything()).await.unwrap(), 40);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.storage.documents, 40);
+    let r = stats.replication.expect("replication stats");
+    assert_eq!(r.replicas.len(), 1);
+    assert_eq!(r.replicas[0].name, replica_url().split('@').nth(1).unwrap().split('/').next().unwrap());
+    assert!(r.replicas[0].reads >= 60, "the replica served only {} of 82 reads: {r:?}", r.replicas[0].reads);
+    assert!(r.write_position.is_some(), "{r:?}");
+    // What a replica reports is never a password.
+    assert!(!format!("{r:?} {store:?}").contains("postgres@"), "{r:?}");
+    store.close().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_writes_are_each_seen_by_the_next_search_in_another_store() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new();
+    let writer = fx.store().await;
+    let reader = fx.store().await;
+    assert!(in_rotation(&reader, true, Duration::from_secs(5)).await);
+    let mut missed = Vec::new();
+    for i in 0..1000 {
+        let word = format!("pair{i}");
+        let created = writer.create(doc(&word)).await.unwrap();
+        let position = writer.write_position().expect("a write position after a write");
+        let opts = text_only().consistent_after(position);
+        if found(&reader, &word, &opts).await != vec![created.id] {
+            missed.push(i);
+        }
+        // The writer's own next read sees it too, without a position.
+        if i % 10 == 0 {
+            assert_eq!(found(&writer, &word, &text_only()).await, vec![created.id], "{word} in the writer");
+        }
+    }
+    assert!(missed.is_empty(), "searches that missed the write before them: {missed:?}");
+    let r = reader.replication_stats().unwrap();
+    eprintln!(
+        "read-your-writes: 1000 pairs; reader: {} on the replica, {} on the primary",
+        r.replicas[0].reads, r.primary_reads
+    );
+    assert!(r.replicas[0].reads > 0, "no search went to the replica: {r:?}");
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_whose_replay_is_paused_is_skipped_within_the_lag_bound_and_comes_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new();
+    let bound = Duration::from_millis(1000);
+    let writer = fx.store().await;
+    let reader = fx.store_with(NoCache, bound).await;
+    assert!(in_rotation(&reader, true, Duration::from_secs(5)).await);
+    let _resume = Resume;
+    sql(&replica_url(), "SELECT pg_wal_replay_pause()").await;
+    let paused_at = Instant::now();
+    // The primary moves on; the replica does not.
+    let mut last = None;
+    while paused_at.elapsed() < Duration::from_millis(2500) {
+        last = Some(writer.create(doc(&format!("lag{}", paused_at.elapsed().as_millis()))).await.unwrap());
+        if !reader.replication_stats().unwrap().replicas[0].in_rotation {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let skipped_after = paused_at.elapsed();
+    let r = reader.replication_stats().unwrap();
+    assert!(!r.replicas[0].in_rotation, "still in rotation {skipped_after:?} after the pause: {r:?}");
+    // Skipped within the bound plus two samples (200 ms each) and the write cadence.
+    assert!(skipped_after < bound + Duration::from_millis(700), "skipped only after {skipped_after:?}");
+    assert!(r.replicas[0].reason.as_deref().unwrap_or("").contains("lag"), "{r:?}");
+    // The reader (no write of its own, no position) now reads from the primary: it sees the
+    // latest write, which the paused replica does not have.
+    let last = last.unwrap();
+    let word = last.title.trim_start_matches("note ").to_string();
+    let before = reader.replication_stats().unwrap().primary_reads;
+    assert_eq!(found(&reader, &word, &text_only()).await, vec![last.id]);
+    assert_eq!(reader.replication_stats().unwrap().primary_reads, before + 1);
+    sql(&replica_url(), "SELECT pg_wal_replay_resume()").await;
+    assert!(in_rotation(&reader, true, Duration::from_secs(5)).await, "{:?}", reader.replication_stats());
+    eprintln!("paused replica skipped {skipped_after:?} after the pause (bound {bound:?})");
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_cached_under_a_new_generation_includes_the_write_that_made_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new();
+    let redis = marketking_testkit::redis_url();
+    // Two processes' stores sharing one Redis: the writer's bump hides older results from both.
+    let writer = fx.store_with(RedisCache::new(&redis).unwrap(), Duration::from_secs(30)).await;
+    let reader = fx.store_with(RedisCache::new(&redis).unwrap(), Duration::from_secs(30)).await;
+    writer.create(doc("seed")).await.unwrap();
+    assert!(in_rotation(&reader, true, Duration::from_secs(5)).await);
+    let _resume = Resume;
+    sql(&replica_url(), "SELECT pg_wal_replay_pause()").await;
+    // The replica is behind but within the (30 s) bound: still in rotation.
+    let created = writer.create(doc("fresh")).await.unwrap();
+    assert!(reader.replication_stats().unwrap().replicas[0].in_rotation);
+    // The reader's search is cached under the generation the write made: it must have been
+    // read where the write is (the primary), not on the paused replica.
+    let opts = text_only();
+    assert_eq!(found(&reader, "fresh", &opts).await, vec![created.id], "first (computed) search");
+    assert_eq!(found(&reader, "fresh", &opts).await, vec![created.id], "second (cached) search");
+    assert!(reader.cache_stats().hits >= 1, "{:?}", reader.cache_stats());
+    // A search on a word the replica has (no write since) may use it.
+    assert_eq!(found(&reader, "seed", &opts).await.len(), 1);
+    sql(&replica_url(), "SELECT pg_wal_replay_resume()").await;
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_the_replica_under_load_fails_no_read_and_it_returns_after_a_restart() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new();
+    let store = fx.store().await;
+    let report = store.batch((0..50).map(|i| doc(&format!("load{i}"))).collect()).await.unwrap();
+    // A fresh store, so every read below is routed without a floor of its own.
+    let reader = fx.store().await;
+    assert!(in_rotation(&reader, true, Duration::from_secs(5)).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (reader, stop, failures, reads) = (reader.clone(), stop.clone(), failures.clone(), reads.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = c;
+            while !stop.load(Ordering::SeqCst) {
+                let word = format!("load{}", i % 50);
+                match reader.search_ids(&word, &text_only()).await {
+                    Ok(hits) if hits.len() == 1 => {}
+                    Ok(hits) => failures.lock().await.push(format!("{word}: {} hits", hits.len())),
+                    Err(e) => failures.lock().await.push(format!("{word}: {e}")),
+                }
+                reads.fetch_add(1, Ordering::Relaxed);
+                i += 8;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_stop = reader.replication_stats().unwrap().replicas[0].reads;
+    assert!(before_stop > 0, "no read went to the replica before it stopped");
+    replica("stop");
+    let stopped = Instant::now();
+    assert!(in_rotation(&reader, false, Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let primary_while_down = reader.replication_stats().unwrap().primary_reads;
+    replica("start");
+    assert!(in_rotation(&reader, true, Duration::from_secs(10)).await, "{:?}", reader.replication_stats());
+    let back = reader.replication_stats().unwrap().replicas[0].reads;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let r = reader.replication_stats().unwrap();
+    let failures = failures.lock().await;
+    eprintln!(
+        "replica stop/start under 8 clients: {} reads, {} failed; replica {} ({} failed over), primary {}; down {:?}",
+        reads.load(Ordering::Relaxed),
+        failures.len(),
+        r.replicas[0].reads,
+        r.replicas[0].failed_reads,
+        r.primary_reads,
+        stopped.elapsed()
+    );
+    assert!(failures.is_empty(), "failed reads: {:?}", &failures[..failures.len().min(5)]);
+    assert!(primary_while_down > 0, "the primary served nothing while the replica was down: {r:?}");
+    assert!(r.replicas[0].reads > back, "the restarted replica served no read: {r:?}");
+    assert_eq!(report.ids.len(), 50);
+    store.close().await.unwrap();
+    reader.close().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test]
+async fn replica_settings_are_checked_and_name_their_field() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // Read replicas without a PostgreSQL primary.
+    let path = std::env::temp_dir().join(format!("{}.db", unique("mkr")));
+    let e = VectorStore::builder()
+        .embedded(&path)
+        .read_replicas([replica_url()])
+        .embedder(HashingEmbedder::new(8).unwrap())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::Config { field, .. } if field == "DATABASE_READ_URLS"), "{e}");
+    // A malformed replica URL.
+    let fx = Fixture::new();
+    let e = VectorStore::builder()
+        .database_url(primary_url())
+        .read_replicas(["postgres://u:secret@127.0.0.1:notaport/db"])
+        .table(&fx.table)
+        .embedder(HashingEmbedder::new(8).unwrap())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::Config { field, .. } if field == "DATABASE_READ_URLS"), "{e}");
+    assert!(!e.to_string().contains("secret"), "{e}");
+    // A replica that is down at start: the store opens, and reads go to the primary.
+    let store = VectorStore::builder()
+        .database_url(primary_url())
+        .read_replicas(["postgres://postgres@127.0.0.1:1/mk"])
+        .table(&fx.table)
+        .embedder(HashingEmbedder::new(8).unwrap())
+        .cache(NoCache)
+        .build()
+        .await
+        .unwrap();
+    let created = store.create(doc("lonely")).await.unwrap();
+    assert_eq!(found(&store, "lonely", &text_only()).await, vec![created.id]);
+    let r = store.replication_stats().unwrap();
+    assert!(!r.replicas[0].in_rotation && r.replicas[0].reason.is_some(), "{r:?}");
+    assert!(r.primary_reads >= 1, "{r:?}");
+    store.close().await.unwrap();
+    fx.cleanup().await;
+}
