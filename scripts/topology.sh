@@ -8,6 +8,7 @@
 #   bash scripts/topology.sh env              # export lines: eval "$(bash scripts/topology.sh env)"
 #   bash scripts/topology.sh status
 #   bash scripts/topology.sh replica stop|start|restart   # the PostgreSQL replica alone
+#   bash scripts/topology.sh redis stop PORT | start     # one cluster node; start brings back any
 #   bash scripts/topology.sh stop             # stop everything and remove the state directory
 #
 # Settings (environment): MK_TOPOLOGY_DIR (default /tmp/marketking-topology),
@@ -156,11 +157,18 @@ case "${1:-}" in
       *) echo "usage: $0 replica stop|start|restart" >&2; exit 2 ;;
     esac
     ;;
+  redis)
+    case "${2:-}" in
+      stop) redis-cli -p "${3:?usage: $0 redis stop PORT}" shutdown nosave >/dev/null 2>&1 || true ;;
+      start) start_redis ;;
+      *) echo "usage: $0 redis stop PORT | redis start" >&2; exit 2 ;;
+    esac
+    ;;
   stop)
     stop_replica
     if pg_running "$DIR/pg/primary"; then pg_ctl_ -D "$DIR/pg/primary" -w -t 60 -m fast stop >/dev/null; fi
     stop_redis
     rm -rf "$DIR"
     ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

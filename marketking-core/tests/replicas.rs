@@ -356,3 +356,133 @@ async fn replica_settings_are_checked_and_name_their_field() {
     store.close().await.unwrap();
     fx.cleanup().await;
 }
+
+/// `redis-cli` against one node of the topology's cluster.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cluster_ports() -> Vec<u16> {
+    var("MK_TOPOLOGY_REDIS_NODES")
+        .split(',')
+        .map(|n| n.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap())
+        .collect()
+}
+
+/// The master nodes holding keys that match `pattern`, with their keys.
+fn masters_with(pattern: &str) -> Vec<(u16, Vec<String>)> {
+    cluster_ports()
+        .into_iter()
+        .filter(|p| redis_cli(*p, &["role"]).starts_with("master"))
+        .map(|p| (p, redis_cli(p, &["--scan", "--pattern", pattern]).lines().map(str::to_string).collect::<Vec<_>>()))
+        .filter(|(_, keys)| !keys.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cache_runs_on_a_redis_cluster_with_each_stores_keys_on_one_master() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new();
+    let cache = RedisCache::new(&var("MK_TOPOLOGY_REDIS_NODES")).unwrap();
+    assert!(cache.is_cluster());
+    let store = fx.store_with(cache, Duration::from_secs(5)).await;
+    let created = store.create(doc("clustered")).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(found(&store, "clustered", &text_only()).await, vec![created.id]);
+    }
+    let stats = store.cache_stats();
+    assert_eq!((stats.kind.as_str(), stats.errors), ("redis", 0), "{stats:?}");
+    assert!(stats.hits >= 2, "{stats:?}");
+    // The generation, its position and the results share one hash tag, so one master holds them.
+    let gen = masters_with("mk:{*}:gen");
+    let tags: Vec<String> =
+        gen.iter().flat_map(|(_, keys)| keys.iter().map(|k| k.split(':').nth(1).unwrap().to_string())).collect();
+    let masters: Vec<_> = tags.iter().map(|tag| masters_with(&format!("mk:{tag}:*"))).collect();
+    assert!(
+        masters.iter().any(|m| m.len() == 1 && m[0].1.iter().any(|k| k.contains(":r:"))),
+        "no store's keys (generation and results) are on exactly one master: {masters:?}"
+    );
+    // Cluster URLs are checked and never echo a password.
+    let e = RedisCache::new("redis+cluster://:s3cret@127.0.0.1:7100/3").unwrap_err();
+    assert!(e.to_string().contains("REDIS_URL") && !e.to_string().contains("s3cret"), "{e}");
+    store.close().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_redis_master_under_load_fails_no_search_and_the_cache_recovers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new();
+    let gen_keys = || -> Vec<(u16, String)> {
+        masters_with("mk:{*}:gen").into_iter().flat_map(|(p, keys)| keys.into_iter().map(move |k| (p, k))).collect()
+    };
+    let existing = gen_keys();
+    let store = fx.store_with(RedisCache::new(&var("MK_TOPOLOGY_REDIS_NODES")).unwrap(), Duration::from_secs(5)).await;
+    let report = store.batch((0..8).map(|i| doc(&format!("hot{i}"))).collect()).await.unwrap();
+    assert_eq!(report.ids.len(), 8);
+    // The master holding this store's keys: the one with the generation counter its write made.
+    let (master, _) =
+        gen_keys().into_iter().find(|k| !existing.contains(k)).expect("this store's generation counter on a master");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (store, stop, failures) = (store.clone(), stop.clone(), failures.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = c;
+            while !stop.load(Ordering::SeqCst) {
+                let word = format!("hot{}", i % 8);
+                match store.search_ids(&word, &text_only()).await {
+                    Ok(hits) if hits.len() == 1 => {}
+                    Ok(hits) => failures.lock().await.push(format!("{word}: {} hits", hits.len())),
+                    Err(e) => failures.lock().await.push(format!("{word}: {e}")),
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = store.cache_stats();
+    assert!(before.hits > 0, "{before:?}");
+    let status = std::process::Command::new("bash")
+        .arg(var("MK_TOPOLOGY_SCRIPT"))
+        .args(["redis", "stop", &master.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let killed = Instant::now();
+    // Failover (node timeout 2 s, then a replica's election), then hits again.
+    let mut recovered = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        let a = store.cache_stats().hits;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let during = store.cache_stats();
+        if during.errors > before.errors && during.hits > a + 20 {
+            recovered = Some(killed.elapsed());
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let after = store.cache_stats();
+    let status = std::process::Command::new("bash").arg(var("MK_TOPOLOGY_SCRIPT")).args(["redis", "start"]).status();
+    assert!(status.unwrap().success(), "the cluster did not come back whole");
+    let failures = failures.lock().await;
+    eprintln!(
+        "redis master {master} killed under 8 clients: {} failed searches; cache errors {} -> {}, hits {} -> {}; hits again after {recovered:?}",
+        failures.len(),
+        before.errors,
+        after.errors,
+        before.hits,
+        after.hits
+    );
+    assert!(failures.is_empty(), "failed searches: {:?}", &failures[..failures.len().min(5)]);
+    assert!(after.errors > before.errors, "the kill was not noticed: {after:?}");
+    assert!(recovered.is_some(), "the cache hit rate did not recover within 30 s: {after:?}");
+    store.close().await.unwrap();
+    fx.cleanup().await;
+}

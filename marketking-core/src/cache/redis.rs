@@ -1,23 +1,57 @@
-//! Redis cache over a bb8-redis pool.
+//! Redis cache over a bb8-redis pool, or over the redis crate's Redis Cluster client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 
 use super::Cache;
 use crate::error::{Error, Result};
 
-/// A Redis cache shared by every process that points at the same Redis database.
+/// A Redis cache shared by every process that points at the same Redis database, or at the
+/// same Redis Cluster.
 ///
 /// Operations time out after a short deadline (default 250 ms) so a slow or dead Redis costs a
 /// call little; the store logs and counts the error and goes on without the cache.
+///
+/// In a cluster, every key of one store carries the same hash tag (`mk:{...}:`), so a store's
+/// generation counter and its cached results live in one slot, on one master. When that master
+/// fails, calls fail (cache misses for the store) until a replica has taken over and the
+/// client has re-read the slot map.
 #[derive(Clone)]
 pub struct RedisCache {
-    pool: bb8::Pool<RedisConnectionManager>,
+    target_kind: Target,
     timeout: Duration,
     default_ttl: Duration,
     target: String,
+}
+
+#[derive(Clone)]
+enum Target {
+    Single(bb8::Pool<RedisConnectionManager>),
+    Cluster(Arc<Cluster>),
+}
+
+/// A cluster client and its one multiplexed connection, made on first use (and made again
+/// after a failure to make it), so a cluster that is down at start-up does not stop the store.
+struct Cluster {
+    client: ClusterClient,
+    conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+}
+
+impl Cluster {
+    async fn connection(&self) -> redis::RedisResult<ClusterConnection> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self.client.get_async_connection().await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -32,15 +66,44 @@ impl std::fmt::Debug for RedisCache {
 }
 
 impl RedisCache {
-    /// Connects lazily to `url` (`redis://[:password@]host:port/db`).
+    /// Connects lazily to `url`: one server (`redis://[:password@]host:port/db`), or a Redis
+    /// Cluster, given as several node URLs separated by commas
+    /// (`redis://h1:7000,redis://h2:7001`) or as `redis+cluster://[:password@]h1:7000,h2:7001`
+    /// (`rediss+cluster://` with TLS). Any reachable node is enough to find the others.
     ///
-    /// The pool is built without connecting, so a Redis that is down at start-up does not stop
-    /// the store from starting; calls count cache errors until it is back.
+    /// Nothing is connected here, so a Redis that is down at start-up does not stop the store
+    /// from starting; calls count cache errors until it is back.
     pub fn new(url: &str) -> Result<Self> {
-        let manager = RedisConnectionManager::new(url).map_err(|e| Error::config("REDIS_URL", e.to_string()))?;
         let timeout = Duration::from_millis(250);
-        let pool = bb8::Pool::builder().max_size(16).connection_timeout(timeout).build_unchecked(manager);
-        Ok(RedisCache { pool, timeout, default_ttl: Duration::from_secs(3600), target: redact_url(url) })
+        let (target_kind, target) = match cluster_nodes(url)? {
+            None => {
+                let manager =
+                    RedisConnectionManager::new(url).map_err(|e| Error::config("REDIS_URL", e.to_string()))?;
+                let pool = bb8::Pool::builder().max_size(16).connection_timeout(timeout).build_unchecked(manager);
+                (Target::Single(pool), redact_url(url))
+            }
+            Some(nodes) => {
+                let shown = nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(",");
+                // Few retries, short waits: the store treats a failed call as a miss, and a
+                // search must not wait out a failover.
+                let client = ClusterClient::builder(nodes)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .min_retry_wait(10)
+                    .max_retry_wait(50)
+                    .build()
+                    .map_err(|e| Error::config("REDIS_URL", e.to_string()))?;
+                let cluster = Cluster { client, conn: tokio::sync::Mutex::new(None) };
+                (Target::Cluster(Arc::new(cluster)), format!("cluster {shown}"))
+            }
+        };
+        Ok(RedisCache { target_kind, timeout, default_ttl: Duration::from_secs(3600), target })
+    }
+
+    /// True when this cache talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target_kind, Target::Cluster(_))
     }
 
     /// Sets the per-operation timeout.
@@ -55,29 +118,65 @@ impl RedisCache {
         self
     }
 
-    /// Checks that Redis answers `PING`.
+    /// Checks that Redis answers `PING` (in a cluster: a node does).
     pub async fn ping(&self) -> Result<()> {
-        self.run(|mut c| async move {
-            let _: String = redis::cmd("PING").query_async(&mut *c).await?;
-            Ok(())
-        })
-        .await
+        let _: String = self.query(redis::cmd("PING")).await?;
+        Ok(())
     }
 
-    async fn run<'a, T, F, Fut>(&'a self, f: F) -> Result<T>
-    where
-        F: FnOnce(bb8::PooledConnection<'a, RedisConnectionManager>) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
+    /// Runs one command, on the pool's connection or on the cluster node owning its key.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T> {
         let work = async {
-            let conn = self.pool.get().await.map_err(|e| Error::Cache(e.to_string()))?;
-            f(conn).await.map_err(|e| Error::Cache(e.to_string()))
+            match &self.target_kind {
+                Target::Single(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| Error::Cache(e.to_string()))?;
+                    cmd.query_async(&mut *conn).await.map_err(|e| Error::Cache(e.to_string()))
+                }
+                Target::Cluster(cluster) => {
+                    let mut conn = cluster.connection().await.map_err(|e| Error::Cache(e.to_string()))?;
+                    cmd.query_async(&mut conn).await.map_err(|e| Error::Cache(e.to_string()))
+                }
+            }
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(Error::Cache(format!("redis operation timed out after {:?}", self.timeout))),
         }
     }
+}
+
+/// The node URLs of a cluster URL; `None` for a single server's URL.
+fn cluster_nodes(url: &str) -> Result<Option<Vec<String>>> {
+    let url = url.trim();
+    for (scheme, node_scheme) in [("redis+cluster://", "redis://"), ("rediss+cluster://", "rediss://")] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let (userinfo, hosts) = match rest.rsplit_once('@') {
+                Some((u, h)) => (format!("{u}@"), h),
+                None => (String::new(), rest),
+            };
+            let hosts = hosts.trim_end_matches('/');
+            let nodes: Vec<String> =
+                hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("{node_scheme}{userinfo}{h}")).collect();
+            if nodes.is_empty() || hosts.contains('/') {
+                return Err(Error::config(
+                    "REDIS_URL",
+                    format!("a cluster URL is {scheme}[:password@]host:port[,host:port...] (no database: a cluster has one)"),
+                ));
+            }
+            return Ok(Some(nodes));
+        }
+    }
+    if url.contains(',') {
+        let nodes: Vec<String> = url.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
+        if let Some(bad) = nodes.iter().find(|n| !(n.starts_with("redis://") || n.starts_with("rediss://"))) {
+            return Err(Error::config(
+                "REDIS_URL",
+                format!("lists cluster nodes; each must be a redis:// or rediss:// URL, got {}", redact_url(bad)),
+            ));
+        }
+        return Ok(Some(nodes));
+    }
+    Ok(None)
 }
 
 /// The URL with its user and password replaced by `***`, for display. A URL that does not
@@ -98,24 +197,28 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut *c).await }).await
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.query(cmd).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         let ttl_ms = ttl.unwrap_or(self.default_ttl).as_millis().max(1) as u64;
-        self.run(|mut c| async move {
-            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut *c).await
-        })
-        .await
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("PX").arg(ttl_ms);
+        self.query(cmd).await
     }
 
     async fn incr(&self, key: &str) -> Result<u64> {
-        self.run(|mut c| async move { redis::cmd("INCR").arg(key).query_async(&mut *c).await }).await
+        let mut cmd = redis::cmd("INCR");
+        cmd.arg(key);
+        self.query(cmd).await
     }
 
     async fn counter(&self, key: &str) -> Result<u64> {
-        let v: Option<u64> =
-            self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut *c).await }).await?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        let v: Option<u64> = self.query(cmd).await?;
         Ok(v.unwrap_or(0))
     }
 
@@ -126,6 +229,25 @@ impl Cache for RedisCache {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cluster_urls_list_their_nodes() {
+        use super::cluster_nodes;
+        assert_eq!(cluster_nodes("redis://h:6379/0").unwrap(), None);
+        assert_eq!(
+            cluster_nodes("redis+cluster://:pw@a:7000,b:7001/").unwrap().unwrap(),
+            ["redis://:pw@a:7000", "redis://:pw@b:7001"]
+        );
+        assert_eq!(
+            cluster_nodes("redis://a:7000, redis://b:7001").unwrap().unwrap(),
+            ["redis://a:7000", "redis://b:7001"]
+        );
+        for bad in ["redis+cluster://", "redis+cluster://a:7000/2", "redis://a:7000,b:7001"] {
+            let e = cluster_nodes(bad).unwrap_err();
+            assert!(e.to_string().contains("REDIS_URL"), "{bad}: {e}");
+        }
+        assert!(!cluster_nodes("redis://:s3cret@a:1,x:s3cret@b").unwrap_err().to_string().contains("s3cret"));
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(super::redact_url("redis://:s3cret@h:6379/0"), "redis://***@h:6379/0");

@@ -103,9 +103,11 @@ impl VectorStore {
         .await?;
         let positions = backend.replication().is_some();
         // Cache key prefix: names the storage and the model, so stores on other tables,
-        // databases or models that share one Redis never read each other's entries.
+        // databases or models that share one Redis never read each other's entries. In braces,
+        // a Redis Cluster hash tag: every key of the store is in one slot, so its generation and
+        // the results cached under it are on one master and fail over together.
         let namespace =
-            format!("mk:{:016x}", xxh3_128(format!("{}|{}|{}", backend.identity(), model, dims).as_bytes()) as u64);
+            format!("mk:{{{:016x}}}", xxh3_128(format!("{}|{}|{}", backend.identity(), model, dims).as_bytes()) as u64);
         Ok(VectorStore {
             inner: Arc::new(Inner {
                 backend,
