@@ -16,6 +16,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use marketking_core::RedisCache;
+
 use crate::config::ConfigError;
 use crate::error::AppError;
 use crate::AppState;
@@ -75,6 +77,12 @@ impl ApiKeys {
         self.digests.len()
     }
 
+    /// A stable name of key `i` (a prefix of its digest, never the key): the same on every
+    /// instance whatever the order of the list, so a shared rate limit counts one key once.
+    pub(crate) fn id(&self, i: usize) -> String {
+        self.digests.get(i).map(|d| d.iter().take(8).map(|b| format!("{b:02x}")).collect()).unwrap_or_default()
+    }
+
     /// The index of the key `presented` matches. Digests of equal length are compared in
     /// constant time, and every configured key is compared (no early exit).
     pub fn verify(&self, presented: &str) -> Option<usize> {
@@ -90,21 +98,60 @@ impl ApiKeys {
     }
 }
 
-/// A rate limiter keyed by client (API key index or IP address).
+/// A rate limiter keyed by client (API key or IP address): in this process, or shared by every
+/// instance through Redis.
 #[derive(Debug, Clone)]
 pub struct Limiter {
     inner: Arc<DefaultKeyedRateLimiter<String>>,
+    per_second: u32,
+    /// The shared limit's Redis: while it answers, it alone decides; while it does not, each
+    /// instance limits on its own (a client then gets at most the limit per instance).
+    shared: Option<RedisCache>,
+    /// After a Redis error the shared limit is left alone until this instant (ms since
+    /// `epoch`), so a hung Redis costs one timeout per [`SHARED_RETRY`], not one per request.
+    shared_skip_until: Arc<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
 }
+
+/// How long the shared limit is bypassed after a Redis error.
+const SHARED_RETRY: Duration = Duration::from_secs(1);
+
+/// Prefix of the shared limiter's Redis keys.
+const SHARED_PREFIX: &str = "mk:rl:";
 
 impl Limiter {
     /// `per_second` requests per second per client (also the burst); `None` when 0 (off).
     pub fn new(per_second: u32) -> Option<Self> {
+        Self::shared(per_second, None)
+    }
+
+    /// [`new`](Self::new), shared through `redis` by every instance using it.
+    pub fn shared(per_second: u32, redis: Option<RedisCache>) -> Option<Self> {
         let n = NonZeroU32::new(per_second)?;
-        Some(Limiter { inner: Arc::new(RateLimiter::keyed(Quota::per_second(n))) })
+        Some(Limiter {
+            inner: Arc::new(RateLimiter::keyed(Quota::per_second(n))),
+            per_second,
+            shared: redis,
+            shared_skip_until: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            epoch: Instant::now(),
+        })
     }
 
     /// Ok, or how long the client must wait.
-    pub fn check(&self, client: &str) -> Result<(), std::time::Duration> {
+    pub async fn check(&self, client: &str) -> Result<(), std::time::Duration> {
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let skip = self.shared_skip_until.load(std::sync::atomic::Ordering::Relaxed) > now_ms;
+        if let Some(redis) = self.shared.as_ref().filter(|_| !skip) {
+            match redis.throttle(&format!("{SHARED_PREFIX}{client}"), self.per_second).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => return Err(wait),
+                Err(e) => {
+                    let retry = u64::try_from(SHARED_RETRY.as_millis()).unwrap_or(1000);
+                    self.shared_skip_until.store(now_ms.saturating_add(retry), std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error = %e, "shared rate limit unavailable; limiting in this process for now");
+                }
+            }
+        }
         if self.inner.len() > 10_000 {
             self.inner.retain_recent();
         }
@@ -216,7 +263,7 @@ fn authenticate(state: &AppState, req: &Request) -> Result<String, AppError> {
         return Err(AppError::AuthThrottled(wait));
     }
     match state.keys.verify(token) {
-        Some(i) => Ok(format!("key:{i}")),
+        Some(i) => Ok(format!("key:{}", state.keys.id(i))),
         None => match state.auth_throttle.as_ref().and_then(|t| t.failed(net)) {
             Some(wait) => Err(AppError::AuthThrottled(wait)),
             None => Err(AppError::Unauthorized),
@@ -240,7 +287,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     if let Some(limiter) = &state.limiter {
-        if let Err(wait) = limiter.check(&client) {
+        if let Err(wait) = limiter.check(&client).await {
             return AppError::RateLimited(wait).into_response();
         }
     }

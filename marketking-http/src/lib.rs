@@ -67,6 +67,9 @@ pub struct HttpConfig {
     /// limit so a hung or restarting PostgreSQL shows up as not-ready at once, instead of after
     /// the pool's connection timeout (10 s).
     pub readiness_timeout: Duration,
+    /// Where the rate limit is kept: `Some` shares it (per key, or per IP) across every
+    /// instance using this Redis; `None` counts in this process only.
+    pub shared_rate_limit: Option<marketking_core::RedisCache>,
 }
 
 impl Default for HttpConfig {
@@ -79,6 +82,7 @@ impl Default for HttpConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             readiness_timeout: DEFAULT_READINESS_TIMEOUT,
+            shared_rate_limit: None,
         }
     }
 }
@@ -107,7 +111,7 @@ impl AppState {
             metrics: metrics::Metrics::new(&store),
             store,
             keys: config.api_keys.clone(),
-            limiter: auth::Limiter::new(config.rate_limit),
+            limiter: auth::Limiter::shared(config.rate_limit, config.shared_rate_limit.clone()),
             auth_throttle: auth::AuthThrottle::new(config.auth_failure_limit),
             config: Arc::new(config),
         }

@@ -29,6 +29,10 @@ struct Args {
     /// Requests per second per client (API key, or IP without keys); 0 = off.
     #[arg(long, env = "MARKETKING_RATE_LIMIT", default_value_t = marketking_http::DEFAULT_RATE_LIMIT)]
     rate_limit: u32,
+    /// Where the rate limit is counted: `shared` (in Redis, across every instance using
+    /// REDIS_URL; the default when REDIS_URL is set) or `process` (each instance on its own).
+    #[arg(long, env = "MARKETKING_RATE_LIMIT_SCOPE", value_enum)]
+    rate_limit_scope: Option<RateLimitScope>,
     /// Failed API-key attempts per second per client address (IPv6: per /64) before it is
     /// answered 429; 0 = off.
     #[arg(long, env = "MARKETKING_AUTH_FAILURE_LIMIT", default_value_t = marketking_http::auth::DEFAULT_AUTH_FAILURE_LIMIT)]
@@ -49,6 +53,15 @@ struct Args {
     /// Log lines as text, or as JSON objects (one per line, for log collectors).
     #[arg(long, env = "MARKETKING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// `--rate-limit-scope` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RateLimitScope {
+    /// In Redis, shared by every instance.
+    Shared,
+    /// In this process.
+    Process,
 }
 
 /// `--log-format` values.
@@ -118,7 +131,23 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
+    let redis_url = std::env::var("REDIS_URL").ok().filter(|u| !u.trim().is_empty());
+    let shared_rate_limit = match (args.rate_limit_scope, redis_url) {
+        (Some(RateLimitScope::Process), _) | (None, None) => None,
+        (Some(RateLimitScope::Shared), None) => {
+            eprintln!("error: MARKETKING_RATE_LIMIT_SCOPE is shared but REDIS_URL is not set");
+            std::process::exit(1);
+        }
+        (_, Some(url)) => match marketking_core::RedisCache::new(&url) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        },
+    };
     let config = HttpConfig {
+        shared_rate_limit,
         api_keys: keys,
         rate_limit: args.rate_limit,
         auth_failure_limit: args.auth_failure_limit,

@@ -793,6 +793,10 @@ async fn every_store_operation_is_a_route_and_answers() {
         "pool_stats",
         "embedder_stats",
         "is_read_only",
+        // In `GET /v1/stats` (`replication`) and `/metrics`; the write position is the
+        // `x-marketking-write-position` header of every write's response.
+        "replication_stats",
+        "write_position",
         // The service's own shutdown (main.rs closes the store once in-flight requests are
         // done), not an operation a client may call.
         "close",

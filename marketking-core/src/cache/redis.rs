@@ -118,6 +118,22 @@ impl RedisCache {
         self
     }
 
+    /// One request of the client `key` against a limit of `per_second` requests per second,
+    /// with bursts of up to `per_second`, shared by every process using this Redis: `None`
+    /// when allowed (and counted), `Some(wait)` when refused. GCRA, the standard algorithm of
+    /// Redis rate limiters (one key per client holding its "theoretical arrival time", read
+    /// and moved in one script with the server's clock, so the processes' clocks do not
+    /// matter). Errors (Redis down) are returned: the caller decides how to limit without it.
+    pub async fn throttle(&self, key: &str, per_second: u32) -> Result<Option<Duration>> {
+        let per_second = per_second.max(1);
+        let interval_us = 1_000_000 / u64::from(per_second);
+        let tolerance_us = interval_us * u64::from(per_second - 1);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(GCRA).arg(1).arg(key).arg(interval_us).arg(tolerance_us);
+        let wait_us: i64 = self.query(cmd).await?;
+        Ok((wait_us > 0).then(|| Duration::from_micros(wait_us.unsigned_abs())))
+    }
+
     /// Checks that Redis answers `PING` (in a cluster: a node does).
     pub async fn ping(&self) -> Result<()> {
         let _: String = self.query(redis::cmd("PING")).await?;
@@ -144,6 +160,23 @@ impl RedisCache {
         }
     }
 }
+
+/// GCRA in one script: `KEYS[1]` the client's key, `ARGV[1]` the emission interval and
+/// `ARGV[2]` the burst tolerance, in microseconds. Returns 0 when the request is allowed (and
+/// moves the arrival time on), else the microseconds to wait.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local over = tat - now - tolerance
+if over > 0 then return over end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return 0
+";
 
 /// The node URLs of a cluster URL; `None` for a single server's URL.
 fn cluster_nodes(url: &str) -> Result<Option<Vec<String>>> {
