@@ -180,11 +180,8 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         c.read_to_string(&mut raw).unwrap();
         raw
     };
-    let exported: std::collections::BTreeSet<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("marketking_"))
-        .map(|l| l.split(|c: char| c == '{' || c == ' ').next().unwrap())
-        .collect();
+    let exported: std::collections::BTreeSet<&str> =
+        metrics.lines().filter(|l| l.starts_with("marketking_")).map(|l| l.split(['{', ' ']).next().unwrap()).collect();
     let dashboard: Value =
         serde_json::from_str(include_str!("../../deploy/grafana/dashboards/marketking.json")).unwrap();
     let name = regex::Regex::new(r"marketking_[a-z_]+").unwrap();
