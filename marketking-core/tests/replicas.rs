@@ -354,6 +354,25 @@ async fn replica_settings_are_checked_and_name_their_field() {
     assert!(!r.replicas[0].in_rotation && r.replicas[0].reason.is_some(), "{r:?}");
     assert!(r.primary_reads >= 1, "{r:?}");
     store.close().await.unwrap();
+    // A multi-host primary URL listing the standby first: `target_session_attrs=read-write`
+    // finds the writable server (what a failover tool's host list relies on).
+    let host = |url: &str| url.split('@').nth(1).unwrap().split('/').next().unwrap().to_string();
+    let multi = format!(
+        "postgres://postgres@{},{}/mk?target_session_attrs=read-write",
+        host(&replica_url()),
+        host(&primary_url())
+    );
+    let store = VectorStore::builder()
+        .database_url(multi)
+        .table(&fx.table)
+        .embedder(HashingEmbedder::new(8).unwrap())
+        .cache(NoCache)
+        .build()
+        .await
+        .unwrap();
+    let created = store.create(doc("writable")).await.unwrap();
+    assert_eq!(found(&store, "writable", &text_only()).await, vec![created.id]);
+    store.close().await.unwrap();
     fx.cleanup().await;
 }
 
