@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use marketking_core::{DocumentRef, IndexSpec, NoCache, SearchOptions, VectorStore};
 use marketking_benches::{clustered, percentile, queries};
+use marketking_core::{DocumentRef, IndexSpec, NoCache, SearchOptions, VectorStore};
 
 #[derive(Parser)]
 struct Args {
@@ -92,7 +92,7 @@ async fn main() -> Result<()> {
     let data = clustered(a.docs, a.dims, 50, 7);
     let titles: Vec<String> = (0..a.docs).map(|i| format!("doc {i}")).collect();
     for (chunk_t, chunk_v) in titles.chunks(2000).zip(data.chunks(2000)) {
-        loader.insert_new(chunk_t.iter().zip(chunk_v).map(|(t, v)| DocumentRef::new(t, "", v))).await?;
+        loader.insert_new(chunk_t.iter().zip(chunk_v).map(|(t, v)| DocumentRef::new(t, t, v))).await?;
     }
     loader.create_index(IndexSpec::default()).await?;
     let qs = Arc::new(queries(2000, a.dims, 50, 11));
@@ -100,8 +100,7 @@ async fn main() -> Result<()> {
     let routed = store(&table, a.dims, &[replica]).await?;
     // Until the replica has replayed the load and the index.
     let start = Instant::now();
-    while !routed.replication_stats().is_some_and(|r| r.replicas.iter().all(|x| x.in_rotation && x.lag_ms == Some(0)))
-    {
+    while !routed.replication_stats().is_some_and(|r| r.replicas.iter().all(|x| x.in_rotation && x.lag_ms == Some(0))) {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "the replica did not catch up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

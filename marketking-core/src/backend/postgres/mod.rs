@@ -220,11 +220,11 @@ async fn connect_replicas(
         let pool = pool_builder(pool_size).build_unchecked(manager);
         members.push((name, pool, health));
     }
-    let replicas = Arc::new(replicas::Replicas::new(members, max_lag));
-    let position = match pool::checkout(primary, primary_health).await {
-        Ok(conn) => replicas::insert_position(&conn).await.ok(),
-        Err(_) => None,
+    let (position, system_id) = match pool::checkout(primary, primary_health).await {
+        Ok(conn) => (replicas::insert_position(&conn).await.ok(), replicas::system_id(&conn).await.ok()),
+        Err(_) => (None, None),
     };
+    let replicas = Arc::new(replicas::Replicas::new(members, max_lag, system_id));
     replicas.sample(position).await;
     for r in replicas.stats().replicas {
         if let Some(reason) = &r.reason {

@@ -53,6 +53,8 @@ pub(crate) struct Replicas {
     history: Mutex<VecDeque<(Instant, u64)>>,
     /// Set by `close`.
     closed: AtomicBool,
+    /// The primary's system identifier: a standby of another cluster never enters rotation.
+    system_id: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -88,7 +90,7 @@ fn now_ms() -> u64 {
 
 impl Replicas {
     /// `members`: each replica's display name, pool and health.
-    pub(crate) fn new(members: Vec<(String, Pool, Arc<Health>)>, max_lag: Duration) -> Self {
+    pub(crate) fn new(members: Vec<(String, Pool, Arc<Health>)>, max_lag: Duration, system_id: Option<i64>) -> Self {
         let _ = epoch();
         Replicas {
             members: members
@@ -111,6 +113,7 @@ impl Replicas {
             primary_reads: AtomicU64::new(0),
             history: Mutex::new(VecDeque::new()),
             closed: AtomicBool::new(false),
+            system_id,
         }
     }
 
@@ -281,7 +284,20 @@ impl Replicas {
         let samples = self.members.iter().map(|r| async move {
             let read = async {
                 let conn = pool::checkout(&r.pool, &r.health).await?;
-                replay_position(&conn).await
+                let row = conn
+                    .query_one(
+                        "SELECT pg_last_wal_replay_lsn(), (SELECT system_identifier FROM pg_control_system())",
+                        &[],
+                    )
+                    .await?;
+                let lsn: Option<PgLsn> = row.try_get(0)?;
+                let system_id: i64 = row.try_get(1)?;
+                if self.system_id.is_some_and(|id| id != system_id) {
+                    return Err(Error::storage(format!(
+                        "is a server of another cluster (system identifier {system_id}), not a replica of the primary"
+                    )));
+                }
+                Ok(lsn.map(u64::from))
             };
             match tokio::time::timeout(SAMPLE_TIMEOUT, read).await {
                 Ok(result) => result,
@@ -341,6 +357,11 @@ async fn replay_position(conn: &tokio_postgres::Client) -> Result<Option<u64>> {
     let row = conn.query_one("SELECT pg_last_wal_replay_lsn()", &[]).await?;
     let lsn: Option<PgLsn> = row.try_get(0)?;
     Ok(lsn.map(u64::from))
+}
+
+/// The system identifier of the server behind `conn` (shared by a primary and its standbys).
+pub(crate) async fn system_id(conn: &tokio_postgres::Client) -> Result<i64> {
+    Ok(conn.query_one("SELECT system_identifier FROM pg_control_system()", &[]).await?.try_get(0)?)
 }
 
 /// The primary's insert position: past the commit record of every write that has returned.
