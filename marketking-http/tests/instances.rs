@@ -58,12 +58,17 @@ struct Response {
 
 /// One request on a fresh connection (`connection: close`).
 fn send(port: u16, method: &str, path: &str, body: Option<Value>) -> Response {
+    send_with(port, method, path, body, "")
+}
+
+/// [`send`] with `extra` header lines (each ending in `\r\n`).
+fn send_with(port: u16, method: &str, path: &str, body: Option<Value>, extra: &str) -> Response {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+         {extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -171,6 +176,20 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         let r = send(s.port, "POST", "/v1/search", Some(json!({"query": "gauge dial", "k": 3})));
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
+    // The write's position, passed on in a header or in the body, is accepted; a malformed one
+    // is a 422 naming where it came from.
+    let position = created.headers.split("x-marketking-write-position: ").nth(1).unwrap().lines().next().unwrap();
+    let header = format!("x-marketking-consistent-after: {position}\r\n");
+    let r = send_with(s.port, "POST", "/v1/search", Some(json!({"query": "gauge", "mode": "text"})), &header);
+    assert_eq!((r.status, r.body["hits"].as_array().map(Vec::len)), (200, Some(1)), "{:?}", r.body);
+    let r = send(s.port, "POST", "/v1/search/ids", Some(json!({"query": "gauge", "consistent_after": position})));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = send_with(s.port, "GET", "/v1/search?q=gauge", None, "x-marketking-consistent-after: 12\r\n");
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert!(r.body.to_string().contains("x-marketking-consistent-after"), "{:?}", r.body);
+    let r = send(s.port, "POST", "/v1/search", Some(json!({"query": "gauge", "consistent_after": "zz"})));
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert!(r.body.to_string().contains("consistent_after"), "{:?}", r.body);
     let stats = send(s.port, "GET", "/v1/stats", None);
     assert_eq!(stats.body["replication"]["replicas"].as_array().map(Vec::len), Some(1), "{:?}", stats.body);
     let metrics = {

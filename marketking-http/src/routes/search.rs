@@ -1,6 +1,7 @@
 //! Search handlers.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use marketking_core::{Mmr, SearchOptions};
 
@@ -19,9 +20,10 @@ const DEFAULT_K: usize = 10;
     security(("bearer" = [])))]
 pub async fn search(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiJson(b): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResults>, AppError> {
-    let hits = match search_options(b)? {
+    let hits = match with_position(search_options(b)?, &headers)? {
         (opts, Some(q), None) => s.store.search(&q, &opts).await?,
         (opts, None, Some(v)) => s.store.search_by_vector(&v, &opts).await?,
         _ => return Err(AppError::invalid("query", "give exactly one of `query` and `vector`")),
@@ -43,14 +45,34 @@ pub struct ScoredIds {
     security(("bearer" = [])))]
 pub async fn search_ids(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiJson(b): ApiJson<SearchBody>,
 ) -> Result<Json<ScoredIds>, AppError> {
-    let hits = match search_options(b)? {
+    let hits = match with_position(search_options(b)?, &headers)? {
         (opts, Some(q), None) => s.store.search_ids(&q, &opts).await?,
         (opts, None, Some(v)) => s.store.search_ids_by_vector(&v, &opts).await?,
         _ => return Err(AppError::invalid("query", "give exactly one of `query` and `vector`")),
     };
     Ok(Json(ScoredIds { hits }))
+}
+
+/// The request header a search may carry instead of the body's `consistent_after`: the
+/// `x-marketking-write-position` a write's response carried (a load balancer or client can pass
+/// it on without touching bodies).
+pub const CONSISTENT_AFTER_HEADER: &str = "x-marketking-consistent-after";
+
+/// The search with `x-marketking-consistent-after` applied (the body's field wins).
+fn with_position(mut parsed: ParsedSearch, headers: &HeaderMap) -> Result<ParsedSearch, AppError> {
+    if parsed.0.consistent_after.is_none() {
+        if let Some(v) = headers.get(CONSISTENT_AFTER_HEADER) {
+            let text = v.to_str().map_err(|_| AppError::invalid(CONSISTENT_AFTER_HEADER, "is not ASCII"))?;
+            let position = text.parse().map_err(|_| {
+                AppError::invalid(CONSISTENT_AFTER_HEADER, "is not a write position (like 16/B374D848)")
+            })?;
+            parsed.0.consistent_after = Some(position);
+        }
+    }
+    Ok(parsed)
 }
 
 /// A search body's options, text query and query vector.
@@ -92,6 +114,7 @@ pub(crate) fn search_options(b: SearchBody) -> Result<ParsedSearch, AppError> {
     security(("bearer" = [])))]
 pub async fn search_get(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(p): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResults>, AppError> {
     let mut opts = SearchOptions::top(p.k.unwrap_or(DEFAULT_K));
@@ -99,6 +122,7 @@ pub async fn search_get(
         opts = opts.source(src);
     }
     opts.mode = p.mode;
+    let (opts, _, _) = with_position((opts, None, None), &headers)?;
     Ok(Json(s.store.search(&p.q, &opts).await?.into()))
 }
 
