@@ -136,6 +136,16 @@ pub(crate) fn print_stats(out: &mut impl Write, s: &Stats) -> std::io::Result<()
     }
     writeln!(out, "model:      {} ({} dimensions)", s.model, s.dimensions)?;
     writeln!(out, "embedder:   {}", crate::commands::model::describe_embedder(&s.model))?;
+    if let Some(r) = &s.replication {
+        for replica in &r.replicas {
+            let state = match (&replica.reason, replica.lag_ms) {
+                (Some(reason), _) => format!("out of rotation: {reason}"),
+                (None, Some(lag)) => format!("in rotation, lag {lag} ms"),
+                (None, None) => "in rotation".to_string(),
+            };
+            writeln!(out, "replica:    {} ({state}; bound {} ms)", replica.name, r.max_lag_ms)?;
+        }
+    }
     if !st.sources.is_empty() {
         writeln!(out, "sources:")?;
         let w = st.sources.iter().map(|c| c.source.as_deref().unwrap_or("(none)").chars().count()).max().unwrap_or(0);

@@ -225,12 +225,8 @@ async fn connect_replicas(
         Err(_) => (None, None),
     };
     let replicas = Arc::new(replicas::Replicas::new(members, max_lag, system_id));
+    // Replicas that cannot serve are logged by the sample (once, when they leave rotation).
     replicas.sample(position).await;
-    for r in replicas.stats().replicas {
-        if let Some(reason) = &r.reason {
-            tracing::warn!(replica = %r.name, reason = %reason, "read replica not in rotation at start");
-        }
-    }
     tokio::spawn(replicas::sampler(Arc::downgrade(&replicas), primary.clone(), primary_health.clone()));
     Ok(Some(replicas))
 }

@@ -131,7 +131,7 @@ impl Health {
 
     fn connect_failed(&self, e: &Error) {
         tracing::debug!(error = %e, "cannot connect to PostgreSQL");
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason(e));
         self.failed.notify_waiters();
     }
 
@@ -142,6 +142,27 @@ impl Health {
             .clone()
             .unwrap_or_else(|| "cannot connect to the database".into())
     }
+}
+
+/// Why a connect failed, for the [`Error::Unavailable`] of the requests waiting on it: the
+/// error's own message (not its "storage unavailable" prefix, which the waiters' error adds
+/// again) and the causes the driver keeps as sources ("Connection refused"), which name no
+/// password.
+fn reason(e: &Error) -> String {
+    let mut text = match e {
+        Error::Unavailable { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 pub(crate) type Pool = bb8::Pool<Manager>;

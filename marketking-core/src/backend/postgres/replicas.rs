@@ -325,8 +325,11 @@ impl Replicas {
                     // Promoted, or pointed at a primary by mistake: it no longer follows the
                     // primary, so what it holds may differ.
                     r.lag_ms.store(u64::MAX, Ordering::Relaxed);
-                    *r.reason.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some("is not a standby (not in recovery): promoted, or not a replica".into());
+                    let reason = "is not a standby (not in recovery): promoted, or not a replica";
+                    let previous = r.reason.lock().unwrap_or_else(|p| p.into_inner()).replace(reason.into());
+                    if previous.as_deref() != Some(reason) {
+                        tracing::warn!(replica = %r.name, reason, "read replica out of rotation; reads go to the primary");
+                    }
                 }
                 Err(e) => self.failed(index, &e),
             }
