@@ -975,6 +975,8 @@ mod every_store_operation {
         ("clear_tuning", "tune --clear"),
         ("ping", "ping"),
         ("ping_cache", "ping"),
+        // Read replicas' state is a part of `stats` (one line per replica).
+        ("replication_stats", "stats"),
         // Not a command of its own: every command closes the store before it exits.
         ("close", "every command, at exit"),
     ];
@@ -1001,6 +1003,9 @@ mod every_store_operation {
                     "pool_stats",
                     "embedder_stats",
                     "is_read_only",
+                    // Where this process's last write is: shown by `stats` (`replication`) in the
+                    // SDK; a CLI command's store ends with the command.
+                    "write_position",
                 ];
                 if !sync_accessor.contains(&name.as_str()) {
                     ops.push(name);
