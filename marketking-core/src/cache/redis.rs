@@ -201,10 +201,12 @@ fn cluster_nodes(url: &str) -> Result<Option<Vec<String>>> {
     }
     if url.contains(',') {
         let nodes: Vec<String> = url.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
-        if let Some(bad) = nodes.iter().find(|n| !(n.starts_with("redis://") || n.starts_with("rediss://"))) {
+        // The bad entry is named by its position only: without a scheme it may be anything,
+        // a password included.
+        if let Some(i) = nodes.iter().position(|n| !(n.starts_with("redis://") || n.starts_with("rediss://"))) {
             return Err(Error::config(
                 "REDIS_URL",
-                format!("lists cluster nodes; each must be a redis:// or rediss:// URL, got {}", redact_url(bad)),
+                format!("lists cluster nodes; each must be a redis:// or rediss:// URL, and node {} is not", i + 1),
             ));
         }
         return Ok(Some(nodes));
