@@ -278,6 +278,27 @@ impl Error {
     }
 }
 
+/// `error: source: source...` of an error.
+#[cfg(any(feature = "openai", feature = "postgres"))]
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    with_causes(e.to_string(), e.source())
+}
+
+/// `text: source: source...`, each cause once: drivers often repeat their cause in their own
+/// text, and a cause already in `text` is not added again.
+#[cfg(any(feature = "openai", feature = "postgres"))]
+pub(crate) fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// SQLSTATEs that mean "this connection or server is going away / not ready", not "this query is
 /// wrong": connection exceptions (class 08), admin and crash shutdown, server starting up, too
 /// many connections.

@@ -118,6 +118,61 @@ async fn in_rotation(store: &VectorStore, want: bool, within: Duration) -> bool 
     false
 }
 
+/// Eight clients searching (text mode) for the words `{prefix}{n}`, `n < words`, each of which
+/// one stored document holds, until [`finish`](Self::finish): every error, and every answer
+/// other than one hit, is a failure. Client `c` asks for words `c`, `c + step`, `c + 2 * step`...
+/// with `pause` between its searches.
+struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    failures: Arc<Mutex<Vec<String>>>,
+    reads: Arc<AtomicUsize>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(store: &VectorStore, prefix: &'static str, words: usize, step: usize, pause: Duration) -> Load {
+        let load = Load {
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            failures: Arc::new(Mutex::new(Vec::new())),
+            reads: Arc::new(AtomicUsize::new(0)),
+            clients: Vec::new(),
+        };
+        let clients = (0..8)
+            .map(|c| {
+                let (store, stop, failures, reads) =
+                    (store.clone(), load.stop.clone(), load.failures.clone(), load.reads.clone());
+                tokio::spawn(async move {
+                    let mut i = c;
+                    while !stop.load(Ordering::SeqCst) {
+                        let word = format!("{prefix}{}", i % words);
+                        match store.search_ids(&word, &text_only()).await {
+                            Ok(hits) if hits.len() == 1 => {}
+                            Ok(hits) => failures.lock().await.push(format!("{word}: {} hits", hits.len())),
+                            Err(e) => failures.lock().await.push(format!("{word}: {e}")),
+                        }
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        i += step;
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { clients, ..load }
+    }
+
+    /// Stops the clients: the searches made, and the failures.
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in self.clients {
+            c.await.unwrap();
+        }
+        let failures = std::mem::take(&mut *self.failures.lock().await);
+        (self.reads.load(Ordering::Relaxed), failures)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn searches_and_reads_go_to_the_replica_and_see_the_stores_own_writes() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -257,26 +312,7 @@ async fn stopping_the_replica_under_load_fails_no_read_and_it_returns_after_a_re
     // A fresh store, so every read below is routed without a floor of its own.
     let reader = fx.store().await;
     assert!(in_rotation(&reader, true, Duration::from_secs(5)).await);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reads = Arc::new(AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for c in 0..8 {
-        let (reader, stop, failures, reads) = (reader.clone(), stop.clone(), failures.clone(), reads.clone());
-        clients.push(tokio::spawn(async move {
-            let mut i = c;
-            while !stop.load(Ordering::SeqCst) {
-                let word = format!("load{}", i % 50);
-                match reader.search_ids(&word, &text_only()).await {
-                    Ok(hits) if hits.len() == 1 => {}
-                    Ok(hits) => failures.lock().await.push(format!("{word}: {} hits", hits.len())),
-                    Err(e) => failures.lock().await.push(format!("{word}: {e}")),
-                }
-                reads.fetch_add(1, Ordering::Relaxed);
-                i += 8;
-            }
-        }));
-    }
+    let load = Load::start(&reader, "load", 50, 8, Duration::ZERO);
     // `MK_REPLICA_LOAD_SECS` (default 6): a quarter before the stop, half down, a quarter after
     // the restart (BENCHMARKS.md has a 60 s run).
     let total: f64 = std::env::var("MK_REPLICA_LOAD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(6.0);
@@ -293,15 +329,11 @@ async fn stopping_the_replica_under_load_fails_no_read_and_it_returns_after_a_re
     let out_of_rotation = stopped.elapsed();
     let back = reader.replication_stats().unwrap().replicas[0].reads;
     tokio::time::sleep(Duration::from_secs_f64(total / 4.0)).await;
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.await.unwrap();
-    }
+    let (reads, failures) = load.finish().await;
     let r = reader.replication_stats().unwrap();
-    let failures = failures.lock().await;
     eprintln!(
         "replica stop/start under 8 clients: {} reads, {} failed; replica {} ({} failed over), primary {}; out of rotation {:?}",
-        reads.load(Ordering::Relaxed),
+        reads,
         failures.len(),
         r.replicas[0].reads,
         r.replicas[0].failed_reads,
@@ -463,25 +495,7 @@ async fn killing_the_redis_master_under_load_fails_no_search_and_the_cache_recov
     // The master holding this store's keys: the one with the generation counter its write made.
     let (master, _) =
         gen_keys().into_iter().find(|k| !existing.contains(k)).expect("this store's generation counter on a master");
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for c in 0..8 {
-        let (store, stop, failures) = (store.clone(), stop.clone(), failures.clone());
-        clients.push(tokio::spawn(async move {
-            let mut i = c;
-            while !stop.load(Ordering::SeqCst) {
-                let word = format!("hot{}", i % 8);
-                match store.search_ids(&word, &text_only()).await {
-                    Ok(hits) if hits.len() == 1 => {}
-                    Ok(hits) => failures.lock().await.push(format!("{word}: {} hits", hits.len())),
-                    Err(e) => failures.lock().await.push(format!("{word}: {e}")),
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
-    }
+    let load = Load::start(&store, "hot", 8, 1, Duration::from_millis(2));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = store.cache_stats();
     assert!(before.hits > 0, "{before:?}");
@@ -503,14 +517,10 @@ async fn killing_the_redis_master_under_load_fails_no_search_and_the_cache_recov
             break;
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.await.unwrap();
-    }
+    let (_, failures) = load.finish().await;
     let after = store.cache_stats();
     let status = std::process::Command::new("bash").arg(var("MK_TOPOLOGY_SCRIPT")).args(["redis", "start"]).status();
     assert!(status.unwrap().success(), "the cluster did not come back whole");
-    let failures = failures.lock().await;
     eprintln!(
         "redis master {master} killed under 8 clients: {} failed searches; cache errors {} -> {}, hits {} -> {}; hits again after {recovered:?}",
         failures.len(),

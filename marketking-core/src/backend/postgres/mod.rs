@@ -458,7 +458,7 @@ impl Backend for PgBackend {
     }
 
     fn write_position(&self) -> Option<crate::position::WritePosition> {
-        self.replicas.as_ref()?.stats().write_position
+        self.replicas.as_ref()?.write_position()
     }
 
     fn replication(&self) -> Option<crate::backend::ReplicationStats> {

@@ -149,20 +149,10 @@ impl Health {
 /// again) and the causes the driver keeps as sources ("Connection refused"), which name no
 /// password.
 fn reason(e: &Error) -> String {
-    let mut text = match e {
-        Error::Unavailable { message, .. } => message.clone(),
-        other => other.to_string(),
-    };
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
+    match e {
+        Error::Unavailable { message, .. } => crate::error::with_causes(message.clone(), std::error::Error::source(e)),
+        other => crate::error::error_chain(other),
     }
-    text
 }
 
 pub(crate) type Pool = bb8::Pool<Manager>;

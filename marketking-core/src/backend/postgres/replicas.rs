@@ -132,6 +132,12 @@ impl Replicas {
         self.session_floor.store(u64::MAX, Ordering::SeqCst);
     }
 
+    /// Where this store's last write is (`None`: none yet, or unknown).
+    pub(crate) fn write_position(&self) -> Option<WritePosition> {
+        let floor = self.session_floor.load(Ordering::SeqCst);
+        (floor != 0 && floor != u64::MAX).then_some(WritePosition::from_u64(floor))
+    }
+
     /// A replica connection for a read that must see `floor` (and this store's own writes),
     /// or `None`: the read goes to the primary.
     pub(crate) async fn checkout(&self, floor: Option<u64>) -> Option<ReplicaConn<'_>> {
@@ -248,12 +254,11 @@ impl Replicas {
                 }
             })
             .collect();
-        let floor = self.session_floor.load(Ordering::SeqCst);
         ReplicationStats {
             replicas,
             primary_reads: self.primary_reads.load(Ordering::Relaxed),
             max_lag_ms: max_lag,
-            write_position: (floor != 0 && floor != u64::MAX).then_some(WritePosition::from_u64(floor)),
+            write_position: self.write_position(),
         }
     }
 

@@ -52,7 +52,9 @@ mod wire;
 use builder::redacted;
 pub use builder::OpenAiEmbedderBuilder;
 use retry::Failure;
-use wire::{error_chain, is_quota_error, server_message, EmbeddingRequest};
+use wire::{is_quota_error, server_message, EmbeddingRequest};
+
+use crate::error::error_chain;
 
 /// Client for OpenAI-compatible `/embeddings` endpoints (OpenAI, Ollama, vLLM, TEI...).
 ///

@@ -76,21 +76,6 @@ pub(super) fn parse_response(
         .collect()
 }
 
-/// `error: source: source...` of an error.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// The server's explanation from an error body, truncated: OpenAI's `{"error":{"message":..}}`,
 /// `{"error":".."}` (Ollama, TEI), `{"message":..}` (vLLM) or the raw text.
 pub(super) fn server_message(body: &[u8]) -> Option<String> {
