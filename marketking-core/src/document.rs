@@ -855,6 +855,25 @@ pub struct BatchReport {
     pub embedded: usize,
 }
 
+/// What [`VectorStore::batch_once`](crate::VectorStore::batch_once) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOnce {
+    /// The batch was written now (and its checkpoint recorded with it).
+    Written(BatchReport),
+    /// Nothing was written: the checkpoint was recorded by an earlier write, whose report
+    /// this is (`embedded` is 0: that count is not recorded).
+    Replayed(BatchReport),
+}
+
+impl BatchOnce {
+    /// The report, either way.
+    pub fn report(&self) -> &BatchReport {
+        match self {
+            BatchOnce::Written(r) | BatchOnce::Replayed(r) => r,
+        }
+    }
+}
+
 /// Outcome of a single upsert.
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

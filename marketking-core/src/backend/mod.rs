@@ -363,7 +363,18 @@ pub(crate) trait Backend: Send + Sync + Debug {
     /// not have (its stored row changed since the store planned), writes nothing and answers
     /// [`Written::NeedVectors`]. The commit point checks the caller's
     /// [`CommitGate`](crate::CommitGate). `report.embedded` is left at 0 (the store counts).
-    async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written>;
+    ///
+    /// With a `checkpoint` name, the transaction also records the name and the batch's report,
+    /// and a batch whose checkpoint is already recorded writes nothing and answers
+    /// [`Written::Replayed`] with the recorded report (a second writer of the same name waits
+    /// for the first to commit or roll back).
+    async fn write_batch(&self, docs: Vec<NewDocument>, checkpoint: Option<&str>) -> Result<Written>;
+
+    /// The report of the batch written under checkpoint `name`, once committed.
+    async fn checkpoint(&self, name: &str) -> Result<Option<BatchReport>>;
+
+    /// Deletes the checkpoints whose names start with `prefix`; how many.
+    async fn forget_checkpoints(&self, prefix: &str) -> Result<u64>;
 
     /// Inserts validated rows that bring their vectors and whose keys and ids the caller
     /// asserts are new, in one transaction (all or nothing): no key lookup, no lock; a key or
@@ -546,6 +557,9 @@ pub(crate) enum Written {
     /// Nothing written: these documents (indexes into the batch) need a vector first. The
     /// batch is handed back, unchanged, for the store to embed them and try again.
     NeedVectors(Vec<NewDocument>, Vec<usize>),
+    /// Nothing written: the batch's checkpoint was recorded by an earlier write, whose report
+    /// this is.
+    Replayed(BatchReport),
 }
 
 /// Sorts hits best first (ties by id) and applies `min_score` and `k`.

@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::backend::{Backend, IndexInfo, IndexSpec, PoolStats, StorageStats};
 use crate::cache::{Cache, CacheStats};
 use crate::document::{
-    validate_key, BatchReport, Document, DocumentPatch, DocumentRef, NewDocument, SearchOptions, UpsertOutcome,
+    validate_key, BatchOnce, BatchReport, Document, DocumentPatch, DocumentRef, NewDocument, SearchOptions, UpsertOutcome,
 };
 use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};
@@ -194,6 +194,40 @@ impl VectorStore {
         let report = self.write_planned(docs).await?;
         self.invalidate().await;
         Ok(report)
+    }
+
+    /// [`batch`](Self::batch), at most once per `checkpoint` name: the transaction that writes
+    /// the documents also records the name and the batch's report, and a batch whose name is
+    /// already recorded writes nothing (and costs no embedder call) and answers
+    /// [`BatchOnce::Replayed`] with the recorded report. Two writers of the same name at once:
+    /// the second waits for the first to commit (then is answered its report) or roll back
+    /// (then writes). This makes a retried chunk of an import (after a crash, a lost
+    /// connection, a timeout) exact: no document twice, whether or not it has a key.
+    ///
+    /// Names are per store (table or file), 1 to 200 characters; they stay recorded until
+    /// [`forget_checkpoints`](Self::forget_checkpoints) deletes them.
+    pub async fn batch_once(&self, checkpoint: &str, docs: Vec<NewDocument>) -> Result<BatchOnce> {
+        self.writable("batch_once")?;
+        validate_checkpoint(checkpoint)?;
+        let dims = self.dimensions();
+        for (i, d) in docs.iter().enumerate() {
+            d.validate(dims).map_err(|e| index_field(e, i))?;
+        }
+        let outcome = self.write_planned_once(docs, Some(checkpoint)).await?;
+        if let BatchOnce::Written(_) = outcome {
+            self.invalidate().await;
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes the recorded checkpoints whose names start with `prefix` (see
+    /// [`batch_once`](Self::batch_once)); how many. A batch retried after this is written again.
+    pub async fn forget_checkpoints(&self, prefix: &str) -> Result<u64> {
+        self.writable("forget_checkpoints")?;
+        if prefix.is_empty() {
+            return Err(Error::invalid("prefix", "must not be empty"));
+        }
+        self.inner.backend.forget_checkpoints(prefix).await
     }
 
     /// The fast path for callers who bring vectors and know their documents are new: inserts
@@ -442,6 +476,17 @@ impl VectorStore {
 /// The id of a one-document batch.
 fn only_id(report: &BatchReport) -> Result<i64> {
     report.ids.first().copied().ok_or_else(|| Error::storage("a one-document write reported no id"))
+}
+
+/// Longest checkpoint name of [`VectorStore::batch_once`].
+const MAX_CHECKPOINT_CHARS: usize = 200;
+
+fn validate_checkpoint(name: &str) -> Result<()> {
+    let n = name.chars().count();
+    if n == 0 || n > MAX_CHECKPOINT_CHARS {
+        return Err(Error::invalid("checkpoint", format!("must be 1 to {MAX_CHECKPOINT_CHARS} characters, got {n}")));
+    }
+    Ok(())
 }
 
 /// Prefixes a field error with the document's position in a batch.

@@ -4,7 +4,7 @@
 
 use super::VectorStore;
 use crate::backend::Written;
-use crate::document::{BatchReport, NewDocument};
+use crate::document::{BatchOnce, BatchReport, NewDocument};
 use crate::embedder::embed_checked;
 use crate::error::{Error, Result};
 use crate::plan::{missing_vectors, needs_stored_vectors, plan_batch};
@@ -15,7 +15,26 @@ const MAX_REPLANS: usize = 3;
 
 impl VectorStore {
     /// Plans, embeds and writes a validated batch (see [`batch`](Self::batch)).
-    pub(super) async fn write_planned(&self, mut docs: Vec<NewDocument>) -> Result<BatchReport> {
+    pub(super) async fn write_planned(&self, docs: Vec<NewDocument>) -> Result<BatchReport> {
+        match self.write_planned_once(docs, None).await? {
+            BatchOnce::Written(report) | BatchOnce::Replayed(report) => Ok(report),
+        }
+    }
+
+    /// [`write_planned`](Self::write_planned) under an optional checkpoint (see
+    /// [`batch_once`](Self::batch_once)).
+    pub(super) async fn write_planned_once(
+        &self,
+        mut docs: Vec<NewDocument>,
+        checkpoint: Option<&str>,
+    ) -> Result<BatchOnce> {
+        if let Some(name) = checkpoint {
+            // Read first, so a batch written before costs no embedder call; the write checks
+            // again under the checkpoint's lock.
+            if let Some(report) = self.inner.backend.checkpoint(name).await? {
+                return Ok(BatchOnce::Replayed(report));
+            }
+        }
         let keys: Vec<String> = docs.iter().filter_map(|d| d.key.clone()).collect();
         let mut need = if keys.is_empty() {
             (0..docs.len()).filter(|&i| docs.get(i).is_some_and(|d| d.embedding.is_none())).collect()
@@ -28,11 +47,12 @@ impl VectorStore {
         let mut embedded = 0;
         for _ in 0..=MAX_REPLANS {
             embedded += self.embed_into(&mut docs, &need).await?;
-            match self.inner.backend.write_batch(docs).await? {
+            match self.inner.backend.write_batch(docs, checkpoint).await? {
                 Written::Done(mut report) => {
                     report.embedded = embedded;
-                    return Ok(report);
+                    return Ok(BatchOnce::Written(report));
                 }
+                Written::Replayed(report) => return Ok(BatchOnce::Replayed(report)),
                 Written::NeedVectors(back, missing) => {
                     tracing::debug!(
                         documents = missing.len(),

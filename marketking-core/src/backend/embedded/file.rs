@@ -213,7 +213,7 @@ impl Shared {
                 }
             }
         }
-        self.write(docs, actions, gate)
+        self.write(docs, actions, gate, None)
     }
 
     /// Writes a planned, embedded batch in one transaction, then updates memory. `gate` is the
@@ -224,6 +224,7 @@ impl Shared {
         docs: Vec<NewDocument>,
         actions: Vec<Action>,
         gate: Option<&CommitGate>,
+        checkpoint: Option<&str>,
     ) -> Result<BatchReport> {
         let mut conn = self.conn();
         let now = now_micros();
@@ -316,6 +317,11 @@ impl Shared {
                 });
             }
         }
+        if let Some(name) = checkpoint {
+            let text = serde_json::to_string(&report)
+                .map_err(|e| Error::storage(format!("a checkpoint's report could not be written: {e}")))?;
+            tx.execute("INSERT INTO marketking_checkpoints (name, report) VALUES (?1, ?2)", params![name, text])?;
+        }
         gate.map_or(Ok(()), CommitGate::enter_commit)?;
         self.forget_codes();
         tx.commit()?;
@@ -324,6 +330,28 @@ impl Shared {
             mem.apply(p);
         }
         Ok(report)
+    }
+
+    /// The report recorded under checkpoint `name`, if any.
+    pub(super) fn checkpoint(&self, name: &str) -> Result<Option<BatchReport>> {
+        let conn = self.conn();
+        let text: Option<String> = conn
+            .query_row("SELECT report FROM marketking_checkpoints WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| Error::storage(format!("a checkpoint's report is unreadable: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Deletes the checkpoints whose names start with `prefix`.
+    pub(super) fn forget_checkpoints(&self, prefix: &str) -> Result<u64> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "DELETE FROM marketking_checkpoints WHERE substr(name, 1, length(?1)) = ?1",
+            [prefix],
+        )?;
+        Ok(n as u64)
     }
 
     pub(super) fn get(&self, id: i64, with_embedding: bool) -> Result<Option<Document>> {

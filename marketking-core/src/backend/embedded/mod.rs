@@ -157,9 +157,15 @@ impl Backend for EmbeddedBackend {
         self.run(move |s| s.existing(&keys, with_vectors)).await
     }
 
-    async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written> {
+    async fn write_batch(&self, docs: Vec<NewDocument>, checkpoint: Option<&str>) -> Result<Written> {
         // Writers are serialised, so the rows read here cannot change before the write.
         let _writer = self.writer.lock().await;
+        let checkpoint = checkpoint.map(str::to_string);
+        if let Some(name) = checkpoint.clone() {
+            if let Some(report) = self.run(move |s| s.checkpoint(&name)).await? {
+                return Ok(Written::Replayed(report));
+            }
+        }
         let keys: Vec<String> = docs.iter().filter_map(|d| d.key.clone()).collect();
         let with_vectors = needs_stored_vectors(&docs);
         let existing =
@@ -171,7 +177,18 @@ impl Backend for EmbeddedBackend {
             return Ok(Written::NeedVectors(docs, missing));
         }
         let gate = CommitGate::current();
-        Ok(Written::Done(self.run(move |s| s.write(docs, actions, gate.as_ref())).await?))
+        Ok(Written::Done(self.run(move |s| s.write(docs, actions, gate.as_ref(), checkpoint.as_deref())).await?))
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<crate::document::BatchReport>> {
+        let name = name.to_string();
+        self.run(move |s| s.checkpoint(&name)).await
+    }
+
+    async fn forget_checkpoints(&self, prefix: &str) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        let prefix = prefix.to_string();
+        self.run(move |s| s.forget_checkpoints(&prefix)).await
     }
 
     async fn insert_new(&self, rows: &[crate::document::DocumentRef<'_>]) -> Result<crate::document::BatchReport> {

@@ -156,8 +156,11 @@ pub(super) fn configure(conn: &Connection) -> Result<()> {
 /// Creates or migrates the schema and checks (or records) the model and dimensions.
 pub(super) fn migrate(conn: &mut Connection, path: &Path, model: &str, dims: usize, text_config: &str) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The checkpoints of `VectorStore::batch_once`: made by any writable open (no version),
+    // an older build ignores the table.
     tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS marketking_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS marketking_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS marketking_checkpoints (name TEXT PRIMARY KEY NOT NULL, report TEXT NOT NULL)",
     )?;
     let get = |k: &str| -> Result<Option<String>> {
         Ok(tx.query_row("SELECT value FROM marketking_meta WHERE key = ?1", [k], |r| r.get(0)).optional()?)

@@ -76,6 +76,12 @@ impl TableName {
         self.in_schema("marketking_meta")
     }
 
+    /// The write checkpoints table (see [`VectorStore::batch_once`](crate::VectorStore::batch_once)),
+    /// in the same schema.
+    pub(crate) fn checkpoint_table(&self) -> String {
+        self.in_schema("marketking_checkpoints")
+    }
+
     /// `schema.table` as the user wrote it.
     pub(crate) fn display(&self) -> String {
         match &self.schema {

@@ -20,7 +20,7 @@ use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::types::{Kind, Type};
 
 use crate::backend::{Backend, IndexInfo, IndexSpec, SearchQuery, StorageStats, Written};
-use crate::document::{Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
+use crate::document::{BatchReport, Document, DocumentPatch, NewDocument, SearchHit, SearchOptions};
 use crate::error::{Error, Result};
 use crate::plan::Existing;
 
@@ -322,8 +322,16 @@ impl Backend for PgBackend {
         self.existing_impl(keys, with_vectors).await
     }
 
-    async fn write_batch(&self, docs: Vec<NewDocument>) -> Result<Written> {
-        self.write_batch_impl(docs).await
+    async fn write_batch(&self, docs: Vec<NewDocument>, checkpoint: Option<&str>) -> Result<Written> {
+        self.write_batch_impl(docs, checkpoint).await
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<BatchReport>> {
+        self.checkpoint_impl(name).await
+    }
+
+    async fn forget_checkpoints(&self, prefix: &str) -> Result<u64> {
+        self.forget_checkpoints_impl(prefix).await
     }
 
     async fn insert_new(&self, rows: &[crate::document::DocumentRef<'_>]) -> Result<crate::document::BatchReport> {

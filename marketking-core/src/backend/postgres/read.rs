@@ -26,6 +26,8 @@ pub(crate) struct Statements {
     pub(crate) list_emb: String,
     pub(crate) delete: String,
     pub(crate) ping: String,
+    /// The write checkpoints table (quoted, schema-qualified).
+    pub(crate) checkpoints: String,
 }
 
 impl Statements {
@@ -40,6 +42,7 @@ impl Statements {
             list_emb: format!("SELECT {COLS}, embedding FROM {t} WHERE id > $1 ORDER BY id LIMIT $2"),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             ping: format!("SELECT EXISTS (SELECT 1 FROM {t})"),
+            checkpoints: table.checkpoint_table(),
             table: t,
         }
     }

@@ -86,7 +86,15 @@ pub(crate) async fn migrate(
         );
         ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_config text;
         ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_refill_after bigint;
-        ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_filled boolean"
+        ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS text_filled boolean;
+        CREATE TABLE IF NOT EXISTS {checkpoints} (
+            table_name text NOT NULL,
+            name text NOT NULL,
+            report jsonb,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (table_name, name)
+        )",
+        checkpoints = table.checkpoint_table(),
     ))
     .await?;
     let mut existing = tx

@@ -145,7 +145,29 @@ impl PgBackend {
         Ok(report)
     }
 
-    pub(crate) async fn write_batch_impl(&self, docs: Vec<NewDocument>) -> Result<Written> {
+    /// The report a checkpoint recorded, when the batch it names has committed.
+    pub(crate) async fn checkpoint_impl(&self, name: &str) -> Result<Option<BatchReport>> {
+        let sql = format!(
+            "SELECT report FROM {} WHERE table_name = $1 AND name = $2 AND report IS NOT NULL",
+            self.sql.checkpoints
+        );
+        let row = with_retry!(self, |conn| {
+            conn.query_opt(&sql, &[&self.table.table, &name]).await.map_err(Error::from)
+        })?;
+        row.map(|r| checkpoint_report(r.try_get(0)?)).transpose()
+    }
+
+    /// Deletes the checkpoints whose names start with `prefix`; how many.
+    pub(crate) async fn forget_checkpoints_impl(&self, prefix: &str) -> Result<u64> {
+        let sql = format!(
+            "DELETE FROM {} WHERE table_name = $1 AND left(name, length($2)) = $2",
+            self.sql.checkpoints
+        );
+        let conn = self.checkout().await?;
+        Ok(conn.execute(&sql, &[&self.table.table, &prefix]).await?)
+    }
+
+    pub(crate) async fn write_batch_impl(&self, docs: Vec<NewDocument>, checkpoint: Option<&str>) -> Result<Written> {
         let t = &self.sql.table;
         let mut conn = self.checkout().await?;
         let keys: Vec<&str> = docs.iter().filter_map(|d| d.key.as_deref()).collect();
@@ -161,6 +183,29 @@ impl PgBackend {
         // Dropping `tx` without commit rolls back: any error below leaves no row behind.
         let tx = conn.transaction().await?;
         tx.batch_execute(GENERIC_PLANS_IN_TRIGGERS).await?;
+        if let Some(name) = checkpoint {
+            // The checkpoint's row first: a second writer of the same batch waits here on the
+            // primary key until this transaction ends, then finds the row (committed: the batch
+            // is written, its report is answered) or inserts it (rolled back: it writes).
+            let claimed = tx
+                .query_opt(
+                    &format!(
+                        "INSERT INTO {} (table_name, name) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+                        self.sql.checkpoints
+                    ),
+                    &[&self.table.table, &name],
+                )
+                .await?;
+            if claimed.is_none() {
+                let row = tx
+                    .query_one(
+                        &format!("SELECT report FROM {} WHERE table_name = $1 AND name = $2", self.sql.checkpoints),
+                        &[&self.table.table, &name],
+                    )
+                    .await?;
+                return Ok(Written::Replayed(checkpoint_report(row.try_get(0)?)?));
+            }
+        }
 
         let mut existing = HashMap::new();
         if let Some(select) = select {
@@ -319,10 +364,23 @@ impl PgBackend {
         }
         // A caller that gave up on this write (a request timeout) is told the truth: it rolls
         // back here, or it commits and the caller waits for the answer (see `CommitGate`).
+        if let Some(name) = checkpoint {
+            tx.execute(
+                &format!("UPDATE {} SET report = $3 WHERE table_name = $1 AND name = $2", self.sql.checkpoints),
+                &[&self.table.table, &name, &Json(&report)],
+            )
+            .await?;
+        }
         crate::gate::commit_point()?;
         tx.commit().await?;
         Ok(Written::Done(report))
     }
+}
+
+/// A checkpoint's stored report (`NULL` only inside the transaction that wrote it).
+fn checkpoint_report(value: Option<serde_json::Value>) -> Result<BatchReport> {
+    let value = value.ok_or_else(|| Error::storage("a checkpoint has no report"))?;
+    serde_json::from_value(value).map_err(|e| Error::storage(format!("a checkpoint's report is unreadable: {e}")))
 }
 
 /// The fields of one new row, in [`PgBackend::copy_sql`]'s column order.
