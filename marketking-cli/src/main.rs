@@ -59,7 +59,11 @@ fn report(e: anyhow::Error) -> ExitCode {
     let not_found = e.chain().any(|c| {
         matches!(
             c.downcast_ref::<marketking_core::Error>(),
-            Some(marketking_core::Error::NotFound { .. } | marketking_core::Error::KeyNotFound { .. })
+            Some(
+                marketking_core::Error::NotFound { .. }
+                | marketking_core::Error::KeyNotFound { .. }
+                | marketking_core::Error::JobNotFound { .. },
+            )
         )
     });
     ExitCode::from(if not_found { EXIT_NOT_FOUND } else { 1 })

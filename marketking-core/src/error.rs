@@ -117,6 +117,13 @@ pub enum Error {
         model: String,
     },
 
+    /// No background job with this id (or it is past its retention).
+    #[error("no job with id {id:?}")]
+    JobNotFound {
+        /// The id asked for.
+        id: String,
+    },
+
     /// A database error.
     #[error("database error: {message}")]
     Database {
@@ -245,6 +252,7 @@ impl Error {
                 | Error::DimensionMismatch { .. }
                 | Error::NotFound { .. }
                 | Error::KeyNotFound { .. }
+                | Error::JobNotFound { .. }
                 | Error::Conflict { .. }
                 | Error::Unsupported { .. }
         )

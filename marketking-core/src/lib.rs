@@ -49,6 +49,7 @@ mod embedder;
 mod error;
 mod filter;
 mod gate;
+pub mod jobs;
 pub mod jsonl;
 mod plan;
 mod position;

@@ -153,7 +153,7 @@ impl IntoResponse for AppError {
                 E::DimensionMismatch { .. } => {
                     body(StatusCode::UNPROCESSABLE_ENTITY, "dimension_mismatch", e.to_string(), None)
                 }
-                E::NotFound { .. } | E::KeyNotFound { .. } => {
+                E::NotFound { .. } | E::KeyNotFound { .. } | E::JobNotFound { .. } => {
                     body(StatusCode::NOT_FOUND, "not_found", e.to_string(), None)
                 }
                 E::Conflict { .. } => body(StatusCode::CONFLICT, "conflict", e.to_string(), None),

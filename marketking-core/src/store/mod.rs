@@ -129,6 +129,13 @@ impl VectorStore {
         })
     }
 
+    /// The key prefix of this store's background jobs: names the storage (not the model, so
+    /// a job outlives a model change).
+    #[cfg(feature = "redis")]
+    pub(crate) fn jobs_namespace(&self) -> String {
+        format!("{:016x}", xxh3_128(self.inner.backend.identity().as_bytes()) as u64)
+    }
+
     /// The embedder's vector size.
     pub fn dimensions(&self) -> usize {
         self.inner.embedder.dimensions()
