@@ -118,6 +118,12 @@ pub(crate) enum Command {
     Analyze,
     /// Check that the storage and the cache answer (exit 1 when one does not).
     Ping,
+    /// Run background job workers (imports queued with `import --background` or the HTTP
+    /// service) until Ctrl-C or SIGTERM; each finishes its chunk in hand first.
+    Worker(WorkerArgs),
+    /// Background jobs: list them, show one's report, cancel one.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Local embedding models: list the installed ones, pull one.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -125,6 +131,44 @@ pub(crate) enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `marketking worker`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// Workers in this process (each writes one chunk at a time).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) concurrency: u32,
+}
+
+/// `marketking jobs ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCommand {
+    /// The newest jobs first.
+    List {
+        /// How many (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Print JSON (one status per line).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job's status and report.
+    Show {
+        /// The job's id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job: chunks not started are not written (those done stay).
+    Cancel {
+        /// The job's id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -187,8 +231,20 @@ pub(crate) struct ImportArgs {
     /// Every line's key (if any) is not stored yet: each batch is one binary COPY, with no key
     /// lookup (a stored key stops the import with a conflict). Lines without an embedding are
     /// embedded first. For bulk loads of precomputed vectors.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "background")]
     pub(crate) assume_new: bool,
+    /// Queue the import as a background job (JSONL only) and return at once with its id:
+    /// workers (`marketking worker`, or the HTTP service's) write it in chunks. Needs a job
+    /// queue shared between processes (REDIS_URL or MARKETKING_QUEUE_URL). Invalid lines are
+    /// reported in the job's status (`marketking jobs show ID`), the others written.
+    #[arg(long, conflicts_with_all = ["skip_invalid", "batch_size"])]
+    pub(crate) background: bool,
+    /// Lines per chunk of a background import (one transaction each; 1 to 10000).
+    #[arg(long, requires = "background", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) chunk_lines: Option<u32>,
+    /// With --background: wait for the job to finish and print its report.
+    #[arg(long, requires = "background")]
+    pub(crate) wait: bool,
 }
 
 #[derive(Debug, Args)]

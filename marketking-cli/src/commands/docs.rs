@@ -38,6 +38,9 @@ pub(super) async fn import(
     a: ImportArgs,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
+    if a.background {
+        return super::jobs::import_background(store, out, &a, quiet).await;
+    }
     if !quiet {
         // stderr, like the progress bar: stdout keeps the summary only.
         eprintln!("embedding with {}", super::model::describe_embedder(store.model()));

@@ -12,6 +12,7 @@ mod admin;
 mod demo;
 mod docs;
 mod export;
+mod jobs;
 pub(crate) mod model;
 mod search;
 
@@ -47,7 +48,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Ping
         | Command::Stats(_)
         | Command::Export(_)
-        | Command::Count(_) => Access::Read,
+        | Command::Count(_)
+        | Command::Jobs(_) => Access::Read,
         _ => Access::Write,
     };
     let store = open_store(&global, access).await?;
@@ -72,6 +74,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Migrate => admin::migrate(&store, &mut out).await?,
             Command::Analyze => admin::analyze(&store, &mut out, global.quiet).await?,
             Command::Ping => admin::ping(&store, &mut out).await?,
+            Command::Worker(a) => jobs::worker(&store, &mut out, a, global.quiet).await?,
+            Command::Jobs(c) => jobs::run(&store, &mut out, c).await?,
             Command::Completions { .. } | Command::Model(_) => unreachable!("handled above"),
         })
     }

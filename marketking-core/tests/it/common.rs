@@ -79,6 +79,7 @@ pub struct TestEmbedder {
     pub texts: Arc<AtomicUsize>,
     fail_on_call: Option<usize>,
     batch: usize,
+    delay: std::time::Duration,
 }
 
 impl TestEmbedder {
@@ -89,11 +90,18 @@ impl TestEmbedder {
             texts: Default::default(),
             fail_on_call: None,
             batch: 64,
+            delay: std::time::Duration::ZERO,
         }
     }
 
     pub fn failing_on_call(mut self, n: usize) -> Self {
         self.fail_on_call = Some(n);
+        self
+    }
+
+    /// Each call takes at least `delay` (a slow embedding service).
+    pub fn slow(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
         self
     }
 
@@ -119,6 +127,9 @@ impl Embedder for TestEmbedder {
             return Err(Error::Embedder { message: format!("test embedder fails on call {n}"), status: Some(503) });
         }
         self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         self.inner.embed(texts).await
     }
     fn dimensions(&self) -> usize {

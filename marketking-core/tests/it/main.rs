@@ -10,5 +10,6 @@ mod faults;
 mod filters;
 mod hot_paths;
 mod hybrid;
+mod jobs;
 mod postgres;
 mod transfer;
