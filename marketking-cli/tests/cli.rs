@@ -1149,3 +1149,112 @@ mod every_store_operation {
         }
     }
 }
+
+/// Background imports: `import --background`, `worker` processes (one SIGKILLed mid-job),
+/// `jobs list|show|cancel`.
+mod jobs {
+    use super::*;
+
+    fn redis_url() -> String {
+        marketking_testkit::redis_url()
+    }
+
+    /// `n` lines: odd ones keyed, even ones without a key (only the chunk checkpoints keep
+    /// those from being written twice); line `bad` is invalid.
+    fn lines(n: usize, bad: usize) -> String {
+        let mut s = String::new();
+        for i in 1..=n {
+            let line = match (i == bad, i % 2) {
+                (true, _) => json!({"title": "Broken", "content": ""}),
+                (false, 1) => json!({"title": format!("Doc {i}"), "content": format!("text {i} about {}", i % 13), "key": format!("k{i}")}),
+                (false, _) => json!({"title": format!("Doc {i}"), "content": format!("text {i} about {}", i % 13)}),
+            };
+            s.push_str(&line.to_string());
+            s.push('\n');
+        }
+        s
+    }
+
+    fn show(store: &Store, id: &str) -> Value {
+        let mut c = store.cmd(&["jobs", "show", id, "--json"]);
+        c.env("REDIS_URL", redis_url());
+        json_of(&ok(&run(c, None)))
+    }
+
+    #[test]
+    fn a_killed_worker_leaves_its_job_to_another_with_exact_documents() {
+        let store = Store::pg();
+        let n = 12_000;
+        let file = tmp_file("big.jsonl", lines(n, 777).as_bytes());
+        let mut c = store.cmd(&["import", file.to_str().unwrap(), "--background", "--chunk-lines", "250"]);
+        c.env("REDIS_URL", redis_url());
+        let out = ok(&run(c, None));
+        let id = out.split_whitespace().nth(2).unwrap().to_string();
+        assert!(out.contains(&format!("marketking jobs show {id}")), "{out}");
+
+        let worker = |name: &str| {
+            let mut c = store.cmd(&["worker"]);
+            c.env("REDIS_URL", redis_url()).env("MARKETKING_JOB_CLAIM_AFTER_MS", "1500").env("HOSTNAME", name);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.spawn().expect("marketking worker")
+        };
+        let mut first = worker("first");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while show(&store, &id)["chunks_done"].as_u64().unwrap() < 3 {
+            assert!(std::time::Instant::now() < deadline, "the first worker did no chunk");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SIGKILL: no chance to finish the chunk in hand or to say goodbye.
+        first.kill().unwrap();
+        first.wait().unwrap();
+        let mut second = worker("second");
+        let status = loop {
+            let s = show(&store, &id);
+            if s["state"] == "done" {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "the job did not finish: {s}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        // SIGTERM: the worker stops cleanly.
+        let _ = Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
+        assert_eq!(second.wait().unwrap().code(), Some(0));
+
+        assert_eq!((status["total"].as_u64(), status["done"].as_u64(), status["failed"].as_u64()), (Some(12_000), Some(11_999), Some(1)), "{status}");
+        assert_eq!(status["errors"][0]["line"], 777);
+        assert_eq!(store.count(), 11_999);
+        let titles = store.export(&[]).into_iter().map(|d| d["title"].as_str().unwrap().to_string()).collect::<std::collections::HashSet<_>>();
+        assert_eq!(titles.len(), 11_999, "no line written twice, none lost");
+        eprintln!("chunks taken over from the killed worker: {}", status["chunks_taken_over"]);
+
+        // People's views of it.
+        let mut c = store.cmd(&["jobs", "list"]);
+        c.env("REDIS_URL", redis_url());
+        let list = ok(&run(c, None));
+        assert!(list.lines().next().unwrap().starts_with(&format!("{id}  done")), "{list}");
+        let mut c = store.cmd(&["jobs", "show", &id]);
+        c.env("REDIS_URL", redis_url());
+        let text = ok(&run(c, None));
+        assert!(text.contains("done 11999, failed 1") && text.contains("line 777: content:"), "{text}");
+        let mut c = store.cmd(&["jobs", "cancel", &id, "--json"]);
+        c.env("REDIS_URL", redis_url());
+        assert_eq!(json_of(&ok(&run(c, None)))["state"], "done", "a finished job stays done");
+        let mut c = store.cmd(&["jobs", "show", "0123abcd"]);
+        c.env("REDIS_URL", redis_url());
+        assert!(not_found(&run(c, None)).contains("no job with id"));
+    }
+
+    #[test]
+    fn background_needs_a_shared_queue_and_jsonl() {
+        let store = Store::pg();
+        let file = tmp_file("a.jsonl", lines(3, 0).as_bytes());
+        let err = fails(&store.run(&["import", file.to_str().unwrap(), "--background"]));
+        assert!(err.contains("REDIS_URL") && err.contains("MARKETKING_QUEUE_URL"), "{err}");
+        let csv = tmp_file("a.csv", b"title,content\na,b\n");
+        let mut c = store.cmd(&["import", csv.to_str().unwrap(), "--background"]);
+        c.env("REDIS_URL", redis_url());
+        assert!(fails(&run(c, None)).contains("JSONL"));
+        let err = fails(&store.run(&["worker"]));
+        assert!(err.contains("REDIS_URL"), "{err}");
+    }
+}

@@ -70,6 +70,9 @@ pub struct HttpConfig {
     /// Where the rate limit is kept: `Some` shares it (per key, or per IP) across every
     /// instance using this Redis; `None` counts in this process only.
     pub shared_rate_limit: Option<marketking_core::RedisCache>,
+    /// The directory whose files `POST /v1/jobs/import?path=...` may import; `None`: only
+    /// request bodies.
+    pub import_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -83,6 +86,7 @@ impl Default for HttpConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             readiness_timeout: DEFAULT_READINESS_TIMEOUT,
             shared_rate_limit: None,
+            import_dir: None,
         }
     }
 }
@@ -102,6 +106,9 @@ pub struct AppState {
     pub(crate) auth_throttle: Option<auth::AuthThrottle>,
     /// Request metrics.
     pub metrics: metrics::Metrics,
+    /// Background jobs of the store (in this process unless [`with_jobs`](Self::with_jobs)
+    /// gives others).
+    pub jobs: marketking_core::jobs::Jobs,
 }
 
 impl AppState {
@@ -109,12 +116,20 @@ impl AppState {
     pub fn new(store: VectorStore, config: HttpConfig) -> Self {
         AppState {
             metrics: metrics::Metrics::new(&store),
-            store,
             keys: config.api_keys.clone(),
             limiter: auth::Limiter::shared(config.rate_limit, config.shared_rate_limit.clone()),
             auth_throttle: auth::AuthThrottle::new(config.auth_failure_limit),
             config: Arc::new(config),
+            jobs: marketking_core::jobs::Jobs::in_process(store.clone()),
+            store,
         }
+    }
+
+    /// The same state with these jobs (a shared queue, see
+    /// [`Jobs::builder`](marketking_core::jobs::Jobs::builder)).
+    pub fn with_jobs(mut self, jobs: marketking_core::jobs::Jobs) -> Self {
+        self.jobs = jobs;
+        self
     }
 }
 

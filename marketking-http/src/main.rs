@@ -50,6 +50,14 @@ struct Args {
     /// How long /readyz waits for the storage before answering 503, in milliseconds.
     #[arg(long, env = "MARKETKING_READINESS_TIMEOUT_MS", default_value_t = marketking_http::DEFAULT_READINESS_TIMEOUT.as_millis() as u64)]
     readiness_timeout_ms: u64,
+    /// Background job workers in this process (0: jobs queued here run in `marketking worker`
+    /// processes). Jobs go to MARKETKING_QUEUE_URL, else REDIS_URL's database 2, else stay in
+    /// this process.
+    #[arg(long, env = "MARKETKING_JOB_WORKERS", default_value_t = 1)]
+    job_workers: usize,
+    /// The directory whose files `POST /v1/jobs/import?path=...` may import (none by default).
+    #[arg(long, env = "MARKETKING_IMPORT_DIR")]
+    import_dir: Option<std::path::PathBuf>,
     /// Log lines as text, or as JSON objects (one per line, for log collectors).
     #[arg(long, env = "MARKETKING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -155,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
         body_limit: args.body_limit,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         readiness_timeout: Duration::from_millis(args.readiness_timeout_ms.max(1)),
+        import_dir: args.import_dir.clone(),
     };
     let store = VectorStore::builder().from_env()?.build().await.context("opening the store")?;
     tracing::info!(
@@ -164,11 +173,20 @@ async fn main() -> anyhow::Result<()> {
         keys = config.api_keys.len(),
         "store open"
     );
-    let service = app(AppState::new(store.clone(), config)).into_make_service_with_connect_info::<SocketAddr>();
+    let jobs = marketking_core::jobs::Jobs::builder(store.clone()).from_env()?.build().context("the job queue")?;
+    if jobs.queue_kind() == "in-process" && args.job_workers == 0 {
+        tracing::warn!("no job queue is shared (REDIS_URL unset) and --job-workers is 0: queued jobs will not run");
+    }
+    let workers = jobs.spawn_workers(args.job_workers);
+    tracing::info!(queue = jobs.queue_kind(), workers = workers.len(), "job workers started");
+    let service = app(AppState::new(store.clone(), config).with_jobs(jobs))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let shutdown = shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    // Each worker finishes the chunk in hand (its result recorded) before the store closes.
+    workers.stop().await;
     // In-flight requests are done: release the connections (or the file and its lock) now and
     // report a failure to do so, rather than leave it to the process exit.
     let closed = store.close().await.context("closing the store");

@@ -1002,3 +1002,73 @@ async fn unknown_query_parameters_are_refused() {
     assert_eq!(r.json()["error"]["field"], "limit");
     t.cleanup().await;
 }
+
+/// Background import jobs over HTTP: queued at once (202 + Location), run by the service's
+/// worker, reported line by line; bad options, ids and paths are typed errors naming the field.
+#[tokio::test]
+async fn background_import_job_is_queued_run_and_reported() {
+    let dir = std::env::temp_dir().join(format!("mk-import-dir-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let mut input = String::new();
+    for i in 1..=120 {
+        match i {
+            5 => input.push_str("{\"title\":\"no content\"}\n"),
+            _ => input.push_str(&format!("{{\"title\":\"job doc {i}\",\"content\":\"text {i}\",\"key\":\"j{i}\"}}\n")),
+        }
+    }
+    std::fs::write(dir.join("sub/docs.jsonl"), &input).unwrap();
+    let t = TestApp::new(HttpConfig { import_dir: Some(dir.clone()), ..config() }).await;
+    let workers = t.state.jobs.spawn_workers(1);
+
+    let r = t.send(raw("POST", "/v1/jobs/import?chunk_lines=50", Some("application/x-ndjson"), input.clone())).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let queued = r.json();
+    let id = queued["id"].as_str().unwrap().to_string();
+    assert_eq!(r.headers["location"], format!("/v1/jobs/{id}").as_str());
+    assert_eq!((queued["total"].as_u64(), queued["chunks"].as_u64()), (Some(120), Some(3)));
+
+    let status = loop {
+        let s = t.send(get(&format!("/v1/jobs/{id}"))).await.json();
+        if s["state"] == "done" {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((status["done"].as_u64(), status["failed"].as_u64()), (Some(119), Some(1)), "{status}");
+    assert_eq!(status["errors"][0]["line"], 5);
+    assert_eq!(status["errors"][0]["field"], "content");
+    assert_eq!(t.send(get("/v1/count")).await.json()["count"], 119);
+
+    // The same file from the server's import directory: every key is unchanged now.
+    let r = t.send(raw("POST", "/v1/jobs/import?path=sub/docs.jsonl", None, "")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let id2 = r.json()["id"].as_str().unwrap().to_string();
+    let s2 = loop {
+        let s = t.send(get(&format!("/v1/jobs/{id2}"))).await.json();
+        if s["state"] == "done" {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((s2["unchanged"].as_u64(), s2["created"].as_u64()), (Some(119), Some(0)), "{s2}");
+    assert_eq!(s2["options"]["name"], "sub/docs.jsonl");
+    let listed = t.send(get("/v1/jobs?limit=5")).await.json();
+    assert_eq!(listed["jobs"][0]["id"], id2.as_str());
+    assert_eq!(listed["jobs"][1]["id"], id.as_str());
+
+    // Typed errors.
+    let r = t.send(raw("POST", "/v1/jobs/import?path=../etc/passwd", None, "")).await;
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("path")));
+    let r = t.send(raw("POST", "/v1/jobs/import?path=sub/docs.jsonl", None, "{\"title\":\"x\"}\n")).await;
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("body")));
+    let r = t.send(raw("POST", "/v1/jobs/import?chunk_lines=0", None, input.clone())).await;
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("chunk_lines")));
+    let r = t.send(raw("POST", "/v1/jobs/import", None, "\n\n")).await;
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("input")));
+    assert_eq!(t.send(get("/v1/jobs/0123abcd")).await.status, StatusCode::NOT_FOUND);
+    let r = t.send(get("/v1/jobs/NOT-AN-ID")).await;
+    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("id")));
+    workers.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    t.cleanup().await;
+}

@@ -444,6 +444,41 @@ pub struct ImportParams {
     pub batch_size: Option<usize>,
 }
 
+/// Query string of `POST /v1/jobs/import`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobImportParams {
+    /// Keep each line's `id` (restoring an export into an empty store; 409 when the store
+    /// holds documents).
+    pub keep_ids: Option<bool>,
+    /// Lines per chunk (one transaction each), 1..=10000 (default 500).
+    #[param(minimum = 1, maximum = 10000)]
+    pub chunk_lines: Option<usize>,
+    /// A name to show in listings (default: the file name, or `upload`).
+    pub name: Option<String>,
+    /// Import this server-side file instead of the body: a path relative to the directory the
+    /// service allows (`MARKETKING_IMPORT_DIR`); the body must then be empty.
+    pub path: Option<String>,
+}
+
+/// Query string of `GET /v1/jobs`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobListParams {
+    /// How many, newest first, 1..=1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<marketking_core::jobs::JobStatus>,
+}
+
 /// A rejected import line.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct ImportLineError {

@@ -13,6 +13,7 @@ pub mod admin;
 mod docs;
 pub mod documents;
 pub mod dto;
+pub mod jobs;
 mod schema;
 pub mod search;
 pub mod system;
@@ -28,6 +29,7 @@ pub mod transfer;
         documents::delete_by_filter, transfer::export, transfer::import,
         search::search, search::search_get, search::search_ids, search::similar, admin::explain, system::stats,
         admin::create_index, admin::drop_index, admin::rebuild_index, admin::tune, admin::clear_tuning, admin::analyze,
+        jobs::import, jobs::list, jobs::get, jobs::cancel,
         system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -96,6 +98,9 @@ pub(crate) fn v1(state: &AppState) -> Router<AppState> {
         .route("/index/rebuild", post(admin::rebuild_index))
         .route("/analyze", post(admin::analyze))
         .route("/stats", get(system::stats))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), crate::auth::guard))
 }
@@ -106,6 +111,8 @@ pub(crate) fn v1(state: &AppState) -> Router<AppState> {
 pub(crate) fn v1_streaming(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/import", post(transfer::import))
+        // Queuing reads the whole input into the queue before it answers.
+        .route("/v1/jobs/import", post(jobs::import))
         // Tuning runs thousands of searches (the exact ones scan the table): it may take longer
         // than a request may, and cutting it off only loses the measurement.
         .route("/v1/index/tune", post(admin::tune).delete(admin::clear_tuning))
