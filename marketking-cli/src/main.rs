@@ -61,8 +61,8 @@ fn report(e: anyhow::Error) -> ExitCode {
             c.downcast_ref::<marketking_core::Error>(),
             Some(
                 marketking_core::Error::NotFound { .. }
-                | marketking_core::Error::KeyNotFound { .. }
-                | marketking_core::Error::JobNotFound { .. },
+                    | marketking_core::Error::KeyNotFound { .. }
+                    | marketking_core::Error::JobNotFound { .. },
             )
         )
     });

@@ -1166,7 +1166,9 @@ mod jobs {
         for i in 1..=n {
             let line = match (i == bad, i % 2) {
                 (true, _) => json!({"title": "Broken", "content": ""}),
-                (false, 1) => json!({"title": format!("Doc {i}"), "content": format!("text {i} about {}", i % 13), "key": format!("k{i}")}),
+                (false, 1) => {
+                    json!({"title": format!("Doc {i}"), "content": format!("text {i} about {}", i % 13), "key": format!("k{i}")})
+                }
                 (false, _) => json!({"title": format!("Doc {i}"), "content": format!("text {i} about {}", i % 13)}),
             };
             s.push_str(&line.to_string());
@@ -1220,10 +1222,18 @@ mod jobs {
         let _ = Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
         assert_eq!(second.wait().unwrap().code(), Some(0));
 
-        assert_eq!((status["total"].as_u64(), status["done"].as_u64(), status["failed"].as_u64()), (Some(12_000), Some(11_999), Some(1)), "{status}");
+        assert_eq!(
+            (status["total"].as_u64(), status["done"].as_u64(), status["failed"].as_u64()),
+            (Some(12_000), Some(11_999), Some(1)),
+            "{status}"
+        );
         assert_eq!(status["errors"][0]["line"], 777);
         assert_eq!(store.count(), 11_999);
-        let titles = store.export(&[]).into_iter().map(|d| d["title"].as_str().unwrap().to_string()).collect::<std::collections::HashSet<_>>();
+        let titles = store
+            .export(&[])
+            .into_iter()
+            .map(|d| d["title"].as_str().unwrap().to_string())
+            .collect::<std::collections::HashSet<_>>();
         assert_eq!(titles.len(), 11_999, "no line written twice, none lost");
         eprintln!("chunks taken over from the killed worker: {}", status["chunks_taken_over"]);
 

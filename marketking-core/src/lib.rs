@@ -74,10 +74,10 @@ pub use backend::{
 pub use cache::RedisCache;
 pub use cache::{Cache, CacheStats, MemoryCache, NoCache};
 pub use document::{
-    json_contains, metadata_object, BatchOnce, BatchReport, Document, DocumentPatch, DocumentRef, Metadata, NewDocument, ScoredId,
-    SearchHit, SearchOptions, SearchResults, UpsertOutcome, DEFAULT_EF_SEARCH, DEFAULT_PROBES, EF_SEARCH_RANGE, MAX_K,
-    MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE, MIN_TIMESTAMP, MIN_VECTOR_PEAK,
-    OVERSAMPLE_RANGE, PROBES_RANGE,
+    json_contains, metadata_object, BatchOnce, BatchReport, Document, DocumentPatch, DocumentRef, Metadata,
+    NewDocument, ScoredId, SearchHit, SearchOptions, SearchResults, UpsertOutcome, DEFAULT_EF_SEARCH, DEFAULT_PROBES,
+    EF_SEARCH_RANGE, MAX_K, MAX_KEY_CHARS, MAX_SOURCE_CHARS, MAX_TIMESTAMP, MAX_TITLE_CHARS, MAX_VECTOR_VALUE,
+    MIN_TIMESTAMP, MIN_VECTOR_PEAK, OVERSAMPLE_RANGE, PROBES_RANGE,
 };
 #[cfg(feature = "local")]
 pub use embedder::{

@@ -179,8 +179,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let workers = jobs.spawn_workers(args.job_workers);
     tracing::info!(queue = jobs.queue_kind(), workers = workers.len(), "job workers started");
-    let service = app(AppState::new(store.clone(), config).with_jobs(jobs))
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let service =
+        app(AppState::new(store.clone(), config).with_jobs(jobs)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("binding {}", args.bind))?;
     let shutdown = shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, "listening");

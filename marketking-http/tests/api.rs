@@ -1062,7 +1062,10 @@ async fn background_import_job_is_queued_run_and_reported() {
     let r = t.send(raw("POST", "/v1/jobs/import?path=sub/docs.jsonl", None, "{\"title\":\"x\"}\n")).await;
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("body")));
     let r = t.send(raw("POST", "/v1/jobs/import?chunk_lines=0", None, input.clone())).await;
-    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("chunk_lines")));
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("chunk_lines"))
+    );
     let r = t.send(raw("POST", "/v1/jobs/import", None, "\n\n")).await;
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("input")));
     assert_eq!(t.send(get("/v1/jobs/0123abcd")).await.status, StatusCode::NOT_FOUND);

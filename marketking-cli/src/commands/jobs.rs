@@ -179,7 +179,14 @@ pub(super) async fn run(store: &VectorStore, out: &mut impl Write, c: JobsComman
 
 /// A job's report, for people.
 fn print_status(out: &mut impl Write, s: &JobStatus) -> std::io::Result<()> {
-    writeln!(out, "job {} ({}): {}{}", s.id, s.kind, s.state, s.options.name.as_deref().map(|n| format!(", {n}")).unwrap_or_default())?;
+    writeln!(
+        out,
+        "job {} ({}): {}{}",
+        s.id,
+        s.kind,
+        s.state,
+        s.options.name.as_deref().map(|n| format!(", {n}")).unwrap_or_default()
+    )?;
     writeln!(
         out,
         "  lines {}: done {}, failed {} (created {}, updated {}, unchanged {})",

@@ -624,8 +624,13 @@ fn new_id(now: DateTime<Utc>) -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let noise = xxhash_rust::xxh3::xxh3_64(
-        format!("{}|{}|{n}|{:?}", now.timestamp_nanos_opt().unwrap_or_default(), std::process::id(), std::thread::current().id())
-            .as_bytes(),
+        format!(
+            "{}|{}|{n}|{:?}",
+            now.timestamp_nanos_opt().unwrap_or_default(),
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .as_bytes(),
     );
     format!("{:011x}{:08x}", now.timestamp_millis(), noise as u32)
 }
@@ -677,8 +682,8 @@ fn status_of<'a>(
         chunks_taken_over: 0,
     };
     for raw in results {
-        let r: ChunkResult =
-            serde_json::from_str(raw).map_err(|e| Error::storage(format!("job {id}: a chunk result is unreadable: {e}")))?;
+        let r: ChunkResult = serde_json::from_str(raw)
+            .map_err(|e| Error::storage(format!("job {id}: a chunk result is unreadable: {e}")))?;
         s.chunks_done += 1;
         s.created += r.created;
         s.updated += r.updated;

@@ -66,7 +66,10 @@ impl RedisQueue {
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(Error::config(
                 "MARKETKING_QUEUE_URL",
-                format!("must be one redis:// or rediss:// server (jobs do not run on a cluster), got {}://", parsed.scheme()),
+                format!(
+                    "must be one redis:// or rediss:// server (jobs do not run on a cluster), got {}://",
+                    parsed.scheme()
+                ),
             ));
         }
         let target = format!(

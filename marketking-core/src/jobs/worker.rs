@@ -65,7 +65,8 @@ pub(super) fn spawn(jobs: Jobs, n: usize) -> Workers {
 /// `host-pid-random`: unique among the workers of a queue.
 pub(super) fn default_name() -> String {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into());
-    let noise = xxhash_rust::xxh3::xxh3_64(format!("{:?}|{:?}", Instant::now(), std::thread::current().id()).as_bytes());
+    let noise =
+        xxhash_rust::xxh3::xxh3_64(format!("{:?}|{:?}", Instant::now(), std::thread::current().id()).as_bytes());
     format!("{host}-{}-{:04x}", std::process::id(), noise as u16)
 }
 
@@ -270,7 +271,11 @@ async fn write_chunk(jobs: &Jobs, task: &Task, data: &[u8]) -> ChunkResult {
                     result.errors.push(JobLineError {
                         line: first,
                         field: "chunk".into(),
-                        reason: format!("lines {first}-{last} ({} documents) not written: {}", docs.len(), field_error(&e)),
+                        reason: format!(
+                            "lines {first}-{last} ({} documents) not written: {}",
+                            docs.len(),
+                            field_error(&e)
+                        ),
                     });
                     return result;
                 }

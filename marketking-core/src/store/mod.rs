@@ -8,7 +8,8 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::backend::{Backend, IndexInfo, IndexSpec, PoolStats, StorageStats};
 use crate::cache::{Cache, CacheStats};
 use crate::document::{
-    validate_key, BatchOnce, BatchReport, Document, DocumentPatch, DocumentRef, NewDocument, SearchOptions, UpsertOutcome,
+    validate_key, BatchOnce, BatchReport, Document, DocumentPatch, DocumentRef, NewDocument, SearchOptions,
+    UpsertOutcome,
 };
 use crate::embedder::{embed_checked, Embedder};
 use crate::error::{Error, Result};

@@ -132,11 +132,8 @@ async fn a_chunk_whose_worker_died_is_finished_by_another_exactly_once() {
     let t = PgTable::new();
     // A slow embedder: a chunk takes a while, so the first worker dies in the middle of one.
     let store = t.store(TestEmbedder::new(16).batch_size(20).slow(Duration::from_millis(150)), NoCache).await.unwrap();
-    let jobs = Jobs::builder(store.clone())
-        .redis_url(redis_url())
-        .claim_after(Duration::from_millis(800))
-        .build()
-        .unwrap();
+    let jobs =
+        Jobs::builder(store.clone()).redis_url(redis_url()).claim_after(Duration::from_millis(800)).build().unwrap();
     assert_eq!(jobs.queue_kind(), "redis");
     let mut upload = jobs.import(ImportJobOptions { chunk_lines: 100, ..Default::default() }).await.unwrap();
     let mut input = String::new();

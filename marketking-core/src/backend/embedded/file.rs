@@ -347,10 +347,7 @@ impl Shared {
     /// Deletes the checkpoints whose names start with `prefix`.
     pub(super) fn forget_checkpoints(&self, prefix: &str) -> Result<u64> {
         let conn = self.conn();
-        let n = conn.execute(
-            "DELETE FROM marketking_checkpoints WHERE substr(name, 1, length(?1)) = ?1",
-            [prefix],
-        )?;
+        let n = conn.execute("DELETE FROM marketking_checkpoints WHERE substr(name, 1, length(?1)) = ?1", [prefix])?;
         Ok(n as u64)
     }
 

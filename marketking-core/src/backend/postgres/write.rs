@@ -151,18 +151,14 @@ impl PgBackend {
             "SELECT report FROM {} WHERE table_name = $1 AND name = $2 AND report IS NOT NULL",
             self.sql.checkpoints
         );
-        let row = with_retry!(self, |conn| {
-            conn.query_opt(&sql, &[&self.table.table, &name]).await.map_err(Error::from)
-        })?;
+        let row =
+            with_retry!(self, |conn| conn.query_opt(&sql, &[&self.table.table, &name]).await.map_err(Error::from))?;
         row.map(|r| checkpoint_report(r.try_get(0)?)).transpose()
     }
 
     /// Deletes the checkpoints whose names start with `prefix`; how many.
     pub(crate) async fn forget_checkpoints_impl(&self, prefix: &str) -> Result<u64> {
-        let sql = format!(
-            "DELETE FROM {} WHERE table_name = $1 AND left(name, length($2)) = $2",
-            self.sql.checkpoints
-        );
+        let sql = format!("DELETE FROM {} WHERE table_name = $1 AND left(name, length($2)) = $2", self.sql.checkpoints);
         let conn = self.checkout().await?;
         Ok(conn.execute(&sql, &[&self.table.table, &prefix]).await?)
     }
