@@ -162,6 +162,11 @@ pub(crate) enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Forget a finished job: its status and its chunks' checkpoints (the documents stay).
+    Forget {
+        /// The job's id.
+        id: String,
+    },
     /// Cancel a job: chunks not started are not written (those done stay).
     Cancel {
         /// The job's id.

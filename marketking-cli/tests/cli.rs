@@ -975,6 +975,9 @@ mod every_store_operation {
         ("clear_tuning", "tune --clear"),
         ("ping", "ping"),
         ("ping_cache", "ping"),
+        // Each chunk of a background import, run by `worker`.
+        ("batch_once", "import --background + worker"),
+        ("forget_checkpoints", "jobs forget"),
         // Read replicas' state is a part of `stats` (one line per replica).
         ("replication_stats", "stats"),
         // Not a command of its own: every command closes the store before it exits.
@@ -1249,6 +1252,9 @@ mod jobs {
         let mut c = store.cmd(&["jobs", "cancel", &id, "--json"]);
         c.env("REDIS_URL", redis_url());
         assert_eq!(json_of(&ok(&run(c, None)))["state"], "done", "a finished job stays done");
+        let mut c = store.cmd(&["jobs", "forget", &id]);
+        c.env("REDIS_URL", redis_url());
+        assert!(ok(&run(c, None)).contains("its 48 chunk checkpoint(s)"));
         let mut c = store.cmd(&["jobs", "show", "0123abcd"]);
         c.env("REDIS_URL", redis_url());
         assert!(not_found(&run(c, None)).contains("no job with id"));

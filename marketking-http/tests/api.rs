@@ -781,6 +781,10 @@ async fn every_store_operation_is_a_route_and_answers() {
         ("clear_tuning", "delete", "/v1/index/tune"),
         ("ping", "get", "/readyz"),
         ("ping_cache", "get", "/readyz"),
+        // Each chunk of a background import is written once under its checkpoint.
+        ("batch_once", "post", "/v1/jobs/import"),
+        // Forgetting a finished job forgets its chunks' checkpoints.
+        ("forget_checkpoints", "delete", "/v1/jobs/{id}"),
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../marketking-core/src/store");
     let re = regex::Regex::new(r"(?m)^    pub (?:async )?fn ([a-z_]+)\(&self").unwrap();
@@ -1071,6 +1075,10 @@ async fn background_import_job_is_queued_run_and_reported() {
     assert_eq!(t.send(get("/v1/jobs/0123abcd")).await.status, StatusCode::NOT_FOUND);
     let r = t.send(get("/v1/jobs/NOT-AN-ID")).await;
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("id")));
+    // Forgotten: gone from the list, its documents stay.
+    assert_eq!(t.send(delete(&format!("/v1/jobs/{id}"))).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.send(get(&format!("/v1/jobs/{id}"))).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.send(get("/v1/count")).await.json()["count"], 119);
     workers.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     t.cleanup().await;

@@ -166,6 +166,10 @@ pub(super) async fn run(store: &VectorStore, out: &mut impl Write, c: JobsComman
                 false => print_status(out, &s)?,
             }
         }
+        JobsCommand::Forget { id } => {
+            let n = jobs.forget(&id).await?;
+            writeln!(out, "forgot job {id} and its {n} chunk checkpoint(s)")?;
+        }
         JobsCommand::Cancel { id, json } => {
             let s = jobs.cancel(&id).await?;
             match json {

@@ -483,6 +483,20 @@ impl Jobs {
         self.status(id).await
     }
 
+    /// Forgets a finished (done or cancelled) job: its status, and the checkpoints its chunks
+    /// recorded in the store (see [`VectorStore::batch_once`]); the documents stay. A job still
+    /// running is an [`Error::Conflict`] (cancel it first). Finished jobs are otherwise kept for
+    /// their retention (Redis), their checkpoints until forgotten.
+    pub async fn forget(&self, id: &str) -> Result<u64> {
+        let status = self.status(id).await?;
+        if !status.is_finished() {
+            return Err(Error::Conflict { reason: format!("job {id} is {}: cancel it first", status.state) });
+        }
+        let checkpoints = self.inner.store.forget_checkpoints(&format!("job:{id}:")).await?;
+        self.inner.queue.delete(id).await?;
+        Ok(checkpoints)
+    }
+
     /// Polls a job's status until it is finished or `timeout` passes (then its status as it is).
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<JobStatus> {
         let deadline = tokio::time::Instant::now() + timeout;

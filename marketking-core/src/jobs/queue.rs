@@ -65,6 +65,8 @@ pub(crate) trait Queue: Send + Sync + Debug {
     async fn finish(&self, task: &Task, result: Option<&str>, now: &str, retention: Duration) -> Result<()>;
     /// Keeps the job's record for `ttl`, then forgets it.
     async fn expire(&self, job: &str, ttl: Duration) -> Result<()>;
+    /// Deletes the job's record and results (a finished job: no input or task is left).
+    async fn delete(&self, job: &str) -> Result<()>;
     /// `redis` or `in-process`.
     fn kind(&self) -> &'static str;
 }
@@ -234,6 +236,14 @@ impl Queue for MemoryQueue {
 
     async fn expire(&self, _job: &str, _ttl: Duration) -> Result<()> {
         // In process: jobs live as long as the process.
+        Ok(())
+    }
+
+    async fn delete(&self, job: &str) -> Result<()> {
+        let mut s = self.state();
+        s.records.remove(job);
+        s.results.remove(job);
+        s.order.retain(|(_, id)| id != job);
         Ok(())
     }
 

@@ -308,6 +308,11 @@ impl Queue for RedisQueue {
         self.run::<Value>(redis::cmd("EXPIRE").arg(self.results_key(job)).arg(secs)).await.map(drop)
     }
 
+    async fn delete(&self, job: &str) -> Result<()> {
+        self.run::<Value>(redis::cmd("DEL").arg(self.record_key(job)).arg(self.results_key(job))).await?;
+        self.run::<Value>(redis::cmd("ZREM").arg(self.index_key()).arg(job)).await.map(drop)
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
     }

@@ -99,6 +99,17 @@ async fn import_job_in_process_reports_every_line(kind: Kind) {
     assert_eq!(store.get_by_key("p-k").await.unwrap().content, "version 41");
     assert!(s.elapsed_ms.is_some() && s.lines_per_second.is_some() && s.eta_ms.is_none(), "{s:?}");
     assert_eq!(jobs.list(10).await.unwrap().first().map(|j| j.id.clone()), Some(s.id.clone()));
+    // A job still queued cannot be forgotten (its chunks may still run).
+    let mut pending = jobs.import(ImportJobOptions::default()).await.unwrap();
+    pending.push(b"{\"title\":\"a\",\"content\":\"b\"}").await.unwrap();
+    let e = jobs.forget(pending.id()).await.unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e}");
+    drop(pending);
+
+    // A finished job is forgotten with its chunks' checkpoints (11 of them); the documents stay.
+    assert_eq!(jobs.forget(&s.id).await.unwrap(), 11);
+    assert!(matches!(jobs.status(&s.id).await, Err(Error::JobNotFound { .. })));
+    assert_eq!(store.count(&Filter::everything()).await.unwrap(), 1046);
 
     // Unknown and malformed ids.
     assert!(matches!(jobs.status("0123abcd").await, Err(Error::JobNotFound { .. })));

@@ -456,6 +456,7 @@ pub struct JobImportParams {
     #[param(minimum = 1, maximum = 10000)]
     pub chunk_lines: Option<usize>,
     /// A name to show in listings (default: the file name, or `upload`).
+    #[param(max_length = 255)]
     pub name: Option<String>,
     /// Import this server-side file instead of the body: a path relative to the directory the
     /// service allows (`MARKETKING_IMPORT_DIR`); the body must then be empty.

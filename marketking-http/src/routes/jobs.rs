@@ -116,7 +116,7 @@ pub async fn list(State(s): State<AppState>, ApiQuery(p): ApiQuery<JobListParams
 /// One job's status and report: state, lines done / failed / total, per-line errors, timings,
 /// pauses.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "jobs_get",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, description = "Job id (lowercase hex)", pattern = "^[0-9a-f]{1,40}$")),
     responses((status = 200, description = "The job's status", body = JobStatus),
               (status = 404, description = "No such job (or past its retention)", body = ErrorBody),
               (status = 503, description = "The job queue (Redis) cannot be reached: jobs are paused until it is back", body = ErrorBody)),
@@ -127,10 +127,23 @@ pub async fn get(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> Res
 
 /// Cancels a job: chunks not started are not written (those done stay).
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", operation_id = "jobs_cancel",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, description = "Job id (lowercase hex)", pattern = "^[0-9a-f]{1,40}$")),
     responses((status = 200, description = "The job's status", body = JobStatus),
               (status = 404, description = "No such job", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn cancel(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<JobStatus>, AppError> {
     Ok(Json(s.jobs.cancel(&id).await?))
+}
+
+/// Forgets a finished (done or cancelled) job: its status and its chunks' checkpoints in the
+/// store (a chunk of it run again would then be written again); the documents stay.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", operation_id = "jobs_forget",
+    params(("id" = String, Path, description = "Job id (lowercase hex)", pattern = "^[0-9a-f]{1,40}$")),
+    responses((status = 204, description = "Forgotten"),
+              (status = 404, description = "No such job", body = ErrorBody),
+              (status = 409, description = "The job is not finished: cancel it first", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn forget(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, AppError> {
+    s.jobs.forget(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

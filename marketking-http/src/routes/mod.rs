@@ -29,7 +29,7 @@ pub mod transfer;
         documents::delete_by_filter, transfer::export, transfer::import,
         search::search, search::search_get, search::search_ids, search::similar, admin::explain, system::stats,
         admin::create_index, admin::drop_index, admin::rebuild_index, admin::tune, admin::clear_tuning, admin::analyze,
-        jobs::import, jobs::list, jobs::get, jobs::cancel,
+        jobs::import, jobs::list, jobs::get, jobs::cancel, jobs::forget,
         system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -99,7 +99,7 @@ pub(crate) fn v1(state: &AppState) -> Router<AppState> {
         .route("/analyze", post(admin::analyze))
         .route("/stats", get(system::stats))
         .route("/jobs", get(jobs::list))
-        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}", get(jobs::get).delete(jobs::forget))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(from_fn_with_state(state.clone(), crate::auth::guard))
