@@ -251,9 +251,11 @@ impl Queue for RedisQueue {
         let claimed = match self.run::<StreamAutoClaimReply>(&claim).await {
             Ok(reply) => reply.claimed,
             Err(e) if e.to_string().contains("NOGROUP") => {
-                // A new stream, or a Redis that lost its data: the group is made again.
-                self.ensure_group().await?;
-                Vec::new()
+                // No job was ever queued for this store (or the Redis lost its data): nothing to
+                // take. The stream and its group are made by the first `push`, so an idle
+                // worker leaves no key behind.
+                tokio::time::sleep(Duration::from_millis(BLOCK_MS)).await;
+                return Ok(None);
             }
             Err(e) => return Err(e),
         };
