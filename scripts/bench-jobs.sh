@@ -53,6 +53,14 @@ with open(f"{out}/job.jsonl", "w") as f:
         f.write(json.dumps({"title": d["title"][:255], "content": d["content"], "key": f"job-{i}"}) + "\n")
 PY
 
+cat > "$TMP/report.py" <<'PY'
+import json, sys
+s = json.load(sys.stdin)
+rate = s.get("lines_per_second") or 0
+print("job report: state {}, total {}, done {}, failed {}, created {}, chunks {}/{}, taken over {}, "
+      "elapsed {:.1f} s, {:.1f} lines/s".format(s["state"], s["total"], s["done"], s["failed"], s["created"],
+      s["chunks_done"], s["chunks"], s["chunks_taken_over"], (s.get("elapsed_ms") or 0) / 1000, rate))
+PY
 status() { "$MK" --table "$SCHEMA.kill" jobs show "$1" --json; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 
@@ -70,11 +78,7 @@ echo "worker 1 SIGKILLed after $(status "$ID" | field chunks_done) of $(status "
 until [ "$(status "$ID" | field state)" = done ]; do sleep 0.5; done
 end=$(date +%s.%N)
 kill -TERM "$W2"; wait "$W2" || true
-status "$ID" | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-print(f"job report: total {s[\"total\"]}, done {s[\"done\"]}, failed {s[\"failed\"]}, created {s[\"created\"]}, "
-      f"chunks {s[\"chunks_done\"]}/{s[\"chunks\"]}, taken over {s[\"chunks_taken_over\"]}, elapsed {s[\"elapsed_ms\"]/1000:.1f} s")'
+status "$ID" | python3 "$TMP/report.py"
 psql "$DATABASE_URL" -Atc "SELECT 'table: ' || count(*) || ' rows, ' || count(DISTINCT title) || ' distinct titles' FROM $SCHEMA.kill"
 python3 -c "import sys; a,b,c,d=map(float,sys.argv[1:]); print(f'queued in {b-a:.1f} s; kill at {c-a:.1f} s; done at {d-a:.1f} s')" "$start" "$queued" "$killed" "$end"
 unset MARKETKING_EMBEDDER MARKETKING_JOB_CLAIM_AFTER_MS
@@ -94,9 +98,6 @@ sleep 2
 echo "-- during the background import (job $JOB)"
 before=$(curl -fsS "http://127.0.0.1:$PORT/v1/jobs/$JOB" | field done)
 wrk -t1 -c4 -d"${DURATION}s" --latency -s benches/load/search.lua "http://127.0.0.1:$PORT" | grep -E "50%|90%|99%|Requests/sec"
-curl -fsS "http://127.0.0.1:$PORT/v1/jobs/$JOB" | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-print(f"job during the window: state {s[\"state\"]}, {s[\"done\"]} of {s[\"total\"]} done, {s.get(\"lines_per_second\") or 0:.1f} lines/s")'
+curl -fsS "http://127.0.0.1:$PORT/v1/jobs/$JOB" | python3 "$TMP/report.py"
 echo "(documents done before the window: $before)"
 curl -fsS -X POST "http://127.0.0.1:$PORT/v1/jobs/$JOB/cancel" | field state
