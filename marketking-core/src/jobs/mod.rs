@@ -205,6 +205,9 @@ pub struct JobStatus {
     pub last_pause: Option<String>,
     /// Chunks a worker took over from another that stopped answering.
     pub chunks_taken_over: u64,
+    /// Why a cancelled job was cancelled (on request, or its upload ended before its input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl JobStatus {
@@ -408,6 +411,7 @@ impl Jobs {
         self.inner.queue.index(&id, now.timestamp_millis()).await?;
         Ok(ImportUpload {
             jobs: self.clone(),
+            finished: false,
             id,
             chunk_lines: options.chunk_lines,
             buf: Vec::new(),
@@ -477,7 +481,7 @@ impl Jobs {
             return Ok(status);
         }
         let now = Utc::now().to_rfc3339();
-        self.inner.queue.set(id, &[("state", "cancelled".into())]).await?;
+        self.inner.queue.set(id, &[("state", "cancelled".into()), ("reason", "cancelled on request".into())]).await?;
         self.inner.queue.set_new(id, "finished_at", &now).await?;
         self.inner.queue.expire(id, self.inner.retention).await?;
         self.status(id).await
@@ -525,6 +529,8 @@ impl Jobs {
 #[derive(Debug)]
 pub struct ImportUpload {
     jobs: Jobs,
+    /// Set by `finish`: an upload dropped before it is cancelled, its input deleted.
+    finished: bool,
     id: String,
     chunk_lines: usize,
     /// Bytes of a line not complete yet.
@@ -611,6 +617,7 @@ impl ImportUpload {
     /// Ends the input and queues the job. An input without a line is an
     /// [`Error::InvalidInput`] (`input`) and queues nothing.
     pub async fn finish(mut self) -> Result<JobStatus> {
+        self.finished = true;
         if !self.buf.is_empty() {
             let last = std::mem::take(&mut self.buf);
             self.add_line(&last).await?;
@@ -618,7 +625,15 @@ impl ImportUpload {
         self.flush().await?;
         let q = &self.jobs.inner.queue;
         if self.tasks.is_empty() {
-            q.set(&self.id, &[("state", "cancelled".into()), ("finished_at", Utc::now().to_rfc3339())]).await?;
+            q.set(
+                &self.id,
+                &[
+                    ("state", "cancelled".into()),
+                    ("reason", "the input has no lines".into()),
+                    ("finished_at", Utc::now().to_rfc3339()),
+                ],
+            )
+            .await?;
             return Err(Error::invalid("input", "has no lines: nothing to import"));
         }
         q.set(
@@ -630,6 +645,30 @@ impl ImportUpload {
         q.expire(&self.id, Duration::from_secs(365 * 86_400)).await?;
         q.push(&self.tasks).await?;
         self.jobs.status(&self.id).await
+    }
+}
+
+impl Drop for ImportUpload {
+    /// An upload that ends before [`finish`](ImportUpload::finish) (a client that went away, an
+    /// error) queues nothing: the job is marked cancelled and the input it left is deleted.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (jobs, id, chunks) = (self.jobs.clone(), self.id.clone(), self.tasks.len() as u64);
+        runtime.spawn(async move {
+            let q = &jobs.inner.queue;
+            let now = Utc::now().to_rfc3339();
+            let reason = "the upload ended before its input did: nothing was queued".to_string();
+            let marked = q.set(&id, &[("state", "cancelled".into()), ("reason", reason), ("finished_at", now)]).await;
+            for chunk in 0..chunks {
+                let _ = q.delete_chunk(&id, chunk).await;
+            }
+            if marked.is_ok() {
+                let _ = q.expire(&id, jobs.inner.retention).await;
+            }
+        });
     }
 }
 
@@ -694,6 +733,7 @@ fn status_of<'a>(
         paused_ms: num("paused_ms"),
         last_pause: get("last_pause").map(str::to_string),
         chunks_taken_over: 0,
+        reason: get("reason").map(str::to_string),
     };
     for raw in results {
         let r: ChunkResult = serde_json::from_str(raw)

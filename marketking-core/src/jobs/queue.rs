@@ -65,6 +65,8 @@ pub(crate) trait Queue: Send + Sync + Debug {
     async fn finish(&self, task: &Task, result: Option<&str>, now: &str, retention: Duration) -> Result<()>;
     /// Keeps the job's record for `ttl`, then forgets it.
     async fn expire(&self, job: &str, ttl: Duration) -> Result<()>;
+    /// Deletes a chunk's input (an upload that did not finish).
+    async fn delete_chunk(&self, job: &str, chunk: u64) -> Result<()>;
     /// Deletes the job's record and results (a finished job: no input or task is left).
     async fn delete(&self, job: &str) -> Result<()>;
     /// `redis` or `in-process`.
@@ -236,6 +238,11 @@ impl Queue for MemoryQueue {
 
     async fn expire(&self, _job: &str, _ttl: Duration) -> Result<()> {
         // In process: jobs live as long as the process.
+        Ok(())
+    }
+
+    async fn delete_chunk(&self, job: &str, chunk: u64) -> Result<()> {
+        self.state().chunks.remove(&(job.to_string(), chunk));
         Ok(())
     }
 

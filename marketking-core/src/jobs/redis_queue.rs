@@ -310,6 +310,10 @@ impl Queue for RedisQueue {
         self.run::<Value>(redis::cmd("EXPIRE").arg(self.results_key(job)).arg(secs)).await.map(drop)
     }
 
+    async fn delete_chunk(&self, job: &str, chunk: u64) -> Result<()> {
+        self.run::<Value>(redis::cmd("DEL").arg(self.chunk_key(job, chunk))).await.map(drop)
+    }
+
     async fn delete(&self, job: &str) -> Result<()> {
         self.run::<Value>(redis::cmd("DEL").arg(self.record_key(job)).arg(self.results_key(job))).await?;
         self.run::<Value>(redis::cmd("ZREM").arg(self.index_key()).arg(job)).await.map(drop)

@@ -104,7 +104,13 @@ async fn import_job_in_process_reports_every_line(kind: Kind) {
     pending.push(b"{\"title\":\"a\",\"content\":\"b\"}").await.unwrap();
     let e = jobs.forget(pending.id()).await.unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e}");
+    // An upload dropped before `finish` (a client gone mid-body) queues nothing.
+    let abandoned = pending.id().to_string();
     drop(pending);
+    let gone =
+        until(&jobs, &abandoned, "the abandoned upload to be cancelled", |s| s.state == JobState::Cancelled).await;
+    assert!(gone.reason.as_deref().is_some_and(|r| r.contains("upload ended")), "{gone:?}");
+    assert_eq!(gone.chunks_done, 0);
 
     // A finished job is forgotten with its chunks' checkpoints (11 of them); the documents stay.
     assert_eq!(jobs.forget(&s.id).await.unwrap(), 11);
