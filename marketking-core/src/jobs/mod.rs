@@ -636,6 +636,14 @@ impl ImportUpload {
             .await?;
             return Err(Error::invalid("input", "has no lines: nothing to import"));
         }
+        // Cancelled while its input was arriving (its id is listed from the start): it stays
+        // cancelled and its input goes.
+        if q.record(&self.id).await?.get("state").is_some_and(|s| s == "cancelled") {
+            for chunk in 0..self.tasks.len() as u64 {
+                q.delete_chunk(&self.id, chunk).await?;
+            }
+            return Err(Error::Conflict { reason: format!("job {} was cancelled during its upload", self.id) });
+        }
         q.set(
             &self.id,
             &[("state", "queued".into()), ("total", self.total.to_string()), ("chunks", self.tasks.len().to_string())],

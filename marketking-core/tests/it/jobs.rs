@@ -120,6 +120,14 @@ async fn import_job_in_process_reports_every_line(kind: Kind) {
     // Unknown and malformed ids.
     assert!(matches!(jobs.status("0123abcd").await, Err(Error::JobNotFound { .. })));
     assert!(matches!(jobs.status("../x").await, Err(Error::InvalidInput { ref field, .. }) if field == "id"));
+    // A job cancelled while its input arrives stays cancelled: its upload's finish is refused.
+    let mut racing = jobs.import(ImportJobOptions { chunk_lines: 1, ..Default::default() }).await.unwrap();
+    racing.push(b"{\"title\":\"a\",\"content\":\"b\"}\n").await.unwrap();
+    let racing_id = racing.id().to_string();
+    assert_eq!(jobs.cancel(&racing_id).await.unwrap().state, JobState::Cancelled);
+    assert!(matches!(racing.finish().await, Err(Error::Conflict { .. })));
+    assert_eq!(jobs.status(&racing_id).await.unwrap().state, JobState::Cancelled);
+
     // An empty input queues nothing.
     let mut empty = jobs.import(ImportJobOptions::default()).await.unwrap();
     empty.push(b"\n  \n").await.unwrap();
