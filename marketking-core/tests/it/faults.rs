@@ -233,14 +233,14 @@ async fn terminated_backends_cost_no_failed_read() {
 
 /// A TCP proxy to PostgreSQL that the test can take down (existing connections cut, new ones
 /// refused) and bring back on the same port: a server outage without touching the shared one.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Proxy {
-    async fn start(port: u16, target: (String, u16)) -> Proxy {
+    pub(crate) async fn start(port: u16, target: (String, u16)) -> Proxy {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -265,7 +265,7 @@ impl Proxy {
         Proxy { port, stop: Some(stop), task: Some(task) }
     }
 
-    async fn down(&mut self) {
+    pub(crate) async fn down(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -275,16 +275,15 @@ impl Proxy {
     }
 }
 
-#[tokio::test]
-async fn an_unreachable_server_is_unavailable_at_once_and_recovery_is_immediate() {
-    let t = PgTable::new();
+/// The shared PostgreSQL's address, a proxy started in front of it, and the URL through it.
+pub(crate) async fn proxied_database() -> ((String, u16), Proxy, String) {
     let base: tokio_postgres::Config = database_url().parse().unwrap();
     let host = match base.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         other => panic!("this test proxies a TCP server, not {other:?}"),
     };
     let target = (host, base.get_ports().first().copied().unwrap_or(5432));
-    let mut proxy = Proxy::start(0, target.clone()).await;
+    let proxy = Proxy::start(0, target.clone()).await;
     let password = base.get_password().map(|p| format!(":{}", String::from_utf8_lossy(p))).unwrap_or_default();
     let url = format!(
         "postgres://{}{password}@127.0.0.1:{}/{}",
@@ -292,6 +291,13 @@ async fn an_unreachable_server_is_unavailable_at_once_and_recovery_is_immediate(
         proxy.port,
         base.get_dbname().unwrap_or("postgres")
     );
+    (target, proxy, url)
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_at_once_and_recovery_is_immediate() {
+    let t = PgTable::new();
+    let (target, mut proxy, url) = proxied_database().await;
     let store = VectorStore::builder()
         .database_url(url)
         .table(&t.table)

@@ -8,6 +8,7 @@ use marketking_core::jobs::{ImportJobOptions, JobState, JobStatus, Jobs};
 use marketking_core::{BatchOnce, Error, Filter, NewDocument, NoCache};
 
 use crate::common::{redis_url, unique, Fixture, Kind, PgTable, TestEmbedder};
+use crate::faults::Proxy;
 
 crate::conformance!(batch_once_writes_each_checkpoint_once, import_job_in_process_reports_every_line,);
 
@@ -274,5 +275,42 @@ async fn redis_stopped_during_a_job_pauses_it_and_nothing_is_lost() {
     assert!(s.last_pause.as_deref().is_some_and(|p| p.contains("job queue")), "{s:?}");
     assert!(s.paused.is_none(), "{s:?}");
     assert_eq!(store.count(&Filter::everything()).await.unwrap(), 996);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_job_waits_out_a_database_outage_and_says_so() {
+    let t = PgTable::new();
+    let (target, mut proxy, url) = crate::faults::proxied_database().await;
+    let store = marketking_core::VectorStore::builder()
+        .database_url(url)
+        .table(&t.table)
+        .pool_size(2)
+        .embedder(TestEmbedder::new(16).batch_size(20).slow(Duration::from_millis(50)))
+        .cache(NoCache)
+        .build()
+        .await
+        .unwrap();
+    let jobs = Jobs::in_process(store.clone());
+    let mut upload = jobs.import(ImportJobOptions { chunk_lines: 20, ..Default::default() }).await.unwrap();
+    upload.push(jsonl(400, "o").as_bytes()).await.unwrap();
+    let job = upload.finish().await.unwrap();
+    let workers = jobs.spawn_workers(1);
+    until(&jobs, &job.id, "two chunks done", |s| s.chunks_done >= 2).await;
+
+    proxy.down().await;
+    let waiting = until(&jobs, &job.id, "the job to say it waits", |s| s.paused.is_some()).await;
+    assert!(waiting.paused.as_deref().is_some_and(|p| p.contains("storage unavailable")), "{waiting:?}");
+    assert_eq!(waiting.state, JobState::Running);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _proxy = Proxy::start(proxy.port, target).await;
+
+    let s = jobs.wait(&job.id, Duration::from_secs(60)).await.unwrap();
+    workers.stop().await;
+    assert_eq!(s.state, JobState::Done, "{s:?}");
+    assert_eq!((s.total, s.done, s.failed), (399, 397, 2), "{s:?}");
+    assert!(s.paused.is_none() && s.pauses >= 1 && s.paused_ms >= 500, "{s:?}");
+    assert_eq!(store.count(&Filter::everything()).await.unwrap(), 396);
+    drop(store);
     t.cleanup().await;
 }
