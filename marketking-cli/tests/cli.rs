@@ -1241,8 +1241,8 @@ mod jobs {
         eprintln!("chunks taken over from the killed worker: {}", status["chunks_taken_over"]);
 
         // People's views of it.
-        let mut c = store.cmd(&["jobs", "list"]);
-        c.env("REDIS_URL", redis_url());
+        // `--redis-url` counts like REDIS_URL.
+        let mut c = store.cmd(&["--redis-url", &redis_url(), "jobs", "list"]);
         let list = ok(&run(c, None));
         assert!(list.lines().next().unwrap().starts_with(&format!("{id}  done")), "{list}");
         let mut c = store.cmd(&["jobs", "show", &id]);

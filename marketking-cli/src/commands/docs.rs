@@ -37,9 +37,10 @@ pub(super) async fn import(
     out: &mut impl Write,
     a: ImportArgs,
     quiet: bool,
+    redis_url: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     if a.background {
-        return super::jobs::import_background(store, out, &a, quiet).await;
+        return super::jobs::import_background(store, out, &a, quiet, redis_url).await;
     }
     if !quiet {
         // stderr, like the progress bar: stdout keeps the summary only.

@@ -14,8 +14,16 @@ use crate::output::print_json;
 
 /// The store's jobs on the configured queue; a queue that only this process would see is
 /// refused (its jobs would end with the command).
-fn shared_jobs(store: &VectorStore) -> anyhow::Result<Jobs> {
-    let jobs = Jobs::builder(store.clone()).from_env()?.build()?;
+fn shared_jobs(store: &VectorStore, redis_url: Option<&str>) -> anyhow::Result<Jobs> {
+    let mut builder = Jobs::builder(store.clone()).from_env()?;
+    // `--redis-url` (or the config file's) counts like REDIS_URL: jobs go to its database 2,
+    // unless MARKETKING_QUEUE_URL names the queue.
+    if std::env::var_os("MARKETKING_QUEUE_URL").is_none() {
+        if let Some(url) = redis_url {
+            builder = builder.queue_beside_cache(url)?;
+        }
+    }
+    let jobs = builder.build()?;
     if jobs.queue_kind() == "in-process" {
         bail!(
             "background jobs need a job queue shared between processes: set REDIS_URL (jobs go to its \
@@ -30,11 +38,12 @@ pub(super) async fn import_background(
     out: &mut impl Write,
     a: &ImportArgs,
     quiet: bool,
+    redis_url: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     if crate::import::detect_format(&a.file, a.format) == Format::Csv {
         bail!("background imports take JSONL; import CSV without --background");
     }
-    let jobs = shared_jobs(store)?;
+    let jobs = shared_jobs(store, redis_url)?;
     let options = ImportJobOptions {
         keep_ids: a.keep_ids,
         chunk_lines: a.chunk_lines.map_or(marketking_core::jobs::DEFAULT_CHUNK_LINES, |n| n as usize),
@@ -90,8 +99,9 @@ pub(super) async fn worker(
     out: &mut impl Write,
     a: WorkerArgs,
     quiet: bool,
+    redis_url: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let jobs = shared_jobs(store)?;
+    let jobs = shared_jobs(store, redis_url)?;
     let workers = jobs.spawn_workers(a.concurrency as usize);
     if !quiet {
         eprintln!(
@@ -132,8 +142,13 @@ async fn shutdown_signal() {
     }
 }
 
-pub(super) async fn run(store: &VectorStore, out: &mut impl Write, c: JobsCommand) -> anyhow::Result<ExitCode> {
-    let jobs = shared_jobs(store)?;
+pub(super) async fn run(
+    store: &VectorStore,
+    out: &mut impl Write,
+    c: JobsCommand,
+    redis_url: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let jobs = shared_jobs(store, redis_url)?;
     match c {
         JobsCommand::List { limit, json } => {
             let list = jobs.list(limit as usize).await?;

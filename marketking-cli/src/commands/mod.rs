@@ -59,7 +59,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(match command {
             Command::Demo => demo::run(&store, &mut out, global.quiet).await?,
             Command::Create(a) => docs::create(&store, &mut out, a).await?,
-            Command::Import(a) => docs::import(&store, &mut out, a, global.quiet).await?,
+            Command::Import(a) => docs::import(&store, &mut out, a, global.quiet, global.redis_url.as_deref()).await?,
             Command::Export(a) => export::run(&store, &mut out, a, global.quiet).await?,
             Command::Search(a) => search::search(&store, &mut out, a).await?,
             Command::Similar(a) => search::similar(&store, &mut out, a).await?,
@@ -74,8 +74,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Migrate => admin::migrate(&store, &mut out).await?,
             Command::Analyze => admin::analyze(&store, &mut out, global.quiet).await?,
             Command::Ping => admin::ping(&store, &mut out).await?,
-            Command::Worker(a) => jobs::worker(&store, &mut out, a, global.quiet).await?,
-            Command::Jobs(c) => jobs::run(&store, &mut out, c).await?,
+            Command::Worker(a) => jobs::worker(&store, &mut out, a, global.quiet, global.redis_url.as_deref()).await?,
+            Command::Jobs(c) => jobs::run(&store, &mut out, c, global.redis_url.as_deref()).await?,
             Command::Completions { .. } | Command::Model(_) => unreachable!("handled above"),
         })
     }

@@ -282,6 +282,13 @@ impl JobsBuilder {
         Ok(self)
     }
 
+    /// Jobs in database 2 (the design's queue database) of the Redis server `cache_url` names
+    /// (the cache's URL, whatever its database). A cluster URL is an [`Error::Config`].
+    pub fn queue_beside_cache(mut self, cache_url: &str) -> Result<Self> {
+        self.queue_url = Some(queue_database(cache_url)?);
+        Ok(self)
+    }
+
     /// Jobs in this Redis server and database (`redis://host:port/db`).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.queue_url = Some(url.into());
