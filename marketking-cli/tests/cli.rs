@@ -1242,7 +1242,7 @@ mod jobs {
 
         // People's views of it.
         // `--redis-url` counts like REDIS_URL.
-        let mut c = store.cmd(&["--redis-url", &redis_url(), "jobs", "list"]);
+        let c = store.cmd(&["--redis-url", &redis_url(), "jobs", "list"]);
         let list = ok(&run(c, None));
         assert!(list.lines().next().unwrap().starts_with(&format!("{id}  done")), "{list}");
         let mut c = store.cmd(&["jobs", "show", &id]);
