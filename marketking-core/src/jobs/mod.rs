@@ -270,6 +270,15 @@ impl JobsBuilder {
         self.queue_url = match (var("MARKETKING_QUEUE_URL"), var("REDIS_URL")) {
             (Some(q), _) if q == "in-process" => None,
             (Some(q), _) => Some(q),
+            (None, Some(r)) if is_cluster(&r) => {
+                // A cluster cache keeps working as it did: jobs stay in this process until a
+                // queue server is named.
+                tracing::warn!(
+                    "REDIS_URL names a Redis Cluster and jobs need one Redis server: background jobs run in \
+                     this process; set MARKETKING_QUEUE_URL to share them"
+                );
+                None
+            }
             (None, Some(r)) => Some(queue_database(&r)?),
             (None, None) => None,
         };
@@ -334,6 +343,11 @@ impl JobsBuilder {
     }
 }
 
+/// A Redis Cluster URL (several nodes, or the `+cluster` scheme).
+fn is_cluster(url: &str) -> bool {
+    url.contains(',') || url.contains("+cluster://")
+}
+
 /// Without the `redis` feature, any queue URL is refused by [`JobsBuilder::build`].
 #[cfg(not(feature = "redis"))]
 fn queue_database(url: &str) -> Result<String> {
@@ -343,7 +357,7 @@ fn queue_database(url: &str) -> Result<String> {
 /// `url` with database 2 (the queue database of the design).
 #[cfg(feature = "redis")]
 fn queue_database(url: &str) -> Result<String> {
-    if url.contains(',') || url.contains("+cluster://") {
+    if is_cluster(url) {
         return Err(Error::config(
             "MARKETKING_QUEUE_URL",
             "is needed: REDIS_URL names a Redis Cluster, and jobs run on one Redis server",
