@@ -1062,7 +1062,12 @@ async fn background_import_job_is_queued_run_and_reported() {
 
     // Typed errors.
     let r = t.send(raw("POST", "/v1/jobs/import?path=../etc/passwd", None, "")).await;
-    assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("path")));
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().starts_with("path: "));
+    let r = t.send(raw("POST", "/v1/jobs/import?path=%2Fetc%2Fpasswd", None, "")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = t.send(raw("POST", "/v1/jobs/import?path=sub/none.jsonl", None, "")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
     let r = t.send(raw("POST", "/v1/jobs/import?path=sub/docs.jsonl", None, "{\"title\":\"x\"}\n")).await;
     assert_eq!((r.status, r.json()["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("body")));
     let r = t.send(raw("POST", "/v1/jobs/import?chunk_lines=0", None, input.clone())).await;

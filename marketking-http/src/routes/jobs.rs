@@ -24,8 +24,10 @@ use crate::AppState;
                  description = "JSONL: one document per line (empty with `path`)",
                  example = json!("{\"title\":\"Trail shoes\",\"content\":\"Light shoes for rocky paths\",\"key\":\"sku-1\"}\n")),
     responses((status = 202, description = "Queued: the job's status", body = JobStatus),
+              (status = 403, description = "`path` given while server-side imports are off, or leaving the import directory", body = ErrorBody),
+              (status = 404, description = "`path` names no file in the import directory", body = ErrorBody),
               (status = 409, description = "`keep_ids` into a store that holds documents", body = ErrorBody),
-              (status = 422, description = "Bad options, an empty input, or a path the service does not allow", body = ErrorBody),
+              (status = 422, description = "Bad options, an empty input, or a body besides `path`", body = ErrorBody),
               (status = 503, description = "The job queue (Redis) cannot be reached", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn import(
@@ -72,29 +74,41 @@ pub async fn import(
     Ok(resp)
 }
 
-/// The file `path` names under the allowed directory; anything outside it (`..`, links out,
-/// absolute paths) is refused.
+/// The file `path` names under the allowed directory. Server-side imports off, or a path that
+/// leaves the directory (absolute, `..`, a link out), is 403; a path to no file in it is 404.
 fn allowed_path(s: &AppState, path: &str) -> Result<std::path::PathBuf, AppError> {
+    let forbidden = |why: &str| AppError::Rejected {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden",
+        message: format!("path: {why}"),
+    };
     let Some(dir) = &s.config.import_dir else {
-        return Err(AppError::invalid(
-            "path",
+        return Err(forbidden(
             "server-side imports are off: start the service with MARKETKING_IMPORT_DIR to allow a directory",
         ));
     };
     let root = dir.canonicalize().map_err(|e| {
         tracing::error!(error = %e, dir = %dir.display(), "the import directory cannot be read");
-        AppError::invalid("path", "the service's import directory cannot be read")
+        forbidden("the service's import directory cannot be read")
     })?;
     let wanted = std::path::Path::new(path);
     if wanted.is_absolute() {
-        return Err(AppError::invalid("path", "must be relative to the import directory"));
+        return Err(forbidden("must be relative to the import directory"));
     }
-    let file = root
-        .join(wanted)
-        .canonicalize()
-        .map_err(|_| AppError::invalid("path", &format!("{path:?} is not a file in the import directory")))?;
-    if !file.starts_with(&root) || !file.is_file() {
-        return Err(AppError::invalid("path", &format!("{path:?} is not a file in the import directory")));
+    if wanted.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(forbidden("must not leave the import directory (`..`)"));
+    }
+    let not_found = || AppError::Rejected {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("path: {path:?} is not a file in the import directory"),
+    };
+    let file = root.join(wanted).canonicalize().map_err(|_| not_found())?;
+    if !file.starts_with(&root) {
+        return Err(forbidden(&format!("{path:?} leaves the import directory")));
+    }
+    if !file.is_file() {
+        return Err(not_found());
     }
     Ok(file)
 }
